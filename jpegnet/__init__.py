@@ -1,0 +1,21 @@
+"""jpegnet: convolutional networks straight from JPEG DCT coefficients.
+
+The reader (`read_coefficients`, `read_coefficients_batch`, `JpegCoefficients`, `JpegError`) loads without
+torch; the model API (`create_model`, `list_models`, `import_weights`) imports torch on first use.
+"""
+from .codec import JpegCoefficients, JpegError, read_coefficients, read_coefficients_batch
+
+__version__ = "0.1.0"
+
+_MODEL_API = {"create_model", "list_models", "import_weights", "InputConfig", "is_model"}
+
+
+def __getattr__(name):
+    if name in _MODEL_API:
+        from . import models
+        return getattr(models, name)
+    raise AttributeError(f"module 'jpegnet' has no attribute {name!r}")
+
+
+__all__ = ["JpegCoefficients", "JpegError", "read_coefficients", "read_coefficients_batch",
+           "create_model", "list_models", "import_weights", "InputConfig", "__version__"]

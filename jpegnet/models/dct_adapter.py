@@ -1,0 +1,93 @@
+"""The generic DCT input adapter: put any backbone on JPEG DCT input by entering it at stride 8.
+
+A JPEG's Y coefficients are already a stride-8 feature map (64 channels: one per DCT frequency) and its
+4:2:0 chroma a stride-16 one (2 × 64 channels). A network built for RGB reaches stride 8 after its stem
+and first stages; the adapter drops those layers and feeds the backbone, at its stride-8 entry point, with
+a small learned stem over the coefficients, as the paper's UpSampling variant does for ResNet-50:
+
+    y (64, H/8, W/8) ─ BN ──────────────────┐
+                                            ├ concat (192) ─ 1×1 conv ─ BN ─ ReLU ─▶ backbone from stride 8
+    cbcr (128, H/16, W/16) ─ BN ─ 2× nearest ┘
+
+A backbone supports the adapter by implementing the *stride-8 entry protocol*:
+- `stride8_channels` (int): channels of the activation at its stride-8 entry point;
+- `forward_from_stride8(x)`: runs the rest of `forward_features` from that activation;
+- `drop_before_stride8()`: replaces every module used only before that point with `nn.Identity`, so the
+  DCT model neither holds nor counts their parameters.
+Its `feature_info` entries with reduction < 8 are dropped; the rest keep their names (under `backbone.`).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from .registry import InputConfig, JpegNetModel, create_model, register_model
+
+DCT_Y_CHANNELS = 64
+DCT_CBCR_CHANNELS = 128
+
+
+class DctStem(nn.Module):
+    """Coefficients → a stride-8 feature map of `out_channels` (BN on inputs, chroma upsampled, 1×1 fusion)."""
+
+    def __init__(self, out_channels: int):
+        super().__init__()
+        self.bn_y = nn.BatchNorm2d(DCT_Y_CHANNELS)
+        self.bn_cbcr = nn.BatchNorm2d(DCT_CBCR_CHANNELS)
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv = nn.Conv2d(DCT_Y_CHANNELS + DCT_CBCR_CHANNELS, out_channels, 1, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.bn_y(y), self.upsample(self.bn_cbcr(cbcr))], dim=1)
+        return self.act(self.bn(self.conv(x)))
+
+
+def supports_dct_entry(model: nn.Module) -> bool:
+    return all(hasattr(model, a) for a in ("stride8_channels", "forward_from_stride8", "drop_before_stride8"))
+
+
+class DctAdapter(JpegNetModel):
+    """A backbone entered at stride 8 from DCT coefficients: `model(y, cbcr)`."""
+
+    def __init__(self, backbone: JpegNetModel):
+        super().__init__()
+        if not supports_dct_entry(backbone):
+            raise TypeError(f"{type(backbone).__name__} does not implement the stride-8 entry protocol")
+        backbone.drop_before_stride8()
+        self.stem = DctStem(backbone.stride8_channels)
+        self.backbone = backbone
+        self.num_classes = backbone.num_classes
+        self.num_features = backbone.num_features
+        self.input_config = replace(backbone.input_config, representation="dct")
+        self.feature_info = [dict(info, module=f"backbone.{info['module']}")
+                             for info in backbone.feature_info if info["reduction"] >= 8]
+
+    def forward_features(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_from_stride8(self.stem(y, cbcr))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.backbone.forward_head(x, pre_logits=pre_logits)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.backbone.reset_classifier(num_classes)
+        self.num_classes = num_classes
+
+
+def register_dct_variant(rgb_name: str) -> None:
+    """Register `dct_<rgb_name>`: the registered RGB model `rgb_name` behind the DCT adapter."""
+
+    def builder(num_classes: int = 1000, **kwargs) -> DctAdapter:
+        return DctAdapter(create_model(rgb_name, num_classes=num_classes, **kwargs))
+
+    builder.__name__ = f"dct_{rgb_name}"
+    builder.__qualname__ = builder.__name__
+    builder.__doc__ = f"{rgb_name} on DCT input through the generic stride-8 adapter (see jpegnet.models.dct_adapter)."
+    register_model(builder)
+
+
+# InputConfig is re-exported for families that build DCT configs by hand.
+__all__ = ["DctAdapter", "DctStem", "InputConfig", "register_dct_variant", "supports_dct_entry"]
