@@ -1,6 +1,8 @@
 """Build the one C extension: the coefficient reader over libjpeg-turbo's libjpeg API."""
 import os
 
+import numpy
+
 from setuptools import Extension, setup
 
 extra_compile_args = ["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
@@ -15,6 +17,7 @@ setup(
         Extension(
             "jpegnet.codec._reader",
             sources=["jpegnet/codec/_reader.c"],
+            include_dirs=[numpy.get_include()],
             libraries=["jpeg", "pthread"],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,

@@ -1,0 +1,720 @@
+/*
+ * jpegnet's JPEG coefficient reader: entropy decoding only, over libjpeg-turbo's libjpeg API.
+ *
+ * A file is read as far as its quantized DCT coefficients (jpeg_read_header + jpeg_read_coefficients):
+ * no IDCT, no colour conversion, no upsampling. The blocks of each component are copied out into one
+ * contiguous int16 array of shape (blocks_h, blocks_w, 64), natural (row-major) order inside a block,
+ * with an optional block-aligned crop and a horizontal flip applied during that copy.
+ *
+ * The decode core (decode_one) touches no Python object, so it runs with the GIL released, on the
+ * caller's thread or on the batch call's own pthreads. Errors never exit(): libjpeg's error_exit is
+ * replaced by a longjmp back to decode_one, which reports the formatted libjpeg message.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+#include <jpeglib.h>
+#include <jerror.h>
+
+#define MAX_PLANES 4
+#define ERR_LEN 256
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Owned buffer: a malloc'd block exposed through the buffer protocol, so numpy can wrap it without a  */
+/* copy and frees it when the last view goes away. Allocated without the GIL by the decode workers.    */
+
+typedef struct {
+    PyObject_HEAD
+    void *data;
+    Py_ssize_t size;
+    Py_ssize_t exports;
+} CoefBuffer;
+
+static void CoefBuffer_dealloc(CoefBuffer *self) {
+    free(self->data);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int CoefBuffer_getbuffer(CoefBuffer *self, Py_buffer *view, int flags) {
+    int rc = PyBuffer_FillInfo(view, (PyObject *)self, self->data, self->size, 0, flags);
+    if (rc == 0) self->exports++;
+    return rc;
+}
+
+static void CoefBuffer_releasebuffer(CoefBuffer *self, Py_buffer *view) { self->exports--; }
+
+static PyBufferProcs CoefBuffer_as_buffer = {
+    (getbufferproc)CoefBuffer_getbuffer,
+    (releasebufferproc)CoefBuffer_releasebuffer,
+};
+
+static PyTypeObject CoefBufferType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "jpegnet.codec._reader.CoefBuffer",
+    .tp_basicsize = sizeof(CoefBuffer),
+    .tp_dealloc = (destructor)CoefBuffer_dealloc,
+    .tp_as_buffer = &CoefBuffer_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Memory owned by a decoded coefficient plane.",
+};
+
+/* Takes ownership of `data` (freed on failure too). */
+static PyObject *wrap_buffer(void *data, Py_ssize_t size) {
+    CoefBuffer *buf = PyObject_New(CoefBuffer, &CoefBufferType);
+    if (buf == NULL) {
+        free(data);
+        return NULL;
+    }
+    buf->data = data;
+    buf->size = size;
+    buf->exports = 0;
+    return (PyObject *)buf;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Options and results of one decode, plain C.                                                        */
+
+typedef struct {
+    int strict;               /* libjpeg warnings (corrupt data) are errors */
+    long long max_pixels;     /* refuse larger images from the header; <= 0: no limit */
+    int crop;                 /* crop_x/y/w/h valid */
+    long crop_x, crop_y, crop_w, crop_h;
+    int hflip;
+} DecodeOptions;
+
+typedef enum { ERR_NONE = 0, ERR_JPEG, ERR_TOO_LARGE, ERR_BAD_CROP, ERR_NO_MEMORY, ERR_IO } ErrorKind;
+
+typedef struct {
+    ErrorKind error;
+    char message[ERR_LEN];
+    int width, height;              /* of the returned area (after crop / flip trim) */
+    int image_width, image_height;  /* of the whole file */
+    int colorspace;                 /* J_COLOR_SPACE */
+    int num_components;
+    int progressive, arithmetic;
+    int h_samp[MAX_PLANES], v_samp[MAX_PLANES];
+    int blocks_h[MAX_PLANES], blocks_w[MAX_PLANES];
+    int16_t *planes[MAX_PLANES];  /* malloc'd, blocks_h * blocks_w * 64 */
+    uint16_t quant[MAX_PLANES][DCTSIZE2];
+    int num_warnings;
+    char warning[ERR_LEN];
+} DecodeResult;
+
+/* ------------------------------------------------------------------------------------------------ */
+/* libjpeg error manager: longjmp instead of exit(), warnings recorded or promoted to errors.         */
+
+typedef struct {
+    struct jpeg_error_mgr pub;
+    jmp_buf jump;
+    int strict;
+    DecodeResult *result;
+} ErrorManager;
+
+static void on_error_exit(j_common_ptr cinfo) {
+    ErrorManager *err = (ErrorManager *)cinfo->err;
+    (*cinfo->err->format_message)(cinfo, err->result->message);
+    err->result->error = ERR_JPEG;
+    longjmp(err->jump, 1);
+}
+
+static void on_emit_message(j_common_ptr cinfo, int msg_level) {
+    ErrorManager *err = (ErrorManager *)cinfo->err;
+    if (msg_level >= 0) return; /* trace messages */
+    /* msg_level -1: a warning, which libjpeg raises for corrupt or truncated entropy data. */
+    DecodeResult *res = err->result;
+    if (err->strict) {
+        (*cinfo->err->format_message)(cinfo, res->message);
+        res->error = ERR_JPEG;
+        longjmp(err->jump, 1);
+    }
+    if (res->num_warnings == 0) (*cinfo->err->format_message)(cinfo, res->warning);
+    res->num_warnings++;
+}
+
+static void on_output_message(j_common_ptr cinfo) { /* never print to stderr */ }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Copy-out with crop and flip.                                                                       */
+
+/* Horizontal mirror of one 8x8 block in the DCT domain: basis function u of column frequency is
+ * symmetric for even u and antisymmetric for odd u, so mirroring negates odd column frequencies. */
+static inline void copy_block_mirrored(int16_t *dst, const JCOEF *src) {
+    for (int r = 0; r < DCTSIZE; r++) {
+        const JCOEF *s = src + r * DCTSIZE;
+        int16_t *d = dst + r * DCTSIZE;
+        d[0] = s[0]; d[1] = (int16_t)-s[1]; d[2] = s[2]; d[3] = (int16_t)-s[3];
+        d[4] = s[4]; d[5] = (int16_t)-s[5]; d[6] = s[6]; d[7] = (int16_t)-s[7];
+    }
+}
+
+static void release_planes(DecodeResult *res) {
+    for (int c = 0; c < MAX_PLANES; c++) {
+        free(res->planes[c]);
+        res->planes[c] = NULL;
+    }
+}
+
+/* Runs with no Python state. Returns 0 on success; on failure res->error / res->message say why. */
+static int decode_one(const unsigned char *data, size_t size, const DecodeOptions *opt, DecodeResult *res) {
+    struct jpeg_decompress_struct cinfo;
+    ErrorManager jerr;
+    /* volatile: modified between setjmp and a possible longjmp */
+    volatile int created = 0;
+
+    memset(res, 0, sizeof(*res));
+    if (size == 0) {
+        res->error = ERR_JPEG;
+        snprintf(res->message, ERR_LEN, "empty input (0 bytes)");
+        return -1;
+    }
+
+    cinfo.err = jpeg_std_error(&jerr.pub);
+    jerr.pub.error_exit = on_error_exit;
+    jerr.pub.emit_message = on_emit_message;
+    jerr.pub.output_message = on_output_message;
+    jerr.strict = opt->strict;
+    jerr.result = res;
+
+    if (setjmp(jerr.jump)) {
+        if (created) jpeg_destroy_decompress(&cinfo);
+        release_planes(res);
+        if (res->error == ERR_NONE) res->error = ERR_JPEG;
+        return -1;
+    }
+
+    jpeg_create_decompress(&cinfo);
+    created = 1;
+    jpeg_mem_src(&cinfo, data, (unsigned long)size);
+    jpeg_read_header(&cinfo, TRUE);
+
+    res->image_width = (int)cinfo.image_width;
+    res->image_height = (int)cinfo.image_height;
+    res->colorspace = (int)cinfo.jpeg_color_space;
+    res->num_components = cinfo.num_components;
+    res->progressive = cinfo.progressive_mode ? 1 : 0;
+    res->arithmetic = cinfo.arith_code ? 1 : 0;
+
+    /* Refuse decompression bombs from the header, before any coefficient memory is allocated. */
+    long long pixels = (long long)cinfo.image_width * (long long)cinfo.image_height;
+    if (opt->max_pixels > 0 && pixels > opt->max_pixels) {
+        res->error = ERR_TOO_LARGE;
+        snprintf(res->message, ERR_LEN, "image is %ux%u = %lld pixels, above max_pixels=%lld",
+                 cinfo.image_width, cinfo.image_height, pixels, opt->max_pixels);
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
+    if (cinfo.num_components < 1 || cinfo.num_components > MAX_PLANES) {
+        res->error = ERR_JPEG;
+        snprintf(res->message, ERR_LEN, "unsupported number of components: %d", cinfo.num_components);
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
+
+    int max_h = cinfo.max_h_samp_factor, max_v = cinfo.max_v_samp_factor;
+    int mcu_w = DCTSIZE * max_h, mcu_h = DCTSIZE * max_v;
+
+    /* The area to return, in image pixels: [x0, x0 + w) x [y0, y0 + h). */
+    long x0 = 0, y0 = 0, w = (long)cinfo.image_width, h = (long)cinfo.image_height;
+    if (opt->crop) {
+        x0 = opt->crop_x; y0 = opt->crop_y; w = opt->crop_w; h = opt->crop_h;
+        if (x0 < 0 || y0 < 0 || w <= 0 || h <= 0 || x0 + w > (long)cinfo.image_width ||
+            y0 + h > (long)cinfo.image_height) {
+            res->error = ERR_BAD_CROP;
+            snprintf(res->message, ERR_LEN, "crop (x=%ld, y=%ld, w=%ld, h=%ld) is outside the %ux%u image",
+                     x0, y0, w, h, cinfo.image_width, cinfo.image_height);
+            jpeg_destroy_decompress(&cinfo);
+            return -1;
+        }
+        /* Block-aligned for every component: the origin on the MCU grid, the size a whole number of
+         * MCUs unless the crop reaches the image's right / bottom edge. */
+        int x_ok = x0 % mcu_w == 0 && (w % mcu_w == 0 || x0 + w == (long)cinfo.image_width);
+        int y_ok = y0 % mcu_h == 0 && (h % mcu_h == 0 || y0 + h == (long)cinfo.image_height);
+        if (!x_ok || !y_ok) {
+            res->error = ERR_BAD_CROP;
+            snprintf(res->message, ERR_LEN,
+                     "crop (x=%ld, y=%ld, w=%ld, h=%ld) is not aligned to this image's %dx%d MCU grid",
+                     x0, y0, w, h, mcu_w, mcu_h);
+            jpeg_destroy_decompress(&cinfo);
+            return -1;
+        }
+    }
+    if (opt->hflip && w % mcu_w != 0) {
+        /* A partial MCU column would land on the left edge misaligned: trim it, as jpegtran -flip -trim. */
+        w -= w % mcu_w;
+        if (w == 0) {
+            res->error = ERR_BAD_CROP;
+            snprintf(res->message, ERR_LEN, "hflip needs at least one whole %d-pixel MCU column; the area is "
+                     "narrower", mcu_w);
+            jpeg_destroy_decompress(&cinfo);
+            return -1;
+        }
+    }
+    res->width = (int)w;
+    res->height = (int)h;
+
+    jvirt_barray_ptr *coefs = jpeg_read_coefficients(&cinfo);
+
+    for (int c = 0; c < cinfo.num_components; c++) {
+        jpeg_component_info *comp = &cinfo.comp_info[c];
+        res->h_samp[c] = comp->h_samp_factor;
+        res->v_samp[c] = comp->v_samp_factor;
+        /* The component's area in its own blocks. Origins are MCU aligned, so they divide exactly; sizes
+         * round up like libjpeg's width_in_blocks (no padding blocks beyond those). */
+        long bx0 = x0 * comp->h_samp_factor / max_h / DCTSIZE;
+        long by0 = y0 * comp->v_samp_factor / max_v / DCTSIZE;
+        long bw = ((w * comp->h_samp_factor + max_h - 1) / max_h + DCTSIZE - 1) / DCTSIZE;
+        long bh = ((h * comp->v_samp_factor + max_v - 1) / max_v + DCTSIZE - 1) / DCTSIZE;
+        if (bx0 + bw > (long)comp->width_in_blocks) bw = (long)comp->width_in_blocks - bx0;
+        if (by0 + bh > (long)comp->height_in_blocks) bh = (long)comp->height_in_blocks - by0;
+        res->blocks_w[c] = (int)bw;
+        res->blocks_h[c] = (int)bh;
+
+        int16_t *plane = (int16_t *)malloc((size_t)bh * (size_t)bw * DCTSIZE2 * sizeof(int16_t) + 1);
+        if (plane == NULL) {
+            res->error = ERR_NO_MEMORY;
+            snprintf(res->message, ERR_LEN, "out of memory for %ldx%ld coefficient blocks", bh, bw);
+            jpeg_destroy_decompress(&cinfo);
+            release_planes(res);
+            return -1;
+        }
+        res->planes[c] = plane;
+
+        for (long row = 0; row < bh; row++) {
+            JBLOCKARRAY rows = (*cinfo.mem->access_virt_barray)((j_common_ptr)&cinfo, coefs[c],
+                                                                 (JDIMENSION)(by0 + row), 1, FALSE);
+            JBLOCKROW src = rows[0] + bx0;
+            int16_t *dst = plane + (size_t)row * (size_t)bw * DCTSIZE2;
+            if (!opt->hflip) {
+                memcpy(dst, src, (size_t)bw * sizeof(JBLOCK));
+            } else {
+                for (long col = 0; col < bw; col++)
+                    copy_block_mirrored(dst + (size_t)(bw - 1 - col) * DCTSIZE2, src[col]);
+            }
+        }
+
+        JQUANT_TBL *qt = comp->quant_table;
+        if (qt == NULL && comp->quant_tbl_no >= 0 && comp->quant_tbl_no < NUM_QUANT_TBLS)
+            qt = cinfo.quant_tbl_ptrs[comp->quant_tbl_no];
+        for (int k = 0; k < DCTSIZE2; k++) res->quant[c][k] = qt ? (uint16_t)qt->quantval[k] : 0;
+    }
+
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    created = 0;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Python glue.                                                                                        */
+
+static PyObject *JpegError = NULL;        /* set from Python: jpegnet.codec.errors.JpegError */
+static PyObject *JpegWarningCls = NULL;   /* set from Python: jpegnet.codec.errors.JpegWarning */
+
+static const char *colorspace_name(int cs) {
+    switch (cs) {
+    case JCS_GRAYSCALE: return "gray";
+    case JCS_YCbCr: return "ycbcr";
+    case JCS_RGB: return "rgb";
+    case JCS_CMYK: return "cmyk";
+    case JCS_YCCK: return "ycck";
+    default: return "unknown";
+    }
+}
+
+/* Builds the result tuple consumed by jpegnet/codec/reader.py, or an exception instance. Takes
+ * ownership of the planes. Never returns NULL without an exception set. */
+static PyObject *result_to_python(DecodeResult *res, PyObject *where) {
+    if (res->error != ERR_NONE) {
+        PyObject *cls = JpegError ? JpegError : PyExc_ValueError;
+        const char *kind = res->error == ERR_TOO_LARGE ? "too_large"
+                         : res->error == ERR_BAD_CROP ? "bad_crop"
+                         : res->error == ERR_NO_MEMORY ? "no_memory"
+                         : res->error == ERR_IO ? "io" : "jpeg";
+        PyObject *exc = PyObject_CallFunction(cls, "sOs", res->message, where ? where : Py_None, kind);
+        release_planes(res);
+        return exc; /* an exception instance (or NULL with the call's error set) */
+    }
+    PyObject *planes = PyTuple_New(res->num_components);
+    PyObject *quants = PyTuple_New(res->num_components);
+    PyObject *sampling = PyTuple_New(res->num_components);
+    if (!planes || !quants || !sampling) goto fail;
+    for (int c = 0; c < res->num_components; c++) {
+        Py_ssize_t nbytes = (Py_ssize_t)res->blocks_h[c] * res->blocks_w[c] * DCTSIZE2 * (Py_ssize_t)sizeof(int16_t);
+        PyObject *buf = wrap_buffer(res->planes[c], nbytes);
+        res->planes[c] = NULL; /* owned by buf now (or freed) */
+        if (!buf) goto fail;
+        /* A numpy view on the C memory: (blocks_h, blocks_w, 64) int16, the buffer object as its base. */
+        npy_intp dims[3] = {res->blocks_h[c], res->blocks_w[c], DCTSIZE2};
+        PyObject *arr = PyArray_New(&PyArray_Type, 3, dims, NPY_INT16, NULL, ((CoefBuffer *)buf)->data, 0,
+                                    NPY_ARRAY_CARRAY, NULL);
+        if (!arr) {
+            Py_DECREF(buf);
+            goto fail;
+        }
+        if (PyArray_SetBaseObject((PyArrayObject *)arr, buf) < 0) { /* steals buf */
+            Py_DECREF(arr);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(planes, c, arr);
+        npy_intp qdims[1] = {DCTSIZE2};
+        PyObject *q = PyArray_SimpleNew(1, qdims, NPY_UINT16);
+        if (!q) goto fail;
+        memcpy(PyArray_DATA((PyArrayObject *)q), res->quant[c], sizeof(res->quant[c]));
+        PyTuple_SET_ITEM(quants, c, q);
+        PyObject *s = Py_BuildValue("(ii)", res->h_samp[c], res->v_samp[c]);
+        if (!s) goto fail;
+        PyTuple_SET_ITEM(sampling, c, s);
+    }
+    PyObject *warning = res->num_warnings ? PyUnicode_FromString(res->warning) : Py_NewRef(Py_None);
+    if (!warning) goto fail;
+    return Py_BuildValue("(iisNNNiiiiN)", res->width, res->height, colorspace_name(res->colorspace), sampling,
+                         planes, quants, res->progressive, res->arithmetic, res->image_width, res->image_height,
+                         warning);
+fail:
+    release_planes(res);
+    Py_XDECREF(planes);
+    Py_XDECREF(quants);
+    Py_XDECREF(sampling);
+    return NULL;
+}
+
+static int parse_options(PyObject *crop, int strict, long long max_pixels, int hflip, DecodeOptions *opt) {
+    memset(opt, 0, sizeof(*opt));
+    opt->strict = strict;
+    opt->max_pixels = max_pixels;
+    opt->hflip = hflip;
+    if (crop != NULL && crop != Py_None) {
+        if (!PyArg_ParseTuple(crop, "llll;crop must be a tuple (x, y, width, height)", &opt->crop_x, &opt->crop_y,
+                              &opt->crop_w, &opt->crop_h))
+            return -1;
+        opt->crop = 1;
+    }
+    return 0;
+}
+
+/* decode(data, strict, max_pixels, crop, hflip, where) -> result tuple; raises JpegError. */
+static PyObject *py_decode(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    int strict, hflip;
+    long long max_pixels;
+    PyObject *crop, *where;
+    if (!PyArg_ParseTuple(args, "y*pLOpO", &view, &strict, &max_pixels, &crop, &hflip, &where)) return NULL;
+    DecodeOptions opt;
+    if (parse_options(crop, strict, max_pixels, hflip, &opt) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    DecodeResult res;
+    Py_BEGIN_ALLOW_THREADS
+    decode_one((const unsigned char *)view.buf, (size_t)view.len, &opt, &res);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    PyObject *out = result_to_python(&res, where);
+    if (out != NULL && res.error != ERR_NONE) {
+        PyErr_SetObject((PyObject *)Py_TYPE(out), out);
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Batch decode on pthreads: each item is a bytes-like object or a path (bytes, filesystem encoding).  */
+
+typedef struct {
+    Py_buffer view;     /* for in-memory items */
+    int is_path;
+    const char *path;   /* borrowed from a bytes object kept alive by the caller */
+    DecodeResult res;
+} BatchItem;
+
+typedef struct {
+    BatchItem *items;
+    Py_ssize_t count;
+    const DecodeOptions *opt;
+    volatile Py_ssize_t next; /* atomically incremented work index */
+} BatchJob;
+
+static void decode_path(const char *path, const DecodeOptions *opt, DecodeResult *res) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        memset(res, 0, sizeof(*res));
+        res->error = ERR_IO;
+        snprintf(res->message, ERR_LEN, "cannot open file: %s", strerror(errno));
+        return;
+    }
+    unsigned char *data = NULL;
+    size_t size = 0, cap = 0;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long end = ftell(f);
+        if (end > 0) cap = (size_t)end;
+        fseek(f, 0, SEEK_SET);
+    }
+    if (cap == 0) cap = 1 << 16;
+    data = (unsigned char *)malloc(cap);
+    while (data != NULL) {
+        size_t got = fread(data + size, 1, cap - size, f);
+        size += got;
+        if (size < cap) break;
+        unsigned char *bigger = (unsigned char *)realloc(data, cap * 2);
+        if (bigger == NULL) { free(data); data = NULL; break; }
+        data = bigger;
+        cap *= 2;
+    }
+    int read_error = ferror(f);
+    fclose(f);
+    if (data == NULL || read_error) {
+        free(data);
+        memset(res, 0, sizeof(*res));
+        res->error = data == NULL ? ERR_NO_MEMORY : ERR_IO;
+        snprintf(res->message, ERR_LEN, data == NULL ? "out of memory reading file" : "read error");
+        return;
+    }
+    decode_one(data, size, opt, res);
+    free(data);
+}
+
+static void *batch_worker(void *arg) {
+    BatchJob *job = (BatchJob *)arg;
+    for (;;) {
+        Py_ssize_t i = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        if (i >= job->count) break;
+        BatchItem *it = &job->items[i];
+        if (it->is_path)
+            decode_path(it->path, job->opt, &it->res);
+        else
+            decode_one((const unsigned char *)it->view.buf, (size_t)it->view.len, job->opt, &it->res);
+    }
+    return NULL;
+}
+
+/* decode_batch(items, threads, strict, max_pixels, crop, hflip, wheres) -> list of result tuples or
+ * JpegError instances (the Python side decides whether to raise). items: sequence of bytes-like objects or
+ * bytes paths; a path is read inside the worker thread. */
+static PyObject *py_decode_batch(PyObject *self, PyObject *args) {
+    PyObject *seq, *crop, *wheres, *path_flags;
+    int threads, strict, hflip;
+    long long max_pixels;
+    if (!PyArg_ParseTuple(args, "OOipLOpO", &seq, &path_flags, &threads, &strict, &max_pixels, &crop, &hflip,
+                          &wheres))
+        return NULL;
+    DecodeOptions opt;
+    if (parse_options(crop, strict, max_pixels, hflip, &opt) < 0) return NULL;
+    PyObject *fast = PySequence_Fast(seq, "items must be a sequence");
+    if (!fast) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    /* path_flags: a bytes object, one byte per item, non-zero for a path. */
+    if (!PyBytes_Check(path_flags) || PyBytes_GET_SIZE(path_flags) != n) {
+        Py_DECREF(fast);
+        PyErr_SetString(PyExc_TypeError, "path_flags must be bytes with one flag per item");
+        return NULL;
+    }
+    BatchItem *items = (BatchItem *)calloc(n > 0 ? (size_t)n : 1, sizeof(BatchItem));
+    if (!items) {
+        Py_DECREF(fast);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t acquired = 0;
+    for (; acquired < n; acquired++) {
+        PyObject *obj = PySequence_Fast_GET_ITEM(fast, acquired);
+        BatchItem *it = &items[acquired];
+        if (((const char *)PyBytes_AS_STRING(path_flags))[acquired]) {
+            it->is_path = 1;
+            it->path = PyBytes_AsString(obj);
+            if (!it->path) break;
+        } else if (PyObject_GetBuffer(obj, &it->view, PyBUF_SIMPLE) < 0) {
+            break;
+        }
+    }
+    PyObject *out = NULL;
+    if (acquired == n) {
+        BatchJob job = {items, n, &opt, 0};
+        if (threads < 1) threads = 1;
+        if (threads > n) threads = (int)(n > 0 ? n : 1);
+        Py_BEGIN_ALLOW_THREADS
+        pthread_t tids[256];
+        int started = 0;
+        for (int t = 1; t < threads && t < 256; t++) {
+            if (pthread_create(&tids[started], NULL, batch_worker, &job) == 0) started++;
+        }
+        batch_worker(&job); /* the calling thread works too */
+        for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+        Py_END_ALLOW_THREADS
+        out = PyList_New(n);
+        for (Py_ssize_t i = 0; out && i < n; i++) {
+            PyObject *where = PySequence_GetItem(wheres, i);
+            if (!where) { Py_CLEAR(out); break; }
+            PyObject *r = result_to_python(&items[i].res, where);
+            Py_DECREF(where);
+            if (!r) { Py_CLEAR(out); break; }
+            PyList_SET_ITEM(out, i, r);
+        }
+        if (!out) /* free whatever planes were not handed over */
+            for (Py_ssize_t i = 0; i < n; i++) release_planes(&items[i].res);
+    }
+    for (Py_ssize_t i = 0; i < acquired; i++)
+        if (!items[i].is_path) PyBuffer_Release(&items[i].view);
+    free(items);
+    Py_DECREF(fast);
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Benchmark reference: the bare libjpeg calls, timed in C, no copy-out, no Python per image.          */
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* bare_read_coefficients_seconds(list_of_bytes) -> total seconds for one pass of
+ * jpeg_read_header + jpeg_read_coefficients + finish over all items. */
+static PyObject *py_bare_seconds(PyObject *self, PyObject *args) {
+    PyObject *seq;
+    if (!PyArg_ParseTuple(args, "O", &seq)) return NULL;
+    PyObject *fast = PySequence_Fast(seq, "expected a sequence of bytes");
+    if (!fast) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    double total = 0.0;
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < n && !failed; i++) {
+        char *buf;
+        Py_ssize_t len;
+        if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(fast, i), &buf, &len) < 0) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+        struct jpeg_decompress_struct cinfo;
+        ErrorManager jerr;
+        DecodeResult scratch;
+        memset(&scratch, 0, sizeof(scratch));
+        cinfo.err = jpeg_std_error(&jerr.pub);
+        jerr.pub.error_exit = on_error_exit;
+        jerr.pub.emit_message = on_emit_message;
+        jerr.pub.output_message = on_output_message;
+        jerr.strict = 0;
+        jerr.result = &scratch;
+        double t0 = now_seconds();
+        if (setjmp(jerr.jump)) {
+            jpeg_destroy_decompress(&cinfo);
+            failed = 1;
+            break;
+        }
+        jpeg_create_decompress(&cinfo);
+        jpeg_mem_src(&cinfo, (const unsigned char *)buf, (unsigned long)len);
+        jpeg_read_header(&cinfo, TRUE);
+        jpeg_read_coefficients(&cinfo);
+        jpeg_finish_decompress(&cinfo);
+        jpeg_destroy_decompress(&cinfo);
+        total += now_seconds() - t0;
+    }
+    Py_DECREF(fast);
+    if (failed) {
+        PyErr_SetString(PyExc_ValueError, "bare_read_coefficients_seconds: a file failed to decode");
+        return NULL;
+    }
+    return PyFloat_FromDouble(total);
+}
+
+/* decode_pixels(data) -> (width, height, channels, bytes): libjpeg-turbo's own full decode (ISLOW IDCT,
+ * box upsampling, its colour conversion to RGB / gray / CMYK). Used by tests and benchmarks as the pixel
+ * reference; never on the DCT path. */
+static PyObject *py_decode_pixels(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    int fancy = 0;
+    if (!PyArg_ParseTuple(args, "y*|p", &view, &fancy)) return NULL;
+    struct jpeg_decompress_struct cinfo;
+    ErrorManager jerr;
+    DecodeResult scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    unsigned char *volatile pixels = NULL;
+    cinfo.err = jpeg_std_error(&jerr.pub);
+    jerr.pub.error_exit = on_error_exit;
+    jerr.pub.emit_message = on_emit_message;
+    jerr.pub.output_message = on_output_message;
+    jerr.strict = 1;
+    jerr.result = &scratch;
+    if (setjmp(jerr.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        free(pixels);
+        PyBuffer_Release(&view);
+        PyErr_Format(JpegError ? JpegError : PyExc_ValueError, "%s", scratch.message);
+        return NULL;
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, (const unsigned char *)view.buf, (unsigned long)view.len);
+    jpeg_read_header(&cinfo, TRUE);
+    if (cinfo.jpeg_color_space == JCS_YCbCr || cinfo.jpeg_color_space == JCS_RGB) cinfo.out_color_space = JCS_RGB;
+    cinfo.dct_method = JDCT_ISLOW;
+    cinfo.do_fancy_upsampling = fancy ? TRUE : FALSE;
+    jpeg_start_decompress(&cinfo);
+    size_t stride = (size_t)cinfo.output_width * cinfo.output_components;
+    pixels = (unsigned char *)malloc(stride * cinfo.output_height + 1);
+    if (!pixels) {
+        jpeg_destroy_decompress(&cinfo);
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW row = pixels + stride * cinfo.output_scanline;
+        jpeg_read_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_decompress(&cinfo);
+    PyObject *out = Py_BuildValue("(iiiy#)", (int)cinfo.output_width, (int)cinfo.output_height,
+                                  cinfo.output_components, (const char *)pixels,
+                                  (Py_ssize_t)(stride * cinfo.output_height));
+    jpeg_destroy_decompress(&cinfo);
+    free(pixels);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static PyObject *py_set_error_classes(PyObject *self, PyObject *args) {
+    PyObject *err, *warn;
+    if (!PyArg_ParseTuple(args, "OO", &err, &warn)) return NULL;
+    Py_XSETREF(JpegError, Py_NewRef(err));
+    Py_XSETREF(JpegWarningCls, Py_NewRef(warn));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"decode", py_decode, METH_VARARGS, "decode(data, strict, max_pixels, crop, hflip, where) -> tuple"},
+    {"decode_batch", py_decode_batch, METH_VARARGS,
+     "decode_batch(items, path_flags, threads, strict, max_pixels, crop, hflip, wheres) -> list"},
+    {"bare_read_coefficients_seconds", py_bare_seconds, METH_VARARGS,
+     "Seconds for one pass of the bare libjpeg coefficient read over a list of bytes (benchmark reference)."},
+    {"decode_pixels", py_decode_pixels, METH_VARARGS,
+     "decode_pixels(data, fancy_upsampling=False) -> (w, h, channels, bytes): libjpeg-turbo's full decode."},
+    {"set_error_classes", py_set_error_classes, METH_VARARGS, "Install the Python exception classes."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_reader",
+    .m_doc = "JPEG -> quantized DCT coefficients over libjpeg-turbo.",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__reader(void) {
+    import_array();
+    if (PyType_Ready(&CoefBufferType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    PyModule_AddIntConstant(m, "LIBJPEG_VERSION", JPEG_LIB_VERSION);
+    return m;
+}
