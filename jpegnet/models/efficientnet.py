@@ -1,1 +1,388 @@
-"""(family module: being written)"""
+"""EfficientNet B0–B7 (Tan & Le, ICML 2019): MBConv blocks with squeeze-excitation, SiLU, stochastic depth,
+compound-scaled from the B0 baseline.
+
+B0's seven stages (expand ratio, kernel, stride, output channels, repeats) come from the paper's Table 1 and
+the official block strings. Model Bφ multiplies every stage's channels by the width coefficient (rounded to a
+multiple of 8, never more than 10 % below the exact value) and every stage's repeats by the depth
+coefficient (rounded up); resolution, dropout and the coefficients are the official `efficientnet_params`
+table (papers.md §5.3). The compound rule behind the table is depth α^φ, width β^φ, resolution γ^φ with
+α = 1.2, β = 1.1, γ = 1.15.
+
+Reference and native settings: torchvision. Parameter counts equal torchvision's `efficientnet_bN` exactly
+(B0: 5,288,548), and so do the BatchNorm settings: B0–B4 use PyTorch's defaults (eps 1e-5, momentum 0.1)
+and B5–B7 the TensorFlow ones (eps 1e-3, momentum 0.01), as torchvision does, so torchvision weights import
+with no change. timm's `efficientnet_b*` (the PyTorch-trained, non-`tf_` models) have the same shapes and
+symmetric padding but use eps 1e-5 everywhere; importing timm weights therefore sets eps 1e-5 on every
+BatchNorm of the model (see `_timm_to_jpegnet`), which only changes B5–B7.
+
+Stochastic depth rises linearly over the blocks, block i of n dropping with probability rate · i / n
+(rate 0.2, the paper's survival probability 0.8), as in torchvision and timm.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..layers.conv_norm_act import ConvNormAct
+from ..layers.drop_path import DropPath
+from ..layers.squeeze_excite import SqueezeExcite
+from .dct_adapter import register_dct_variant
+from .registry import InputConfig, JpegNetModel, register_model
+from .weights import WeightImportError, register_converter
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One B0 stage: `repeats` MBConv blocks; only the first has the stride and changes the width."""
+    expand_ratio: int
+    kernel_size: int
+    stride: int
+    out_channels: int
+    repeats: int
+
+
+# Table 1 of the paper (stages 2–8) / the official block strings; all blocks use SE ratio 0.25.
+B0_STAGES = (
+    StageSpec(1, 3, 1, 16, 1),
+    StageSpec(6, 3, 2, 24, 2),
+    StageSpec(6, 5, 2, 40, 2),
+    StageSpec(6, 3, 2, 80, 3),
+    StageSpec(6, 5, 1, 112, 3),
+    StageSpec(6, 5, 2, 192, 4),
+    StageSpec(6, 3, 1, 320, 1),
+)
+B0_STEM_CHANNELS = 32
+B0_HEAD_CHANNELS = 1280
+SE_RATIO = 0.25
+
+
+@dataclass(frozen=True)
+class Variant:
+    width: float
+    depth: float
+    resolution: int
+    dropout: float
+
+
+# official `efficientnet_params` (papers.md §5.3)
+VARIANTS = {
+    "b0": Variant(1.0, 1.0, 224, 0.2),
+    "b1": Variant(1.0, 1.1, 240, 0.2),
+    "b2": Variant(1.1, 1.2, 260, 0.3),
+    "b3": Variant(1.2, 1.4, 300, 0.3),
+    "b4": Variant(1.4, 1.8, 380, 0.4),
+    "b5": Variant(1.6, 2.2, 456, 0.4),
+    "b6": Variant(1.8, 2.6, 528, 0.5),
+    "b7": Variant(2.0, 3.1, 600, 0.5),
+}
+
+# torchvision's BatchNorm settings per variant (the native ones here): B5–B7 were ported from TensorFlow.
+TORCHVISION_BN = {name: ((1e-3, 0.01) if name in ("b5", "b6", "b7") else (1e-5, 0.1)) for name in VARIANTS}
+TIMM_BN_EPS = 1e-5
+
+
+def round_channels(channels: float, divisor: int = 8) -> int:
+    """Nearest multiple of `divisor` (at least `divisor`), bumped up one step if rounding lost over 10 %."""
+    rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * channels:
+        rounded += divisor
+    return rounded
+
+
+def round_repeats(repeats: int, depth: float) -> int:
+    return int(math.ceil(repeats * depth))
+
+
+class MBConv(nn.Module):
+    """Mobile inverted bottleneck: 1×1 expand → k×k depthwise → SE → 1×1 linear projection, plus a
+    residual (with stochastic depth) when the block keeps both resolution and width.
+
+    With expand_ratio 1 the expansion is skipped (`conv_expand` is an Identity), as in B0's first stage.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, expand_ratio: int,
+                 drop_path_rate: float = 0.0, bn_eps: float = 1e-5, bn_momentum: float = 0.1):
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"MBConv stride must be 1 or 2, got {stride}")
+        bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
+        mid = in_channels * expand_ratio
+        self.conv_expand = (ConvNormAct(in_channels, mid, 1, act_layer=nn.SiLU, **bn)
+                            if expand_ratio != 1 else nn.Identity())
+        self.conv_dw = ConvNormAct(mid, mid, kernel_size, stride=stride, groups=mid, act_layer=nn.SiLU, **bn)
+        # the SE width is a quarter of the block *input*, not of the expanded width
+        self.se = SqueezeExcite(mid, max(1, int(in_channels * SE_RATIO)), act_layer=nn.SiLU)
+        self.conv_project = ConvNormAct(mid, out_channels, 1, act_layer=None, **bn)
+        self.has_residual = stride == 1 and in_channels == out_channels
+        self.drop_path = DropPath(drop_path_rate) if self.has_residual and drop_path_rate > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv_project(self.se(self.conv_dw(self.conv_expand(x))))
+        if self.has_residual:
+            out = self.drop_path(out) + x
+        return out
+
+
+class EfficientNet(JpegNetModel):
+    """EfficientNet scaled by (width, depth) from B0; see the module docstring for the reference settings.
+
+    Layout: `stem` (3×3 s2 conv-BN-SiLU) → `blocks` (seven stages of MBConv) → `conv_head` (1×1 to
+    4 × the last stage width) → global average pool → dropout → `classifier`.
+    """
+
+    def __init__(self, width: float = 1.0, depth: float = 1.0, num_classes: int = 1000, dropout: float = 0.2,
+                 drop_path_rate: float = 0.2, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                 input_size: int = 224, crop_pct: float = 0.875, variant: str | None = None, in_channels: int = 3):
+        super().__init__()
+        for name, value in (("width", width), ("depth", depth)):
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"EfficientNet {name} multiplier must be a positive number, got {value!r}")
+        if not 0.0 <= dropout < 1.0 or not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"dropout and drop_path_rate must be in [0, 1), got {dropout}, {drop_path_rate}")
+        if not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+        self.width, self.depth, self.variant = width, depth, variant
+        self.input_config = InputConfig(input_size=(input_size, input_size), crop_pct=crop_pct)
+        bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
+
+        stem_channels = round_channels(B0_STEM_CHANNELS * width)
+        self.stem = ConvNormAct(in_channels, stem_channels, 3, stride=2, act_layer=nn.SiLU, **bn)
+
+        repeats = [round_repeats(s.repeats, depth) for s in B0_STAGES]
+        total_blocks = sum(repeats)
+        block_index = 0
+        channels, reduction = stem_channels, 2
+        stages, self.feature_info, stage_reductions = [], [], []
+        for spec, n in zip(B0_STAGES, repeats):
+            out_channels = round_channels(spec.out_channels * width)
+            blocks = []
+            for i in range(n):
+                blocks.append(MBConv(channels, out_channels, spec.kernel_size, spec.stride if i == 0 else 1,
+                                     spec.expand_ratio, drop_path_rate * block_index / total_blocks, **bn))
+                channels = out_channels
+                block_index += 1
+            reduction *= spec.stride
+            stages.append(nn.Sequential(*blocks))
+            stage_reductions.append((reduction, out_channels))
+        self.blocks = nn.Sequential(*stages)
+        # a feature map per resolution: the last stage at each reduction (2, 4, 8, 16, 32)
+        for idx, (red, chs) in enumerate(stage_reductions):
+            if idx == len(stage_reductions) - 1 or stage_reductions[idx + 1][0] != red:
+                self.feature_info.append({"module": f"blocks.{idx}", "num_chs": chs, "reduction": red})
+
+        self.num_features = round_channels(B0_HEAD_CHANNELS * width)
+        self.conv_head = ConvNormAct(channels, self.num_features, 1, act_layer=nn.SiLU, **bn)
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+        # stride-8 entry protocol (see dct_adapter): enter after the last stage still at reduction 8
+        self._stride8_stage = max(i for i, (red, _) in enumerate(stage_reductions) if red == 8)
+        self.stride8_channels = stage_reductions[self._stride8_stage][1]
+        self._entered_at_stride8 = False
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                bound = 1.0 / math.sqrt(m.out_features)
+                nn.init.uniform_(m.weight, -bound, bound)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self._entered_at_stride8:
+            raise RuntimeError("this EfficientNet was cut at stride 8 (drop_before_stride8); "
+                               "call forward_from_stride8 or use it through the DCT adapter")
+        x = self.stem(x)
+        for stage in self.blocks[: self._stride8_stage + 1]:
+            x = stage(x)
+        return self._from_stride8_entry(x)
+
+    def forward_from_stride8(self, x: torch.Tensor) -> torch.Tensor:
+        # After drop_before_stride8 the stride-8 stage is an Identity; running it anyway keeps the
+        # reduction-8 feature_info hook firing, with the entry activation as the stride-8 feature.
+        x = self.blocks[self._stride8_stage](x)
+        return self._from_stride8_entry(x)
+
+    def _from_stride8_entry(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.blocks[self._stride8_stage + 1:]:
+            x = stage(x)
+        return self.conv_head(x)
+
+    def drop_before_stride8(self) -> None:
+        self.stem = nn.Identity()
+        for i in range(self._stride8_stage + 1):
+            self.blocks[i] = nn.Identity()
+        self._entered_at_stride8 = True
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.global_pool(x).flatten(1)
+        if pre_logits:
+            return x
+        return self.classifier(self.dropout(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        if not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+
+def _build(variant: str, num_classes: int, **kwargs) -> EfficientNet:
+    v = VARIANTS[variant]
+    eps, momentum = TORCHVISION_BN[variant]
+    # the official evaluation crops a (res + 32)-pixel resize to res, hence crop_pct = res / (res + 32)
+    defaults = dict(width=v.width, depth=v.depth, dropout=v.dropout, bn_eps=eps, bn_momentum=momentum,
+                    input_size=v.resolution, crop_pct=v.resolution / (v.resolution + 32), variant=variant)
+    defaults.update(kwargs)
+    return EfficientNet(num_classes=num_classes, **defaults)
+
+
+@register_model
+def efficientnet_b0(num_classes: int = 1000, **kwargs) -> EfficientNet:
+    """EfficientNet-B0 (width 1.0, depth 1.0, 224 px, dropout 0.2): 5,288,548 parameters."""
+    return _build("b0", num_classes, **kwargs)
+
+
+@register_model
+def efficientnet_b1(num_classes: int = 1000, **kwargs) -> EfficientNet:
+    """EfficientNet-B1 (width 1.0, depth 1.1, 240 px, dropout 0.2)."""
+    return _build("b1", num_classes, **kwargs)
+
+
+@register_model
+def efficientnet_b2(num_classes: int = 1000, **kwargs) -> EfficientNet:
+    """EfficientNet-B2 (width 1.1, depth 1.2, 260 px, dropout 0.3)."""
+    return _build("b2", num_classes, **kwargs)
+
+
+@register_model
+def efficientnet_b3(num_classes: int = 1000, **kwargs) -> EfficientNet:
+    """EfficientNet-B3 (width 1.2, depth 1.4, 300 px, dropout 0.3)."""
+    return _build("b3", num_classes, **kwargs)
+
+
+@register_model
+def efficientnet_b4(num_classes: int = 1000, **kwargs) -> EfficientNet:
+    """EfficientNet-B4 (width 1.4, depth 1.8, 380 px, dropout 0.4)."""
+    return _build("b4", num_classes, **kwargs)
+
+
+@register_model
+def efficientnet_b5(num_classes: int = 1000, **kwargs) -> EfficientNet:
+    """EfficientNet-B5 (width 1.6, depth 2.2, 456 px, dropout 0.4; BN eps 1e-3, momentum 0.01)."""
+    return _build("b5", num_classes, **kwargs)
+
+
+@register_model
+def efficientnet_b6(num_classes: int = 1000, **kwargs) -> EfficientNet:
+    """EfficientNet-B6 (width 1.8, depth 2.6, 528 px, dropout 0.5; BN eps 1e-3, momentum 0.01)."""
+    return _build("b6", num_classes, **kwargs)
+
+
+@register_model
+def efficientnet_b7(num_classes: int = 1000, **kwargs) -> EfficientNet:
+    """EfficientNet-B7 (width 2.0, depth 3.1, 600 px, dropout 0.5; BN eps 1e-3, momentum 0.01)."""
+    return _build("b7", num_classes, **kwargs)
+
+
+register_dct_variant("efficientnet_b0")
+
+
+# ---------------------------------------------------------------------------------------------- weight import
+
+_CNA = {"0": "conv", "1": "bn"}  # torchvision's Conv2dNormActivation children
+
+
+def _set_bn_eps(model: nn.Module, eps: float) -> None:
+    """Weights are only right with the eps they were trained with, so importing sets it on the model."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps = eps
+
+
+def _expanded(model: EfficientNet, stage: int, block: int) -> bool:
+    return not isinstance(model.blocks[stage][block].conv_expand, nn.Identity)
+
+
+@register_converter(EfficientNet, "torchvision")
+def _torchvision_to_jpegnet(model: EfficientNet, sd: dict) -> dict:
+    """torchvision `features.{0, 1..7, 8}` / `classifier.1` → stem / blocks / conv_head / classifier.
+
+    An MBConv's `block` children are (expand, dw, se, project), or (dw, se, project) without expansion.
+    """
+    if model.variant in TORCHVISION_BN:
+        _set_bn_eps(model, TORCHVISION_BN[model.variant][0])
+    last = len(model.blocks) + 1
+    out = {}
+    for key, value in sd.items():
+        if m := re.fullmatch(r"features\.0\.(\d)\.(.+)", key):
+            out[f"stem.{_CNA[m[1]]}.{m[2]}"] = value
+        elif m := re.fullmatch(rf"features\.{last}\.(\d)\.(.+)", key):
+            out[f"conv_head.{_CNA[m[1]]}.{m[2]}"] = value
+        elif m := re.fullmatch(r"features\.(\d+)\.(\d+)\.block\.(\d)\.(.+)", key):
+            stage, block, child, rest = int(m[1]) - 1, int(m[2]), int(m[3]), m[4]
+            if stage >= len(model.blocks) or block >= len(model.blocks[stage]):
+                raise WeightImportError(f"torchvision key {key!r} has no block in this model")
+            names = (["conv_expand"] if _expanded(model, stage, block) else []) + ["conv_dw", "se", "conv_project"]
+            if child >= len(names):
+                raise WeightImportError(f"torchvision key {key!r} does not fit block {stage}.{block}")
+            name = names[child]
+            if name == "se":
+                rest = rest.replace("fc1", "reduce").replace("fc2", "expand")
+            else:
+                sub, _, param = rest.partition(".")
+                rest = f"{_CNA[sub]}.{param}"
+            out[f"blocks.{stage}.{block}.{name}.{rest}"] = value
+        elif m := re.fullmatch(r"classifier\.1\.(weight|bias)", key):
+            out[f"classifier.{m[1]}"] = value
+        else:
+            raise WeightImportError(f"unexpected torchvision EfficientNet key {key!r}")
+    return out
+
+
+# timm block parameter names → ours, for blocks with and without the expansion conv
+_TIMM_EXPANDED = {"conv_pw": "conv_expand.conv", "bn1": "conv_expand.bn", "conv_dw": "conv_dw.conv",
+                  "bn2": "conv_dw.bn", "conv_pwl": "conv_project.conv", "bn3": "conv_project.bn"}
+_TIMM_DEPTHWISE = {"conv_dw": "conv_dw.conv", "bn1": "conv_dw.bn", "conv_pw": "conv_project.conv",
+                   "bn2": "conv_project.bn"}
+
+
+@register_converter(EfficientNet, "timm")
+def _timm_to_jpegnet(model: EfficientNet, sd: dict) -> dict:
+    """timm `efficientnet_b*`: conv_stem/bn1, blocks.s.b.*, conv_head/bn2, classifier. Sets BN eps to 1e-5."""
+    _set_bn_eps(model, TIMM_BN_EPS)
+    top = {"conv_stem": "stem.conv", "bn1": "stem.bn", "conv_head": "conv_head.conv", "bn2": "conv_head.bn",
+           "classifier": "classifier"}
+    out = {}
+    for key, value in sd.items():
+        if m := re.fullmatch(r"blocks\.(\d+)\.(\d+)\.(\w+)\.(.+)", key):
+            stage, block, name, rest = int(m[1]), int(m[2]), m[3], m[4]
+            if stage >= len(model.blocks) or block >= len(model.blocks[stage]):
+                raise WeightImportError(f"timm key {key!r} has no block in this model")
+            if name == "se":
+                rest = rest.replace("conv_reduce", "reduce").replace("conv_expand", "expand")
+                out[f"blocks.{stage}.{block}.se.{rest}"] = value
+                continue
+            table = _TIMM_EXPANDED if _expanded(model, stage, block) else _TIMM_DEPTHWISE
+            if name not in table:
+                raise WeightImportError(f"unexpected timm EfficientNet key {key!r}")
+            out[f"blocks.{stage}.{block}.{table[name]}.{rest}"] = value
+        else:
+            head, _, rest = key.partition(".")
+            if head not in top:
+                raise WeightImportError(f"unexpected timm EfficientNet key {key!r}")
+            out[f"{top[head]}.{rest}"] = value
+    return out
