@@ -1,0 +1,254 @@
+"""ResNet-50 and its RGB variants: golden sizes, torchvision / timm parity, the model interface, BN folding."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from jpegnet.layers import Conv2dSame, fuse_bn
+from jpegnet.models import create_model, import_weights, list_models
+from jpegnet.models.resnet import ResNet, scale_channels, scale_depth
+from jpegnet.models.weights import WeightImportError
+from jpegnet.profile import count_flops, count_params
+
+torchvision = pytest.importorskip("torchvision")
+
+# Measured with jpegnet.profile (torch.utils.flop_counter: 1 multiply-add = 2 FLOPs), 1000 classes, 224×224.
+GOLDEN = {
+    "resnet50": (25_557_032, 8_178_368_512),
+    "resnet50_thin0_75": (14_771_992, 4_645_355_520),
+    "resnet50_thin0_5": (6_917_640, 2_104_623_104),
+    "resnet50_short": (18_509_608, 5_994_708_992),
+    "resnet50_shorter": (17_112_360, 5_121_245_184),
+    "dct_resnet50": (24_211_816, 4_705_386_496),
+}
+
+TINY = dict(width_multiplier=0.125, depth_multiplier=0.25)  # what the fast CPU training tests use
+
+
+def tiny_resnet(num_classes: int = 10) -> nn.Module:
+    torch.manual_seed(0)
+    return create_model("resnet50", num_classes=num_classes, **TINY)
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_params_and_flops(name):
+    model = create_model(name)
+    params, flops = GOLDEN[name]
+    assert count_params(model) == params
+    assert count_flops(model, size=224) == flops
+
+
+def test_resnet50_matches_torchvision_param_count_and_keys():
+    ours = create_model("resnet50")
+    theirs = torchvision.models.resnet50(weights=None)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert count_params(ours) == count_params(theirs) == 25_557_032
+
+
+def test_torchvision_weights_give_torchvision_outputs():
+    torch.manual_seed(1)
+    theirs = torchvision.models.resnet50(weights=None)
+    # Randomise BN statistics too, so the check covers them, not just an identity BN.
+    with torch.no_grad():
+        for m in theirs.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    theirs.eval()
+    ours = import_weights(create_model("resnet50"), theirs.state_dict(), "torchvision").eval()
+    x = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        diff = (ours(x) - theirs(x)).abs().max().item()
+    assert diff <= 1e-4
+
+
+def test_timm_weights_give_timm_outputs():
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(2)
+    theirs = timm.create_model("resnet50", pretrained=False).eval()
+    ours = import_weights(create_model("resnet50"), theirs.state_dict(), "timm").eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert (ours(x) - theirs(x)).abs().max().item() <= 1e-4
+
+
+def test_import_weights_rejects_foreign_shapes_and_sources():
+    model = create_model("resnet50", num_classes=10)
+    with pytest.raises(WeightImportError, match="shape"):
+        import_weights(model, torchvision.models.resnet50(weights=None).state_dict(), "torchvision")
+    sd = create_model("resnet50").state_dict()
+    del sd["layer4.2.conv3.weight"]
+    with pytest.raises(WeightImportError, match="missing"):
+        import_weights(create_model("resnet50"), sd, "torchvision")
+    with pytest.raises(WeightImportError, match="unknown weight source"):
+        import_weights(model, {}, "caffe")
+
+
+def test_width_and_depth_multipliers():
+    model = create_model("resnet50", width_multiplier=0.5, depth_multiplier=0.5)
+    assert model.blocks == (2, 2, 3, 2)
+    assert [len(getattr(model, f"layer{i}")) for i in range(1, 5)] == [2, 2, 3, 2]
+    assert [info["num_chs"] for info in model.feature_info] == [32, 128, 256, 512, 1024]
+    assert model.num_features == 1024 and model.fc.in_features == 1024
+    tiny = tiny_resnet()
+    assert tiny.blocks == (1, 1, 2, 1)
+    assert [info["num_chs"] for info in tiny.feature_info] == [8, 32, 64, 128, 256]
+    assert scale_channels(64, 0.75) == 48 and scale_channels(64, 0.01) == 8 and scale_channels(100, 1.0) == 100
+    assert scale_depth(3, 0.5) == 2 and scale_depth(6, 0.25) == 2 and scale_depth(3, 0.01) == 1
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(width_multiplier=0), ValueError),
+    (dict(width_multiplier=-1.0), ValueError),
+    (dict(depth_multiplier=float("nan")), ValueError),
+    (dict(width_multiplier="1"), TypeError),
+    (dict(num_classes=-1), ValueError),
+    (dict(num_classes=2.5), TypeError),
+    (dict(bogus=1), TypeError),
+])
+def test_bad_arguments_raise_typed_errors(kwargs, error):
+    with pytest.raises(error):
+        create_model("resnet50", **kwargs)
+
+
+def test_forward_backward_small_input():
+    model = tiny_resnet()
+    x = torch.randn(2, 3, 48, 64, requires_grad=True)
+    out = model(x)
+    assert out.shape == (2, 10)
+    out.square().mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert model.conv1.weight.grad.abs().sum() > 0
+
+
+def test_features_only_matches_feature_info():
+    extractor = create_model("resnet50", features_only=True, **TINY)
+    x = torch.randn(1, 3, 64, 96)
+    feats = extractor(x)
+    assert len(feats) == 5
+    for f, info in zip(feats, extractor.feature_info):
+        assert f.shape == (1, info["num_chs"], 64 // info["reduction"], 96 // info["reduction"])
+    last = create_model("resnet50", features_only=True, out_indices=(-1,), **TINY)
+    assert [i["reduction"] for i in last.feature_info] == [32]
+    assert last(x)[0].shape == (1, 256, 2, 3)
+
+
+def test_forward_head_pre_logits_and_reset_classifier():
+    model = tiny_resnet().eval()
+    x = torch.randn(1, 3, 32, 32)
+    feats = model.forward_features(x)
+    assert feats.shape == (1, 256, 1, 1)
+    assert model.forward_head(feats, pre_logits=True).shape == (1, 256)
+    model.reset_classifier(5)
+    assert model(x).shape == (1, 5) and model.num_classes == 5
+    model.reset_classifier(0)
+    assert model(x).shape == (1, 256) and isinstance(model.fc, nn.Identity)
+    with pytest.raises(ValueError):
+        model.reset_classifier(-3)
+
+
+def test_channels_last_gives_same_outputs_and_layout():
+    model = tiny_resnet().eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        cl_model = model.to(memory_format=torch.channels_last)
+        feats = cl_model.forward_features(x.to(memory_format=torch.channels_last))
+        out = cl_model.forward_head(feats)
+    assert feats.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_autocast_bf16_cpu():
+    model = tiny_resnet().eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+    assert out.dtype == torch.bfloat16
+    assert torch.allclose(out.float(), ref, atol=0.1 * ref.abs().max().item())
+
+
+def test_torch_compile_fullgraph():
+    # aot_eager traces the whole model with dynamo and AOTAutograd (where model code breaks compilation)
+    # without inductor's C++ build, which alone takes about a minute on the 2-core test machine;
+    # benchmarks/models.py --compile runs the default inductor backend.
+    model = tiny_resnet().eval()
+    x = torch.randn(2, 3, 32, 32)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_onnx_export():
+    onnx = pytest.importorskip("onnx")
+    model = tiny_resnet().eval()
+    x = torch.randn(1, 3, 32, 32)
+    buffer = io.BytesIO()
+    program = torch.onnx.export(model, (x,), dynamo=True, input_names=["x"], output_names=["logits"])
+    program.save(buffer)
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.checker.check_model(proto)
+    assert [i.name for i in proto.graph.input] == ["x"]
+    dims = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
+    assert dims == [1, 10]
+
+
+def test_fuse_bn_keeps_outputs_and_removes_batchnorms():
+    model = tiny_resnet()
+    with torch.no_grad():  # non-trivial BN statistics
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    model.eval()
+    fused = fuse_bn(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_even_kernel_conv_pads_bottom_right_like_same_padding():
+    conv = Conv2dSame(4, 6, 2)
+    reference = nn.Conv2d(4, 6, 2, padding="same", bias=False)
+    reference.weight.data.copy_(conv.weight.data)
+    x = torch.randn(1, 4, 5, 7)
+    out = conv(x)
+    assert out.shape == (1, 6, 5, 7)
+    torch.testing.assert_close(out, reference(x))
+    # The top-left output only sees the top-left 2×2 window: padding is at the bottom/right.
+    torch.testing.assert_close(out[0, :, 0, 0], torch.einsum("oihw,ihw->o", conv.weight, x[0, :, :2, :2]))
+
+
+def test_stride8_entry_protocol_and_dct_resnet50():
+    rgb = ResNet(width_multiplier=0.125, depth_multiplier=0.25)
+    assert rgb.stride8_channels == 64  # layer2 output at width 1/8
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        stride8 = rgb.layer2(rgb.layer1(rgb.maxpool(rgb.relu(rgb.bn1(rgb.conv1(x))))))
+        assert stride8.shape == (1, 64, 8, 8)
+        torch.testing.assert_close(rgb.forward_from_stride8(stride8), rgb.forward_features(x))
+    model = create_model("dct_resnet50", num_classes=7, **TINY)
+    assert model.input_config.representation == "dct"
+    assert isinstance(model.backbone.layer2, nn.Identity) and isinstance(model.backbone.conv1, nn.Identity)
+    y, cbcr = model.example_inputs(2, (64, 96))
+    assert model(y, cbcr).shape == (2, 7)
+    feats = create_model("dct_resnet50", features_only=True, **TINY)(y, cbcr)
+    assert [f.shape[1:] for f in feats] == [(128, 4, 6), (256, 2, 3)]
+
+
+def test_registered_resnet_names():
+    assert {"resnet50", "resnet50_thin0_75", "resnet50_thin0_5", "resnet50_short", "resnet50_shorter",
+            "dct_resnet50"} <= set(list_models("*resnet50*"))
