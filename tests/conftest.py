@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("JPEGNET_SHARED_DATA", REPO.parent / "shared" / "data"))
 CORPUS = SHARED_DATA / "jpeg-corpus"
 BAD = CORPUS / "bad"
 IMAGENETTE = SHARED_DATA / "imagenette-224"

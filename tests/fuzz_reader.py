@@ -16,7 +16,7 @@ from pathlib import Path
 
 from jpegnet import JpegError, read_coefficients, read_coefficients_batch
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jpeg-corpus"
+from .conftest import CORPUS
 
 
 def seed_files(max_bytes: int = 120_000) -> list[bytes]:

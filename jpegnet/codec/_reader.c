@@ -445,6 +445,10 @@ typedef struct {
     Py_ssize_t count;
     const DecodeOptions *opt;
     volatile Py_ssize_t next; /* atomically incremented work index */
+    /* Completion, so the calling thread can build Python results while the workers still decode. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned char *done;
 } BatchJob;
 
 static void decode_path(const char *path, const DecodeOptions *opt, DecodeResult *res) {
@@ -496,6 +500,10 @@ static void *batch_worker(void *arg) {
             decode_path(it->path, job->opt, &it->res);
         else
             decode_one((const unsigned char *)it->view.buf, (size_t)it->view.len, job->opt, &it->res);
+        pthread_mutex_lock(&job->lock);
+        job->done[i] = 1;
+        pthread_cond_broadcast(&job->cond);
+        pthread_mutex_unlock(&job->lock);
     }
     return NULL;
 }
@@ -539,31 +547,61 @@ static PyObject *py_decode_batch(PyObject *self, PyObject *args) {
         }
     }
     PyObject *out = NULL;
-    if (acquired == n) {
-        BatchJob job = {items, n, &opt, 0};
+    unsigned char *done = (unsigned char *)calloc(n > 0 ? (size_t)n : 1, 1);
+    if (acquired == n && done == NULL) PyErr_NoMemory();
+    if (acquired == n && done != NULL) {
+        BatchJob job;
+        job.items = items;
+        job.count = n;
+        job.opt = &opt;
+        job.next = 0;
+        job.done = done;
+        pthread_mutex_init(&job.lock, NULL);
+        pthread_cond_init(&job.cond, NULL);
         if (threads < 1) threads = 1;
         if (threads > n) threads = (int)(n > 0 ? n : 1);
-        Py_BEGIN_ALLOW_THREADS
+        if (threads > 256) threads = 256;
+        /* threads > 1: `threads` workers decode while this thread turns finished items into Python objects
+         * in input order (that part needs the GIL, the decoding does not). threads == 1: decode inline. */
         pthread_t tids[256];
         int started = 0;
-        for (int t = 1; t < threads && t < 256; t++) {
-            if (pthread_create(&tids[started], NULL, batch_worker, &job) == 0) started++;
-        }
-        batch_worker(&job); /* the calling thread works too */
-        for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+        Py_BEGIN_ALLOW_THREADS
+        if (threads > 1)
+            for (int t = 0; t < threads; t++)
+                if (pthread_create(&tids[started], NULL, batch_worker, &job) == 0) started++;
+        if (started == 0) batch_worker(&job);
         Py_END_ALLOW_THREADS
         out = PyList_New(n);
-        for (Py_ssize_t i = 0; out && i < n; i++) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            pthread_mutex_lock(&job.lock);
+            int ready = job.done[i];
+            pthread_mutex_unlock(&job.lock);
+            if (!ready) {
+                Py_BEGIN_ALLOW_THREADS
+                pthread_mutex_lock(&job.lock);
+                while (!job.done[i]) pthread_cond_wait(&job.cond, &job.lock);
+                pthread_mutex_unlock(&job.lock);
+                Py_END_ALLOW_THREADS
+            }
+            if (!out) continue; /* failed earlier: keep waiting so every worker finishes */
             PyObject *where = PySequence_GetItem(wheres, i);
-            if (!where) { Py_CLEAR(out); break; }
-            PyObject *r = result_to_python(&items[i].res, where);
-            Py_DECREF(where);
-            if (!r) { Py_CLEAR(out); break; }
+            PyObject *r = where ? result_to_python(&items[i].res, where) : NULL;
+            Py_XDECREF(where);
+            if (!r) {
+                Py_CLEAR(out);
+                continue;
+            }
             PyList_SET_ITEM(out, i, r);
         }
-        if (!out) /* free whatever planes were not handed over */
-            for (Py_ssize_t i = 0; i < n; i++) release_planes(&items[i].res);
+        Py_BEGIN_ALLOW_THREADS
+        for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+        Py_END_ALLOW_THREADS
+        pthread_cond_destroy(&job.cond);
+        pthread_mutex_destroy(&job.lock);
+        /* Planes handed to Python were set to NULL; free whatever was not (after a failure). */
+        for (Py_ssize_t i = 0; i < n; i++) release_planes(&items[i].res);
     }
+    free(done);
     for (Py_ssize_t i = 0; i < acquired; i++)
         if (!items[i].is_path) PyBuffer_Release(&items[i].view);
     free(items);
