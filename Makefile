@@ -4,13 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv build rebuild fuzz asan bench clean
+.PHONY: demo test venv rebuild fuzz asan bench clean
 
 # Create the venv and install jpegnet editable with its test dependencies. Re-run when the
 # project metadata or the C source changes.
 $(STAMP): pyproject.toml setup.py jpegnet/codec/_reader.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
