@@ -50,6 +50,16 @@ class DctResNetBase(ResNetBase):
         self.width_multiplier = check_multiplier("width_multiplier", width_multiplier)
         self.input_config = InputConfig(representation="dct")
 
+    def check_inputs(self, y: torch.Tensor, cbcr: torch.Tensor) -> None:
+        """Raise ValueError unless y is (N, 64, h, w) and cbcr (N, 128, h/2, w/2) with h, w even."""
+        if y.dim() != 4 or cbcr.dim() != 4 or y.shape[1] != Y_CHANNELS or cbcr.shape[1] != CBCR_CHANNELS:
+            raise ValueError(f"expected y (N, {Y_CHANNELS}, H/8, W/8) and cbcr (N, {CBCR_CHANNELS}, H/16, W/16), "
+                             f"got {tuple(y.shape)} and {tuple(cbcr.shape)}")
+        h, w = y.shape[-2:]
+        if h % 2 or w % 2 or cbcr.shape[-2] * 2 != h or cbcr.shape[-1] * 2 != w or cbcr.shape[0] != y.shape[0]:
+            raise ValueError(f"y {tuple(y.shape)} and cbcr {tuple(cbcr.shape)} do not come from one image of a size "
+                             f"that is a multiple of 16 (cbcr must be half of y's height and width)")
+
     def _c(self, channels: int) -> int:
         return scale_channels(channels, self.width_multiplier)
 
@@ -139,6 +149,7 @@ class EarlyMergeDctResNet(DctResNetBase):
         init_resnet_weights(self)
 
     def forward_features(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+        self.check_inputs(y, cbcr)
         x = self.rfa_stage(self.stem(y, cbcr))
         return self.layer4(self.layer3(self.layer2(x)))
 
@@ -172,6 +183,7 @@ class DownSamplingDctResNet(DctResNetBase):
         init_resnet_weights(self)
 
     def forward_features(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+        self.check_inputs(y, cbcr)
         return self.layer4(self.layer3(self.layer2(self.stem(y, cbcr))))
 
 
@@ -219,6 +231,7 @@ class LateConcatDctResNet(DctResNetBase):
         init_resnet_weights(self)
 
     def forward_features(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+        self.check_inputs(y, cbcr)
         y = self.y_stage3(self.y_stage2(self.y_stage1(self.bn_y(y))))
         cbcr = self.cbcr_stage(self.bn_cbcr(cbcr))
         return self.layer4(self.layer3(torch.cat([y, cbcr], dim=1)))
