@@ -1,0 +1,383 @@
+"""The `jpegnet` command: argument parsing and printing only; the work is done in `jpegnet.engine`.
+
+    jpegnet train --data DIR --model NAME [options]     train (or --resume) a classifier from JPEG files
+    jpegnet eval --data DIR --checkpoint CKPT           top-1 / top-5, images/s, confusion matrix PNG
+    jpegnet predict FILES... --checkpoint CKPT          top-k labels of JPEG files
+    jpegnet models [PATTERN] [--flops]                  the model zoo: input, params, GFLOPs
+    jpegnet profile NAME                                params, FLOPs, CIO, activation memory per stage
+    jpegnet bench [--data DIR]                          end-to-end images/s, JPEG bytes to logits
+    jpegnet plot CSV... --out PNG                       speed / accuracy Pareto chart
+    jpegnet stats DIR --out JSON                        DCT mean / std of a dataset, for --dct-stats
+    jpegnet visualize kernels|features ...              first-layer kernels, feature maps
+
+Errors (missing folders, unknown models, unusable checkpoints, out of memory) print one line on stderr,
+prefixed `jpegnet: error:`, and exit with status 1; bad usage exits with 2 (argparse), Ctrl-C with 130.
+Set JPEGNET_DEBUG=1 to get the full traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+from pathlib import Path
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def parse_kwargs(text: str) -> dict:
+    """'width_multiplier=0.5,depth_multiplier=0.25' -> {'width_multiplier': 0.5, 'depth_multiplier': 0.25}.
+
+    Values are Python literals (numbers, True/False/None, quoted strings, tuples); anything else is kept as a
+    string.
+    """
+    result = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if "=" not in item:
+            raise argparse.ArgumentTypeError(f"expected key=value, got {item!r}")
+        key, value = (s.strip() for s in item.split("=", 1))
+        if not key.isidentifier():
+            raise argparse.ArgumentTypeError(f"{key!r} is not a valid keyword name")
+        try:
+            result[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            result[key] = value
+    return result
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+# --- train -------------------------------------------------------------------------------------------------
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a classifier from JPEG files (train/ and val/ class folders)",
+                       description="Train a registered model on DIR/train, evaluating on DIR/val after every "
+                                   "epoch. With --resume, every option not given again is taken from the "
+                                   "checkpoint.", argument_default=argparse.SUPPRESS)
+    p.add_argument("--data", help="folder with train/<class>/*.jpg and val/<class>/*.jpg")
+    p.add_argument("--model", help="registered model name (see `jpegnet models`)")
+    p.add_argument("--model-kwargs", dest="model_kwargs", type=parse_kwargs,
+                   help="builder keyword arguments, e.g. width_multiplier=0.5,depth_multiplier=0.5")
+    p.add_argument("--out", dest="out_dir", help="run folder for log.csv, tensorboard/, last.pt, best.pt "
+                                                 "(default runs/train)")
+    p.add_argument("--epochs", type=_positive_int, help="default 90")
+    p.add_argument("--batch-size", type=_positive_int, help="global batch size over all processes (default 256)")
+    p.add_argument("--opt", dest="optimizer", choices=["sgd", "adamw"], help="default sgd")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 0.1·B/256 for SGD, 1e-3·B/1024 AdamW)")
+    p.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    p.add_argument("--wd", dest="weight_decay", type=float,
+                   help="weight decay on kernels, not biases or norms (default 1e-4 SGD, 0.05 AdamW)")
+    p.add_argument("--warmup-epochs", type=float, help="linear warmup length, may be fractional (default 1)")
+    p.add_argument("--min-lr-factor", type=float, help="final lr as a fraction of the peak (default 0)")
+    p.add_argument("--label-smoothing", type=float, help="default 0.1")
+    p.add_argument("--input-size", type=_positive_int, help="training/eval size in pixels, a multiple of 16 "
+                                                            "(default: the model's)")
+    p.add_argument("--dct-stats", help="JSON from `jpegnet stats`: DCT input normalization")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                   help="autocast precision (default bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="channels_last memory format (default on for CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default cuda when available")
+    p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels: bit-identical reruns and resumes on the CPU")
+    p.add_argument("--threads", dest="num_threads", type=_positive_int, help="JPEG decoding threads")
+    p.add_argument("--save-every-minutes", type=float, help="also checkpoint every N minutes (default 10; 0 off)")
+    p.add_argument("--save-every-steps", type=int, help="also checkpoint every N steps (default 0: off)")
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (CUDA + NCCL)")
+    p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="no TensorBoard events")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                   help="progress bar (default: only on a terminal)")
+    p.add_argument("--log-every", type=_positive_int, help="steps between loss / images/s updates (default 20)")
+    p.add_argument("--resume", help="checkpoint (last.pt) of the run to continue")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from .engine import TrainConfig, load_checkpoint, train
+
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "resume")}
+    resume = getattr(args, "resume", None)
+    if resume is not None:
+        saved = load_checkpoint(resume).get("train_config")
+        if saved is None:
+            from .engine import CheckpointError
+            raise CheckpointError(f"{resume} holds weights only and cannot resume a run (no training state)")
+        config = TrainConfig.from_dict({**saved, **given})
+    else:
+        missing = [f"--{k}" for k in ("data", "model") if k not in given]
+        if missing:
+            raise UsageError(f"train needs {' and '.join(missing)} (or --resume CHECKPOINT)")
+        config = TrainConfig(**given)
+    summary = train(config, resume=resume)
+    final = summary["final"]
+    if final and summary["is_main"]:
+        print(f"done: val top-1 {final['val_top1']:.2f}% top-5 {final['val_top5']:.2f}% (best top-1 "
+              f"{summary['best_top1']:.2f}%), checkpoint {summary['checkpoint']}")
+    return 0
+
+
+# --- eval / predict ----------------------------------------------------------------------------------------
+
+def add_eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint: top-1/top-5, images/s, confusion matrix",
+                       description="Evaluate on DIR/val if it exists, else on DIR itself (class folders).")
+    p.add_argument("--data", required=True, help="folder with val/<class>/*.jpg, or class folders directly")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="default bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
+    p.add_argument("--confusion", default=None,
+                   help="confusion matrix PNG path (default: confusion.png beside the checkpoint)")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> int:
+    from .engine import evaluate_checkpoint
+
+    confusion = args.confusion or str(Path(args.checkpoint).with_name("confusion.png"))
+    result = evaluate_checkpoint(args.data, args.checkpoint, batch_size=args.batch_size, device=args.device,
+                                 precision=args.precision, num_threads=args.num_threads, confusion_png=confusion)
+    print(f"{result['model']} on {result['folder']}: {result['images']} images, top-1 {result['top1']:.2f}%, "
+          f"top-5 {result['top5']:.2f}%, loss {result['loss']:.4f}, {result['images_per_s']:.1f} images/s")
+    print(f"confusion matrix: {result['confusion_png']}")
+    return 0
+
+
+def add_predict_parser(sub) -> None:
+    p = sub.add_parser("predict", help="top-k labels of JPEG files, straight from the files")
+    p.add_argument("files", nargs="+", help="JPEG files")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--topk", type=_positive_int, default=5)
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(args) -> int:
+    from .engine import predict_files
+
+    for item in predict_files(args.files, args.checkpoint, topk=args.topk, device=args.device):
+        if "error" in item:
+            print(f"{item['file']}: error: {item['error']}", file=sys.stderr)
+            continue
+        labels = ", ".join(f"{name} {100 * p:.1f}%" for name, p in item["top"])
+        print(f"{item['file']}: {labels}")
+    return 0
+
+
+# --- models / profile --------------------------------------------------------------------------------------
+
+def add_models_parser(sub) -> None:
+    p = sub.add_parser("models", help="list registered models: input, params, GFLOPs")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'dct_*'")
+    p.add_argument("--flops", action="store_true",
+                   help="also count GFLOPs at the model's input size (about a second per model)")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args) -> int:
+    from .engine import model_table
+
+    rows = model_table(args.pattern, flops=args.flops)
+    if not rows:
+        raise UsageError(f"no registered model matches {args.pattern!r}")
+    header = ["name", "input", "params (M)"] + (["GFLOPs"] if args.flops else [])
+    table = [[r["name"], r["input"], f"{r['params'] / 1e6:.2f}"]
+             + ([f"{r['flops'] / 1e9:.2f}" if r["flops"] is not None else "n/a"] if args.flops else [])
+             for r in rows]
+    print_table(header, table)
+    if args.flops:
+        print("GFLOPs: one forward pass at batch 1, 1 multiply-add = 2 FLOPs")
+    return 0
+
+
+def add_profile_parser(sub) -> None:
+    p = sub.add_parser("profile", help="params, FLOPs, CIO and activation memory per stage of a model")
+    p.add_argument("name")
+    p.add_argument("--size", type=_positive_int, default=None, help="input size in pixels (default: the model's)")
+    p.add_argument("--num-classes", type=_positive_int, default=1000)
+    p.add_argument("--model-kwargs", type=parse_kwargs, default={})
+    p.set_defaults(func=cmd_profile)
+
+
+def cmd_profile(args) -> int:
+    from .engine import profile_model
+    from .models import create_model
+
+    model = create_model(args.name, num_classes=args.num_classes, **args.model_kwargs)
+    size = args.size or model.input_config.input_size
+    result = profile_model(model, size)
+    print(f"{args.name}: {model.input_config.representation} input {result['input']} (batch 1)")
+    rows = []
+    for r in result["stages"] + [result["total"]]:
+        rows.append([r["name"], f"{r['params'] / 1e6:.3f}", f"{r['flops'] / 1e9:.3f}", f"{r['cio'] / 1e6:.3f}",
+                     f"{r['activation_bytes'] / 2**20:.2f}"])
+    print_table(["stage", "params (M)", "GFLOPs", "CIO (M elem)", "activations (MiB)"], rows)
+    print("FLOPs: 1 multiply-add = 2; CIO: conv inputs + outputs; activations: leaf-module outputs, fp32")
+    return 0
+
+
+# --- bench / plot / stats / visualize ---------------------------------------------------------------------
+
+def add_bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="end-to-end images/s from JPEG bytes to logits, RGB vs DCT models",
+                       description="Times the decode (JPEG bytes to normalized model input), the model and "
+                                   "the two together, for RGB ResNet-50 and the DCT models, on the built-in "
+                                   "samples or --data DIR. Random weights: speed only.")
+    p.add_argument("--data", default=None, help="folder of class folders (default: the built-in samples)")
+    p.add_argument("--models", nargs="+", default=None, help="model names (default: resnet50 and DCT ResNets)")
+    p.add_argument("--batch-size", type=_positive_int, default=8)
+    p.add_argument("--size", type=_positive_int, default=224)
+    p.add_argument("--max-images", type=_positive_int, default=None)
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None)
+    p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
+    p.add_argument("--csv", default=None, help="also write the table as CSV")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    from .engine import run_bench
+
+    result = run_bench(data=args.data, models=args.models, batch_size=args.batch_size, size=args.size,
+                       max_images=args.max_images, device=args.device, precision=args.precision,
+                       num_threads=args.num_threads, csv_path=args.csv, log=lambda m: print(m, flush=True))
+    print(f"\n{result['images']} images from {result['folder']}, {result['size']}x{result['size']}, batch "
+          f"{result['batch_size']}, {result['device']} ({result['precision']}), {result['threads']} threads")
+    rows = [[r["model"], r["input"], f"{r['decode_ms']:.2f}", f"{r['model_ms']:.2f}", f"{r['end_to_end_ms']:.2f}",
+             f"{r['images_per_s']:.1f}", f"{r['speedup']:.2f}x"] for r in result["rows"]]
+    print_table(["model", "input", "decode ms/img", "model ms/img", "end-to-end ms/img", "images/s",
+                 "vs first"], rows)
+    return 0
+
+
+def add_plot_parser(sub) -> None:
+    p = sub.add_parser("plot", help="speed/accuracy Pareto chart (PNG) from result CSVs")
+    p.add_argument("csvs", nargs="+", help="CSV files with a model column, an accuracy and a speed column")
+    p.add_argument("--out", required=True, help="PNG path")
+    p.add_argument("--x", default=None, help="speed column (default: first of images_per_s, "
+                                             "train_images_per_s, gflops)")
+    p.add_argument("--y", default=None, help="accuracy column (default: first of val_top1, top1)")
+    p.add_argument("--title", default="speed / accuracy")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(args) -> int:
+    from .engine import plot_pareto
+
+    result = plot_pareto(args.csvs, args.out, x=args.x, y=args.y, title=args.title)
+    print(f"{len(result['points'])} models, Pareto front: {', '.join(result['front'])}")
+    print(f"wrote {result['png']}")
+    return 0
+
+
+def add_stats_parser(sub) -> None:
+    p = sub.add_parser("stats", help="DCT mean/std of a dataset, saved as JSON for `train --dct-stats`")
+    p.add_argument("data", help="folder of class folders (or one with train/)")
+    p.add_argument("--out", default="dct_stats.json")
+    p.add_argument("--max-images", type=_positive_int, default=None)
+    p.set_defaults(func=cmd_stats)
+
+
+def cmd_stats(args) -> int:
+    from .engine import dataset_dct_stats
+
+    result = dataset_dct_stats(args.data, args.out, max_images=args.max_images)
+    print(f"DCT statistics of {result['folder']} ({result['images']} images): Y DC mean "
+          f"{result['dct_mean'][0]:.2f} std {result['dct_std'][0]:.2f}; wrote {result['path']}")
+    return 0
+
+
+def add_visualize_parser(sub) -> None:
+    p = sub.add_parser("visualize", help="first-layer kernels or feature maps of a model as PNG")
+    p.add_argument("what", choices=["kernels", "features"])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="registered model name (random weights)")
+    src.add_argument("--checkpoint", help="trained checkpoint")
+    p.add_argument("--layers", nargs="+", default=None, help="module names (default: the first conv layers)")
+    p.add_argument("--image", default=None, help="JPEG file for `features` (default: a built-in sample)")
+    p.add_argument("--out", required=True, help="output PNG (kernels) or folder (features)")
+    p.set_defaults(func=cmd_visualize)
+
+
+def cmd_visualize(args) -> int:
+    from .engine import visualize
+
+    written = visualize(args.what, model_name=args.model, checkpoint=args.checkpoint, layers=args.layers,
+                        image=args.image, out=args.out)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+# --- plumbing ----------------------------------------------------------------------------------------------
+
+class UsageError(ValueError):
+    """A bad combination of arguments that argparse cannot express."""
+
+
+def print_table(header: list[str], rows: list[list[str]], file=None) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    print(line(header), file=file)
+    print("  ".join("-" * w for w in widths), file=file)
+    for row in rows:
+        print(line(row), file=file)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jpegnet", description="Train and run CNNs straight from JPEG DCT "
+                                                                 "coefficients.")
+    parser.add_argument("--version", action="version", version=f"jpegnet {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (add_train_parser, add_eval_parser, add_predict_parser, add_models_parser, add_profile_parser,
+                add_bench_parser, add_plot_parser, add_stats_parser, add_visualize_parser):
+        add(sub)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("jpegnet: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except UsageError as exc:
+        parser.error(str(exc))  # exits with 2
+    except MemoryError as exc:  # includes the engine's OutOfMemoryError
+        print(f"jpegnet: error: {_one_line(exc) if str(exc) else 'out of memory; lower --batch-size'}",
+              file=sys.stderr)
+        return EXIT_ERROR
+    except (ValueError, TypeError, OSError, KeyError, RuntimeError, ImportError) as exc:
+        # Typed errors of jpegnet (EngineError subclasses, UnknownModelError, JpegError) and the library's
+        # argument checks: the message is the whole story, a traceback would only hide it.
+        if os.environ.get("JPEGNET_DEBUG"):
+            raise
+        print(f"jpegnet: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Training and evaluation engine: train / evaluate loops, checkpoints, distributed setup, logging, benchmarks.
+
+Uses `jpegnet.data` (JPEG folders to batches) and `jpegnet.models` (the registry); the `jpegnet` command
+(`jpegnet.cli`) is a thin layer over the functions here.
+"""
+from .bench import run_bench
+from .checkpoint import (atomic_write, capture_rng_state, load_checkpoint, model_from_checkpoint,
+                         restore_rng_state, save_checkpoint)
+from .distributed import DistInfo, ShardSampler, cleanup_distributed, init_distributed
+from .errors import CheckpointError, DataFolderError, EngineError, OutOfMemoryError
+from .evaluate import evaluate, plot_confusion
+from .folders import check_image_folder, check_train_val_folder
+from .inference import evaluate_checkpoint, predict_files
+from .metrics import confusion_matrix, topk_correct
+from .plot import pareto_front, plot_pareto
+from .profiling import profile_model
+from .schedule import WarmupCosineLR, warmup_cosine_factor
+from .stats import dataset_dct_stats
+from .trainer import TrainConfig, train
+from .visual import visualize
+from .zoo import model_table
+
+__all__ = ["CheckpointError", "DataFolderError", "DistInfo", "EngineError", "OutOfMemoryError", "ShardSampler",
+           "TrainConfig", "WarmupCosineLR", "atomic_write", "capture_rng_state", "check_image_folder",
+           "check_train_val_folder", "cleanup_distributed", "confusion_matrix", "dataset_dct_stats", "evaluate",
+           "evaluate_checkpoint", "init_distributed", "load_checkpoint", "model_from_checkpoint", "model_table",
+           "pareto_front", "plot_confusion", "plot_pareto", "predict_files", "profile_model", "restore_rng_state",
+           "run_bench", "save_checkpoint", "topk_correct", "train", "visualize", "warmup_cosine_factor"]

@@ -1,0 +1,18 @@
+"""Typed errors of the training engine, each with a message meant to be printed on one line."""
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of the engine's errors: the CLI prints the message and exits non-zero."""
+
+
+class DataFolderError(EngineError, ValueError):
+    """A data folder that does not exist, lacks train/ or val/, or has a class folder without images."""
+
+
+class CheckpointError(EngineError, ValueError):
+    """A file that is not a jpegnet checkpoint, or one that does not fit the model / data / run at hand."""
+
+
+class OutOfMemoryError(EngineError, MemoryError):
+    """The model or batch did not fit in memory; the message says what to reduce."""

@@ -1,0 +1,522 @@
+"""The training loop: one GPU, many GPUs (torchrun + DDP) or the CPU, resumable at any step.
+
+What a run does, in order: check the data folder, build the model from the registry (its `input_config`
+chooses the DCT or RGB pipeline), build the loaders of `jpegnet.data`, then train with SGD or AdamW under a
+warmup + cosine schedule, evaluating top-1 / top-5 on `val/` after every epoch. Rank 0 writes `log.csv`,
+TensorBoard events, `last.pt` (every epoch, every `save_every_minutes` and every `save_every_steps`) and
+`best.pt` (best validation top-1).
+
+Exact resume. A checkpoint holds the model, optimizer, scheduler, grad scaler, every RNG state, the position
+in the epoch (epoch, batches done) and the running sums of the epoch's metrics. The data pipeline's
+augmentation is a pure function of (seed, epoch, sample index) and `loader.set_epoch(epoch, start_batch)`
+skips the batches already done, so a resumed run replays exactly the computation the killed run would have
+done next: with `deterministic=True` on the CPU the final weights are bit-identical to an uninterrupted run.
+
+Same result on any number of processes. Training always draws its order from a DistributedSampler (with
+one replica when alone), whose rank-r share is every W-th index of one permutation; the W per-process
+batches of a step therefore together hold exactly the samples of the single-process batch of the same global
+size. DDP averages gradients, so up to float rounding (and BatchNorm statistics, which are per process unless
+`sync_bn`) W processes compute what one process does.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import (capture_rng_state, load_checkpoint, load_model_state, restore_rng_state,
+                         save_checkpoint)
+from .distributed import DistInfo, ShardSampler, all_reduce_sum, cleanup_distributed, init_distributed
+from .errors import CheckpointError, DataFolderError, EngineError, OutOfMemoryError
+from .evaluate import autocast_context, evaluate
+from .folders import check_train_val_folder
+from .logger import RunLogger
+from .metrics import topk_correct
+from .schedule import WarmupCosineLR
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in its checkpoints).
+
+    batch_size is the global batch: with W processes each one takes batch_size / W.
+    lr None: 0.1 * batch_size / 256 for SGD (the linear scaling rule), 1e-3 * batch_size / 1024 for AdamW.
+    weight_decay None: 1e-4 for SGD, 0.05 for AdamW; it never applies to biases and normalization weights.
+    precision None: bf16 autocast on CUDA, fp32 on the CPU. channels_last None: on for CUDA.
+    warmup_epochs may be fractional. dct_stats: a JSON file from `jpegnet stats` (DCT mean/std).
+    """
+
+    data: str
+    model: str
+    model_kwargs: dict = field(default_factory=dict)
+    out_dir: str = "runs/train"
+    epochs: int = 90
+    batch_size: int = 256
+    optimizer: str = "sgd"
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float | None = None
+    warmup_epochs: float = 1.0
+    min_lr_factor: float = 0.0
+    label_smoothing: float = 0.1
+    input_size: int | None = None
+    dct_stats: str | None = None
+    precision: str | None = None
+    channels_last: bool | None = None
+    compile: bool = False
+    device: str | None = None
+    seed: int = 0
+    deterministic: bool = False
+    num_threads: int | None = None
+    save_every_minutes: float = 10.0
+    save_every_steps: int = 0
+    sync_bn: bool = False
+    tensorboard: bool = True
+    progress: bool | None = None
+    log_every: int = 20
+
+    def validate(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("epochs", "batch_size", "log_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.save_every_minutes < 0 or self.save_every_steps < 0:
+            raise ValueError("save_every_minutes and save_every_steps must be >= 0 (0 turns them off)")
+        if self.input_size is not None and (self.input_size < 16 or self.input_size % 16):
+            raise ValueError(f"input_size must be a multiple of 16 (DCT blocks of 4:2:0 chroma), "
+                             f"got {self.input_size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def resolved_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 0.1 * self.batch_size / 256 if self.optimizer == "sgd" else 1e-3 * self.batch_size / 1024
+
+    def resolved_weight_decay(self) -> float:
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return 1e-4 if self.optimizer == "sgd" else 0.05
+
+
+# Options that may differ between a run and its resumption without breaking it.
+_RESUME_FREE = {"out_dir", "save_every_minutes", "save_every_steps", "tensorboard", "progress", "log_every",
+                "num_threads", "epochs", "data", "compile"}
+
+
+def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
+    """Run (or resume) a training run; returns a summary dict (best / final metrics, paths)."""
+    config.validate()
+    info = init_distributed(config.device)
+    try:
+        return _Run(config, info, resume).run()
+    except torch.OutOfMemoryError:
+        raise OutOfMemoryError(f"out of GPU memory with {config.batch_size // info.world_size} images per "
+                               f"process; lower --batch-size (or --input-size)") from None
+    except RuntimeError as exc:
+        if "can't allocate memory" in str(exc) or "not enough memory" in str(exc):
+            raise OutOfMemoryError(f"out of memory with {config.batch_size // info.world_size} images per "
+                                   f"process; lower --batch-size (or --input-size)") from None
+        raise
+    finally:
+        cleanup_distributed()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_deterministic(enabled: bool) -> None:
+    """Ask PyTorch for deterministic kernels (bit-identical reruns on the CPU; on CUDA as far as possible)."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices and kernels only: decaying biases and norm scales only hurts."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim > 1 else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, config.resolved_weight_decay())
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.resolved_lr(), momentum=config.momentum, nesterov=False)
+    return torch.optim.AdamW(groups, lr=config.resolved_lr(), betas=(0.9, 0.999))
+
+
+def load_dct_stats(path: str | os.PathLike) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of 192 values each from a `jpegnet stats` JSON file."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataFolderError(f"DCT statistics file not found: {path}")
+    try:
+        stats = json.loads(path.read_text())
+        mean, std = tuple(float(v) for v in stats["dct_mean"]), tuple(float(v) for v in stats["dct_std"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataFolderError(f"{path} is not a `jpegnet stats` file ({type(exc).__name__}: {exc})") from None
+    if len(mean) != 192 or len(std) != 192:
+        raise DataFolderError(f"{path} must hold 192 DCT means and stds (64 Y + 128 CbCr), got "
+                              f"{len(mean)} and {len(std)}")
+    return mean, std
+
+
+class _Run:
+    """One training run; the state between steps lives on this object so checkpoints can capture it."""
+
+    def __init__(self, config: TrainConfig, info: DistInfo, resume):
+        self.info = info
+        self.resume_state = None
+        if resume is not None:
+            self.resume_state = load_checkpoint(resume)
+            if "train_config" not in self.resume_state or "optimizer" not in self.resume_state:
+                raise CheckpointError(f"{resume} holds weights only and cannot resume a run (no training state)")
+            self._check_resume_compatible(config, self.resume_state, str(resume))
+        self.config = config
+        self.device = info.device
+        if config.precision is None:
+            config = replace(config, precision="bf16" if self.device.type == "cuda" else "fp32")
+        if config.precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("fp16 autocast needs CUDA; use --precision bf16 or fp32 on the CPU")
+        if config.channels_last is None:
+            config = replace(config, channels_last=self.device.type == "cuda")
+        self.config = config
+
+    @staticmethod
+    def _check_resume_compatible(config: TrainConfig, state: dict, path: str) -> None:
+        saved = state["train_config"]
+        for key, value in config.to_dict().items():
+            if key in _RESUME_FREE or key not in saved:
+                continue
+            if saved[key] != value:
+                raise CheckpointError(f"{path} was trained with {key}={saved[key]!r} but this run asks for "
+                                      f"{key}={value!r}; resume with the original setting")
+
+    # --- setup -------------------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        from ..data import JpegFolder, create_loader
+        from ..models import create_model
+
+        cfg, info = self.config, self.info
+        train_dir, val_dir, classes = check_train_val_folder(cfg.data)
+        if cfg.batch_size % info.world_size:
+            raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} processes")
+        self.per_rank_batch = cfg.batch_size // info.world_size
+
+        set_deterministic(cfg.deterministic)
+        seed_everything(cfg.seed)  # same seed on every rank: identical initial weights before DDP's broadcast
+        model = create_model(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
+        input_config = model.input_config
+        if cfg.input_size is not None:
+            input_config = input_config.with_size(cfg.input_size)
+        if cfg.dct_stats is not None:
+            mean, std = load_dct_stats(cfg.dct_stats)
+            input_config = replace(input_config, dct_mean=mean, dct_std=std)
+        model.input_config = input_config
+        self.input_config = input_config
+        self.classes = classes
+
+        train_ds = JpegFolder(train_dir, representation=input_config.representation, train=True,
+                              input_size=input_config.input_size, on_error="skip")
+        val_ds = JpegFolder(val_dir, representation=input_config.representation, train=False,
+                            input_size=input_config.input_size, on_error="skip")
+        if list(train_ds.classes) != classes or list(val_ds.classes) != classes:
+            raise DataFolderError(f"the data pipeline found classes {list(train_ds.classes)[:5]}... that differ "
+                                  f"from the folder check {classes[:5]}...")
+        self.train_sampler = torch.utils.data.DistributedSampler(
+            train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        self.train_loader = create_loader(train_ds, self.per_rank_batch, sampler=self.train_sampler,
+                                          drop_last=True, device=self.device, num_threads=cfg.num_threads,
+                                          input_config=input_config, seed=cfg.seed)
+        self.val_loader = create_loader(val_ds, self.per_rank_batch,
+                                        sampler=ShardSampler(len(val_ds), info.rank, info.world_size),
+                                        drop_last=False, device=self.device, num_threads=cfg.num_threads,
+                                        input_config=input_config, seed=cfg.seed)
+        self.steps_per_epoch = len(self.train_loader)
+        if self.steps_per_epoch == 0:
+            raise DataFolderError(f"{train_dir} has {len(train_ds)} images: fewer than one batch of "
+                                  f"{cfg.batch_size}; lower --batch-size")
+        self.num_train_images = len(train_ds)
+        self.num_val_images = len(val_ds)
+
+        model.to(self.device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if cfg.sync_bn and info.distributed:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model  # the plain module: what checkpoints store and evaluation runs
+        train_model = model
+        if info.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        if cfg.compile:
+            train_model = torch.compile(train_model)
+        self.train_model = train_model
+        self.eval_model = torch.compile(model) if cfg.compile else model
+
+        self.optimizer = build_optimizer(model, cfg)
+        total_steps = cfg.epochs * self.steps_per_epoch
+        warmup_steps = min(total_steps, round(cfg.warmup_epochs * self.steps_per_epoch))
+        self.scheduler = WarmupCosineLR(self.optimizer, total_steps, warmup_steps, cfg.min_lr_factor)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+        # Position and running state; overwritten by a resumed checkpoint.
+        self.epoch, self.batch, self.global_step = 0, 0, 0
+        self.history: list[dict] = []
+        self.best_top1 = -1.0
+        self._reset_epoch_sums()
+        self.epoch_seconds = 0.0
+
+    def _reset_epoch_sums(self) -> None:
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.correct = torch.zeros(2, dtype=torch.int64, device=self.device)
+        self.seen = torch.zeros((), dtype=torch.int64, device=self.device)
+
+    def _restore(self, state: dict) -> None:
+        load_model_state(self.model, state["model"], "resume checkpoint")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.batch, self.global_step = state["epoch"], state["batch"], state["global_step"]
+        if self.batch > self.steps_per_epoch:
+            raise CheckpointError(f"checkpoint position (batch {self.batch}) is past the {self.steps_per_epoch} "
+                                  f"batches of an epoch: the training set changed since it was written")
+        sums = state["epoch_sums"]
+        self.loss_sum = torch.tensor(sums["loss_sum"], dtype=torch.float64, device=self.device)
+        self.correct = torch.tensor(sums["correct"], dtype=torch.int64, device=self.device)
+        self.seen = torch.tensor(sums["seen"], dtype=torch.int64, device=self.device)
+        self.epoch_seconds = float(sums.get("seconds", 0.0))
+        self.history = [dict(row) for row in state.get("history", [])]
+        self.best_top1 = float(state.get("best_top1", -1.0))
+        if state.get("class_names") != self.classes:
+            raise CheckpointError("the checkpoint's classes differ from the data folder's classes")
+
+    # --- checkpoints ---------------------------------------------------------------------------------------
+
+    def _state(self) -> dict:
+        return {
+            "model_name": self.config.model,
+            "model_kwargs": dict(self.config.model_kwargs),
+            "num_classes": len(self.classes),
+            "class_names": list(self.classes),
+            "input_config": self.input_config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "global_step": self.global_step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "world_size": self.info.world_size,
+            "epoch_sums": {"loss_sum": float(self.loss_sum), "correct": self.correct.tolist(),
+                           "seen": int(self.seen), "seconds": self.epoch_seconds},
+            "history": [dict(row) for row in self.history],
+            "best_top1": self.best_top1,
+            "train_config": self.config.to_dict(),
+            "rng": capture_rng_state(),
+        }
+
+    def _save(self, name: str = "last.pt", state: dict | None = None) -> None:
+        if self.info.is_main:
+            save_checkpoint(state if state is not None else self._state(), Path(self.config.out_dir) / name)
+        self._last_save = time.monotonic()
+
+    # --- the loop ----------------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        self._build()
+        cfg, info = self.config, self.info
+        if self.resume_state is not None:
+            self._restore(self.resume_state)
+        self.logger = RunLogger(cfg.out_dir, is_main=info.is_main, tensorboard=cfg.tensorboard,
+                                purge_step=self.global_step if self.resume_state is not None else None)
+        self._print_header()
+        if info.is_main:
+            self._remove_stale_temporaries()
+        if self.resume_state is not None:
+            # Last, so nothing done while setting up (model init, loader construction) consumes these streams.
+            restore_rng_state(self.resume_state["rng"])
+            self.resume_state = None
+        self._last_save = time.monotonic()
+        try:
+            while self.epoch < cfg.epochs:
+                self._train_epoch()
+                self._end_epoch()
+        finally:
+            self.logger.close()
+        last = self.history[-1] if self.history else {}
+        return {"best_top1": self.best_top1, "final": last, "out_dir": str(cfg.out_dir), "is_main": info.is_main,
+                "checkpoint": str(Path(cfg.out_dir) / "last.pt"), "history": self.history}
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of writes a killed run never finished (the real files are intact)."""
+        out = Path(self.config.out_dir)
+        for name in ("last.pt", "best.pt", "log.csv"):
+            for tmp in out.glob(f".{name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+    def _print_header(self) -> None:
+        cfg = self.config
+        where = f"{self.info.world_size} processes" if self.info.distributed else str(self.device)
+        self.logger.print(
+            f"jpegnet train: {cfg.model} ({self.input_config.representation}, "
+            f"{self.input_config.input_size[0]}x{self.input_config.input_size[1]}) on {where}, "
+            f"{self.num_train_images} train / {self.num_val_images} val images, {len(self.classes)} classes, "
+            f"{self.steps_per_epoch} steps/epoch of {cfg.batch_size}, {cfg.precision}")
+        if self.batch or self.epoch:
+            self.logger.print(f"resuming at epoch {self.epoch + 1}, batch {self.batch}/{self.steps_per_epoch}")
+
+    def _progress(self):
+        from tqdm.auto import tqdm
+
+        show = self.config.progress
+        # tqdm's disable=None: shown on a terminal only, so logs of batch jobs stay free of bar redraws.
+        disable = True if (not self.info.is_main or show is False) else (False if show else None)
+        return tqdm(total=self.steps_per_epoch, initial=self.batch, desc=f"epoch {self.epoch + 1}/"
+                    f"{self.config.epochs}", unit="step", leave=False, dynamic_ncols=True, disable=disable)
+
+    def _train_epoch(self) -> None:
+        cfg = self.config
+        if self.batch >= self.steps_per_epoch:
+            return  # killed during the end-of-epoch evaluation: only that remains to do
+        self.train_model.train()
+        self.train_loader.set_epoch(self.epoch, start_batch=self.batch)
+        bar = self._progress()
+        window_start, window_images = time.perf_counter(), 0
+        epoch_start = time.perf_counter() - self.epoch_seconds
+        try:
+            for inputs, targets in self.train_loader:
+                loss, logits = self._step(inputs, targets)
+                with torch.no_grad():
+                    n = targets.shape[0]
+                    self.loss_sum += loss.detach().double() * n
+                    self.correct += torch.stack(topk_correct(logits.detach(), targets))
+                    self.seen += n
+                self.batch += 1
+                self.global_step += 1
+                window_images += targets.shape[0] * self.info.world_size
+                bar.update(1)
+                if self.global_step % cfg.log_every == 0 or self.batch == self.steps_per_epoch:
+                    loss_value = float(loss.detach())
+                    if not math.isfinite(loss_value):
+                        raise EngineError(f"the training loss became {loss_value} at step {self.global_step}; "
+                                          f"lower --lr or use --precision fp32")
+                    now = time.perf_counter()
+                    rate = window_images / max(now - window_start, 1e-9)
+                    window_start, window_images = now, 0
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
+                    self.logger.scalars({"train/loss": loss_value, "train/lr": lr, "train/images_per_s": rate},
+                                        self.global_step)
+                self.epoch_seconds = time.perf_counter() - epoch_start
+                if self._checkpoint_due():
+                    self._save()
+        finally:
+            bar.close()
+        # The loader leaves out a batch whose files were all unreadable; the epoch is over all the same.
+        self.batch = self.steps_per_epoch
+
+    def _step(self, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor):
+        cfg = self.config
+        if cfg.channels_last:
+            inputs = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x for x in inputs)
+        with autocast_context(self.device, cfg.precision):
+            logits = self.train_model(*inputs)
+            loss = self.criterion(logits.float(), targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss, logits
+
+    def _checkpoint_due(self) -> bool:
+        cfg = self.config
+        if cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0:
+            return True
+        if cfg.save_every_minutes and time.monotonic() - self._last_save >= 60.0 * cfg.save_every_minutes:
+            # Only rank 0 writes, and every rank holds the same weights, so ranks need not agree on when.
+            return True
+        return False
+
+    def _end_epoch(self) -> None:
+        sums = all_reduce_sum(torch.cat([self.loss_sum.reshape(1), self.correct.double(),
+                                         self.seen.double().reshape(1)]))
+        seen = max(1.0, float(sums[3]))
+        metrics = evaluate(self.eval_model, self.val_loader, self.device, precision=self.config.precision,
+                           num_classes=len(self.classes), criterion=self.criterion,
+                           channels_last=self.config.channels_last)
+        row = {
+            "epoch": self.epoch + 1,
+            "step": self.global_step,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": float(sums[0]) / seen,
+            "train_top1": 100.0 * float(sums[1]) / seen,
+            "train_top5": 100.0 * float(sums[2]) / seen,
+            "val_loss": metrics["loss"],
+            "val_top1": metrics["top1"],
+            "val_top5": metrics["top5"],
+            "train_images_per_s": float(sums[3]) / max(self.epoch_seconds, 1e-9),
+            "val_images_per_s": metrics["images_per_s"],
+            "epoch_seconds": self.epoch_seconds,
+        }
+        self.history.append(row)
+        improved = row["val_top1"] > self.best_top1
+        if improved:
+            self.best_top1 = row["val_top1"]
+        self.logger.epoch(self.history, self.global_step)
+        self.logger.print(f"epoch {row['epoch']}/{self.config.epochs}: train loss {row['train_loss']:.4f} "
+                          f"top-1 {row['train_top1']:.2f}% | val loss {row['val_loss']:.4f} top-1 "
+                          f"{row['val_top1']:.2f}% top-5 {row['val_top5']:.2f}% | "
+                          f"{row['train_images_per_s']:.1f} train img/s")
+        self.epoch += 1
+        self.batch = 0
+        self._reset_epoch_sums()
+        self.epoch_seconds = 0.0
+        state = self._state()
+        if improved:
+            self._save("best.pt", state)
+        self._save("last.pt", state)
