@@ -255,3 +255,21 @@ def test_stride8_entry_protocol_and_dct_resnet50():
 def test_registered_resnet_names():
     assert {"resnet50", "resnet50_thin0_75", "resnet50_thin0_5", "resnet50_short", "resnet50_shorter",
             "dct_resnet50"} <= set(list_models("*resnet50*"))
+
+
+def test_fuse_bn_leaves_undeclared_pairs_alone():
+    class PreActivation(nn.Module):  # bn1 runs before conv1: folding it after conv1 would be wrong
+        def __init__(self):
+            super().__init__()
+            self.bn1 = nn.BatchNorm2d(4)
+            self.conv1 = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv1(self.bn1(x))
+
+    model = PreActivation()
+    fused = fuse_bn(model)
+    assert isinstance(fused.bn1, nn.BatchNorm2d)
+    with pytest.raises(ValueError, match="channels"):
+        from jpegnet.layers import fuse_conv_bn
+        fuse_conv_bn(nn.Conv2d(3, 5, 1), nn.BatchNorm2d(4))

@@ -114,26 +114,25 @@ def _fold_pairs_in(module: nn.Module) -> int:
                 setattr(module, second, nn.Identity())
                 folded += 1
         return folded
-    # torchvision naming: convN is followed by bnN (ResNet blocks, stems); only pairs used in that order
-    # are folded, which every module built that way guarantees.
-    for name, child in children.items():
-        if isinstance(child, nn.Conv2d) and name.startswith("conv"):
-            bn_name = "bn" + name[len("conv"):]
-            bn = children.get(bn_name)
-            if isinstance(bn, nn.BatchNorm2d) and bn.num_features == child.out_channels:
-                setattr(module, name, fuse_conv_bn(child, bn))
-                setattr(module, bn_name, nn.Identity())
-                folded += 1
+    # Attribute pairs only where the module declares them: a name pattern alone cannot tell conv→BN from a
+    # pre-activation BN→conv, and folding the latter would change the function.
+    for conv_name, bn_name in getattr(module, "fusable_conv_bn", ()):
+        conv, bn = children.get(conv_name), children.get(bn_name)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            setattr(module, conv_name, fuse_conv_bn(conv, bn))
+            setattr(module, bn_name, nn.Identity())
+            folded += 1
     return folded
 
 
 def fuse_bn(model: nn.Module, inplace: bool = False) -> nn.Module:
     """Fold BatchNorm layers into the convolutions before them, for inference.
 
-    Folds (a) a Conv2d directly followed by a BatchNorm2d inside an nn.Sequential and (b) sibling attributes
-    `convX` / `bnX` (the torchvision layout, where the module's forward applies bnX right after convX).
-    The folded BNs become nn.Identity; BNs applied to inputs (not after a conv) stay. The result is in eval
-    mode. Returns the fused model (a deep copy unless inplace=True).
+    Folds (a) a Conv2d directly followed by a BatchNorm2d inside an nn.Sequential and (b) the pairs a module
+    lists in its `fusable_conv_bn` attribute, e.g. `(("conv1", "bn1"), ("conv2", "bn2"))`, for modules whose
+    forward applies that BN directly to that conv's output (and uses the conv's output nowhere else).
+    The folded BNs become nn.Identity; other BNs (e.g. on raw inputs) stay. The result is in eval mode.
+    Returns the fused model (a deep copy unless inplace=True).
     """
     if not inplace:
         model = copy.deepcopy(model)

@@ -75,6 +75,8 @@ class Bottleneck(nn.Module):
     (an even kernel only at stride 1, padded by one row/column at the bottom/right to keep the size).
     """
 
+    fusable_conv_bn = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))  # for jpegnet.layers.fuse_bn
+
     def __init__(self, in_channels: int, width: int, out_channels: int, stride: int = 1, kernel_size: int = 3):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
@@ -159,6 +161,8 @@ class ResNet(ResNetBase):
     (`stride8_channels` = layer2's output channels, 512 at width 1); `drop_before_stride8()` removes the stem,
     `layer1` and `layer2`.
     """
+
+    fusable_conv_bn = (("conv1", "bn1"),)  # the stem, for jpegnet.layers.fuse_bn
 
     def __init__(self, blocks: Sequence[int] = RESNET50_BLOCKS, num_classes: int = 1000,
                  width_multiplier: float = 1.0, depth_multiplier: float = 1.0):
