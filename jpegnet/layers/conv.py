@@ -1,9 +1,10 @@
 """Convolution building blocks: conv-norm-act, and folding BatchNorm into the convolution before it.
 
-`ConvNormAct` is the plain conv → BatchNorm → activation unit most families start from. `fuse_bn(model)`
-folds every BatchNorm that directly follows a convolution into that convolution's weights and bias, which
-removes one full read and write of the activation per conv at inference (BN in eval mode is an affine map
-per channel, so the folded model computes the same function up to float rounding).
+`ConvNormAct` is the plain conv → BatchNorm → activation unit most families start from; `Conv2dSame` keeps
+the size with an even kernel. `fuse_bn(model)` folds each BatchNorm known to directly follow a convolution
+(inside an nn.Sequential, or declared by its module in `fusable_conv_bn`) into that convolution's weights
+and bias, which removes one full read and write of the activation per conv at inference (BN in eval mode
+is an affine map per channel, so the folded model computes the same function up to float rounding).
 """
 from __future__ import annotations
 
