@@ -85,7 +85,8 @@ class HetVGG(JpegNetModel):
         self.num_classes = num_classes
         if cifar:
             self.input_config = InputConfig(input_size=(32, 32), mean=CIFAR_MEAN, std=CIFAR_STD, crop_pct=1.0)
-            self.pool = nn.Identity()  # 32 px → 1×1 after five poolings
+            # 32 px is 1×1 after five poolings; larger inputs are averaged down to it.
+            self.pool = nn.AdaptiveAvgPool2d((1, 1))
             self.pre_logits = nn.Sequential(nn.Flatten(1), nn.Linear(512, 512), nn.BatchNorm1d(512),
                                             nn.ReLU(inplace=True))
         else:
@@ -100,8 +101,6 @@ class HetVGG(JpegNetModel):
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if self.cifar and x.shape[-2:] != (1, 1):
-            x = x.mean(dim=(2, 3), keepdim=True)  # inputs larger than 32 px: pool what is left
         x = self.pre_logits(self.pool(x))
         return x if pre_logits else self.classifier(x)
 
