@@ -1,0 +1,161 @@
+"""The `jpegnet` command: one short real training run, then eval / predict / plot / stats / profile / models on
+its outputs, and the error paths (one line on stderr, exit 1, nothing half-written)."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from jpegnet.cli import main, parse_kwargs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_engine_resume import make_tiny_dataset  # noqa: E402
+
+TINY = ["--model", "dct_late_concat_rfa_thinner", "--model-kwargs", "width_multiplier=0.125", "--input-size", "32",
+        "--batch-size", "4", "--threads", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A one-epoch DCT run on 3 sample classes: (data folder, run folder)."""
+    root = tmp_path_factory.mktemp("cli")
+    data = make_tiny_dataset(root / "data")
+    run = root / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", "--opt", "adamw", *TINY]) == 0
+    return data, run
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("jpegnet: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], lines  # one line, the last, no traceback
+    return errors[0]
+
+
+def test_train_outputs(trained):
+    _, run = trained
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert len(rows) == 1 and rows[0]["epoch"] == "1" and rows[0]["step"] == "3"  # 12 images / 4
+    assert 0.0 <= float(rows[0]["val_top1"]) <= 100.0
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["class_names"] == ["dress", "hat", "longsleeve"]
+    assert state["input_config"]["representation"] == "dct" and state["input_config"]["input_size"] == [32, 32]
+    assert state["train_config"]["optimizer"] == "adamw" and "exp_avg" in next(iter(state["optimizer"]["state"].values()))
+    assert (run / "best.pt").is_file()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_eval_predict_match(trained, capsys, tmp_path):
+    data, run = trained
+    png = tmp_path / "cm.png"
+    assert main(["eval", "--data", str(data), "--checkpoint", str(run / "last.pt"), "--confusion", str(png)]) == 0
+    out = capsys.readouterr().out
+    top1 = float(out.split("top-1 ")[1].split("%")[0])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The eval top-1 equals the last epoch's validation top-1 (same transform, same weights).
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert top1 == pytest.approx(float(rows[-1]["val_top1"]), abs=0.01)
+
+    files = sorted((data / "val").glob("*/*.jpg"))
+    assert main(["predict", *map(str, files), "--checkpoint", str(run / "last.pt"), "--topk", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(files)
+    hits = sum(line.split(": ")[1].split(" ")[0] == Path(line.split(":")[0]).parent.name for line in lines)
+    assert hits / len(files) * 100 == pytest.approx(top1, abs=0.01)  # predict agrees with eval
+
+
+def test_resume_finished_run_with_more_epochs(trained, capsys, tmp_path):
+    data, run = trained
+    import shutil
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert main(["train", "--resume", str(copy / "last.pt"), "--epochs", "2", "--out", str(copy)]) == 0
+    rows = list(csv.DictReader(open(copy / "log.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and rows[1]["step"] == "6"
+    assert "resuming at epoch 2, batch 0/3" in capsys.readouterr().err
+
+
+def test_plot_stats_profile_models(trained, capsys, tmp_path):
+    data, run = trained
+    results = tmp_path / "results.csv"
+    results.write_text("model,top1,images_per_s\nresnet50,80,100\ndct_late_concat_rfa_thinner,79.5,170\n"
+                       "dct_late_concat,78,120\n")
+    assert main(["plot", str(results), "--out", str(tmp_path / "p.png")]) == 0
+    assert "Pareto front: resnet50, dct_late_concat_rfa_thinner" in capsys.readouterr().out
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+    stats = tmp_path / "stats.json"
+    assert main(["stats", str(data), "--out", str(stats), "--max-images", "4"]) == 0
+    saved = json.loads(stats.read_text())
+    assert len(saved["dct_mean"]) == len(saved["dct_std"]) == 192 and saved["folder"].endswith("train")
+    assert saved["dct_std"][0] > 0
+    capsys.readouterr()
+    # The train command accepts the file: the statistics land in the checkpoint's input config.
+    out = tmp_path / "run_stats"
+    assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--dct-stats", str(stats),
+                 *TINY]) == 0
+    cfg = torch.load(out / "last.pt", weights_only=True)["input_config"]
+    assert cfg["dct_mean"] == pytest.approx(saved["dct_mean"]) and cfg["dct_std"] == pytest.approx(saved["dct_std"])
+
+    assert main(["profile", "resnet50", "--size", "64", "--num-classes", "10",
+                 "--model-kwargs", "width_multiplier=0.125,depth_multiplier=0.25"]) == 0
+    out = capsys.readouterr().out
+    assert "layer4" in out and out.splitlines()[-2].startswith("total")
+
+    assert main(["models", "resnet50", "--flops"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("resnet50 "))
+    assert "rgb 224x224" in line and "25.56" in line and "8.18" in line  # torchvision's 25,557,032; 8.18 GFLOPs
+
+
+def test_errors_are_one_line_and_leave_nothing(trained, capsys, tmp_path):
+    data, run = trained
+    out = tmp_path / "out"
+    assert "data folder not found" in _error(capsys, ["train", "--data", str(tmp_path / "nope"), "--out", str(out),
+                                                      *TINY])
+    empty = make_tiny_dataset(tmp_path / "emptyclass", classes=2)
+    (empty / "train" / "zzz_empty").mkdir()
+    (empty / "val" / "zzz_empty").mkdir()
+    assert "without JPEG files: zzz_empty" in _error(capsys, ["train", "--data", str(empty), "--out", str(out),
+                                                              *TINY])
+    err = _error(capsys, ["train", "--data", str(data), "--out", str(out), *TINY[2:], "--model", "dct_late_concat_rfa_thiner"])
+    assert "unknown model 'dct_late_concat_rfa_thiner'" in err and "dct_late_concat_rfa_thinner" in err
+    # A checkpoint of other classes does not evaluate another folder.
+    other = make_tiny_dataset(tmp_path / "other", classes=2)
+    assert "was trained on classes" in _error(capsys, ["eval", "--data", str(other), "--checkpoint",
+                                                       str(run / "last.pt")])
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    assert "not a jpegnet checkpoint" in _error(capsys, ["predict", str(foreign), "--checkpoint", str(foreign)])
+    # Resuming with another model is refused before anything is written.
+    assert "was trained with model=" in _error(capsys, ["train", "--resume", str(run / "last.pt"), "--model",
+                                                        "resnet50", "--out", str(out)])
+    assert not out.exists()  # none of the failed runs left a folder, CSV or checkpoint behind
+
+
+def test_out_of_memory_is_reported(trained, capsys, tmp_path, monkeypatch):
+    data, _ = trained
+    import jpegnet.engine.trainer as trainer
+
+    def no_memory(self, inputs, targets):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(trainer._Run, "_step", no_memory)
+    out = tmp_path / "oom"
+    err = _error(capsys, ["train", "--data", str(data), "--out", str(out), "--epochs", "1", *TINY])
+    assert "out of GPU memory with 4 images per process; lower --batch-size" in err
+    assert not (out / "last.pt").exists() and not (out / "log.csv").exists()
+    assert not list(out.glob("**/events.out.tfevents.*")) if out.exists() else True
+
+
+def test_usage_errors(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", "x"])
+    assert exc.value.code == 2 and "--model" in capsys.readouterr().err
+    assert parse_kwargs("width_multiplier=0.5, depth_multiplier=1,name=abc") == {
+        "width_multiplier": 0.5, "depth_multiplier": 1, "name": "abc"}
