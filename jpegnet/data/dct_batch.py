@@ -1,0 +1,207 @@
+"""Decoded coefficients → one normalized DCT batch, with every image's crop window, resize and mirror.
+
+The work per image on the CPU is a copy of the blocks its window touches into one (pinned, for CUDA)
+int16 buffer; everything after that is a handful of batched torch ops on the target device:
+select the frequencies the resize keeps, dequantize, apply the banded vertical and horizontal resampling
+operators of `jpegnet.dct.transforms` (which also do the mirror and bring any chroma sampling to 4:2:0),
+normalize. Output: y (N, 64, H/8, W/8) and cbcr (N, 128, H/16, W/16) float32, channels_last (the reader's
+(blocks_h, blocks_w, 64) layout is kept throughout: channel = 8·u + v, Cb's 64 then Cr's 64).
+
+Colour spaces: 'ycbcr' as is; 'gray' gets zero chroma (neutral grey before normalization); 'rgb' JPEGs
+(Adobe transform 0) are mixed to YCbCr on their coefficients (the JFIF matrix is linear on level-shifted
+samples, so it commutes with the DCT); 'cmyk' and 'ycck' are refused with `UnsupportedImage`: their
+conversion to RGB multiplies channels by K, which no linear operator on coefficients can do, and converting
+through pixels would put a pixel round trip on the DCT path for a format ImageNet-style datasets hardly use.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..dct.transforms import BLOCK, apply_resample, frequencies_kept, resample_operator
+
+#: Without dataset statistics, dequantized coefficients are divided by this (mean 0). The DC coefficient of
+#: an 8×8 block is 8× its mean level-shifted sample (range ±1024), so /128 maps pixel means to about ±8 and
+#: typical low-frequency AC terms to about ±1: a usable scale for a first run; `compute_dct_stats` is better.
+DEFAULT_DCT_SCALE = 128.0
+
+# JFIF RGB → YCbCr on level-shifted samples (rows: Y, Cb, Cr); rows sum to 1, 0, 0, so no offsets remain.
+_RGB_TO_YCC = np.array([[0.299, 0.587, 0.114],
+                        [-0.168735892, -0.331264108, 0.5],
+                        [0.5, -0.418687589, -0.081312411]])
+
+
+class UnsupportedImage(ValueError):
+    """A JPEG that decodes but cannot become DCT input (CMYK / YCCK, unusual component layouts)."""
+
+
+@dataclass
+class _Plane:
+    coefs: np.ndarray        # int16 (blocks_h, blocks_w, 64)
+    quant: np.ndarray        # (64,) quantization steps
+    fx: float                # plane pixels per luma pixel, horizontally
+    fy: float
+    width: int               # plane size in pixels
+    height: int
+
+
+def image_planes(c) -> list[_Plane]:
+    """The Y (and Cb, Cr) planes of a JpegCoefficients, with their scale relative to the luma grid.
+    Raises UnsupportedImage for colour spaces the DCT path does not take."""
+    if c.colorspace in ("cmyk", "ycck"):
+        raise UnsupportedImage(f"{c.colorspace.upper()} JPEG: the DCT pipeline takes YCbCr, RGB and greyscale "
+                               "files (CMYK to RGB is not linear in the DCT domain); convert the file to RGB")
+    n = len(c.planes)
+    if not ((c.colorspace == "gray" and n == 1) or (c.colorspace in ("ycbcr", "rgb") and n == 3)):
+        raise UnsupportedImage(f"unsupported JPEG layout: colorspace {c.colorspace!r} with {n} components")
+    hmax = max(h for h, _ in c.sampling)
+    vmax = max(v for _, v in c.sampling)
+    planes = [c.planes[i] for i in range(n)]
+    quants = [c.quant_tables[i] for i in range(n)]
+    if c.colorspace == "rgb":
+        if len(set(map(tuple, c.sampling))) != 1:
+            raise UnsupportedImage(f"RGB JPEG with unequal sampling {c.sampling}: cannot mix to YCbCr per block")
+        deq = np.stack([p.astype(np.float32) * q.astype(np.float32) for p, q in zip(planes, quants)])
+        ycc = np.einsum("oc,chwk->ohwk", _RGB_TO_YCC.astype(np.float32), deq)
+        planes = [np.clip(np.rint(p), -32768, 32767).astype(np.int16) for p in ycc]
+        quants = [np.ones(64, dtype=np.uint16)] * 3
+    out = []
+    for (h, v), p, q in zip(c.sampling, planes, quants):
+        fx, fy = h / hmax, v / vmax
+        out.append(_Plane(p, q, fx, fy, -(-c.width * h // hmax), -(-c.height * v // vmax)))
+    return out
+
+
+def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_size: tuple[int, int], *,
+                    device="cpu", mean=None, std=None, k_margin: float | None = 1.25,
+                    pin_memory: bool | None = None):
+    """(y, cbcr) for decoded images (JpegCoefficients), each cut from its window (x, y, w, h in luma pixels,
+    floats) resized to out_size (H, W, multiples of 16) and mirrored where flips[i].
+
+    mean / std: 192 values (64 Y, 128 CbCr) or None for mean 0, std DEFAULT_DCT_SCALE; pass mean=0, std=1
+    tensors for raw dequantized coefficients. k_margin: frequency truncation margin for downscales (None:
+    always all 8 frequencies, the exact composition IDCT → resize → DCT).
+    """
+    out_h, out_w = int(out_size[0]), int(out_size[1])
+    if out_h % 16 or out_w % 16 or out_h <= 0 or out_w <= 0:
+        raise ValueError(f"output size must be positive multiples of 16, got {out_size!r}")
+    device = torch.device(device)
+    if pin_memory is None:
+        pin_memory = device.type == "cuda"
+    n = len(images)
+    # items may come as the plane lists of image_planes (the loader checks colour spaces before building)
+    per_image = [c if isinstance(c, list) else image_planes(c) for c in images]
+    windows = np.asarray(windows, dtype=np.float64).reshape(n, 4)
+    flips = np.asarray(flips, dtype=bool).reshape(n)
+    colour = [i for i, p in enumerate(per_image) if len(p) == 3]
+
+    if mean is None:
+        mean = torch.zeros(192)
+        std = torch.full((192,), DEFAULT_DCT_SCALE)
+    mean = torch.as_tensor(mean, dtype=torch.float32).to(device)
+    inv = 1.0 / torch.as_tensor(std, dtype=torch.float32).to(device)
+    # normalized = raw · (1/std) − mean/std, written once into the final channels_last layout
+    bias = -mean * inv
+    hb, wb = out_h // 8, out_w // 8
+    y = torch.empty((n, hb, wb, 8, 8), dtype=torch.float32, device=device)
+    _resample_into(y, (np.arange(n),), [p[0] for p in per_image], windows, flips, (hb, wb),
+                   inv[:64].view(1, 1, 1, 8, 8), bias[:64].view(1, 1, 1, 8, 8), device, k_margin, pin_memory)
+    cbcr = torch.empty((n, hb // 2, wb // 2, 2, 8, 8), dtype=torch.float32, device=device)
+    grey = [i for i in range(n) if len(per_image[i]) == 1]
+    if grey:  # zero chroma (neutral grey), normalized like any other image
+        cbcr[torch.as_tensor(grey, device=device)] = bias[64:].view(2, 8, 8)
+    if colour:
+        image_ids = np.repeat(np.asarray(colour), 2)
+        component_ids = np.tile(np.arange(2), len(colour))
+        chroma_planes = [p for i in colour for p in per_image[i][1:]]
+        inv_c = inv[64:].view(2, 1, 1, 8, 8)[torch.from_numpy(component_ids).to(device)]
+        bias_c = bias[64:].view(2, 1, 1, 8, 8)[torch.from_numpy(component_ids).to(device)]
+        _resample_into(cbcr.permute(0, 3, 1, 2, 4, 5), (image_ids, component_ids), chroma_planes,
+                       windows[image_ids], flips[image_ids], (hb // 2, wb // 2), inv_c, bias_c, device,
+                       k_margin, pin_memory)
+    # (N, h, w, C) memory viewed as (N, C, h, w): channels_last without a copy
+    return (y.view(n, hb, wb, 64).permute(0, 3, 1, 2),
+            cbcr.view(n, hb // 2, wb // 2, 128).permute(0, 3, 1, 2))
+
+
+def _resample_into(target: torch.Tensor, ids: tuple, planes: list[_Plane], windows, flips, out_blocks,
+                   scale: torch.Tensor, bias: torch.Tensor, device, k_margin, pin_memory) -> None:
+    """Resample planes into target[ids] (target indexed by the arrays in ids gives (P, Ov, Oh, 8, 8)),
+    normalized with per-plane scale / bias (broadcastable to (P, 1, 1, 8, 8)).
+
+    Planes are processed in groups of equal kept-frequency count k, so a batch that mixes small crops
+    (upscaled: all 8 frequencies, short bands) with large ones (downscaled: few frequencies, long bands)
+    does not pad every image to the worst of both.
+    """
+    fx = np.array([p.fx for p in planes])
+    fy = np.array([p.fy for p in planes])
+    x0, y0 = windows[:, 0] * fx, windows[:, 1] * fy
+    ww, wh = windows[:, 2] * fx, windows[:, 3] * fy
+    ov, oh = out_blocks
+    if k_margin is None:
+        ks = np.full(len(planes), BLOCK)
+    else:
+        ratio = np.maximum(ov * BLOCK / wh, oh * BLOCK / ww)
+        ks = np.array([frequencies_kept(float(r), k_margin) for r in ratio])
+    groups = [np.flatnonzero(ks == k) for k in np.unique(ks)]
+    for sel in groups:
+        k = int(ks[sel[0]])
+        sub = [planes[i] for i in sel]
+        pw = np.array([p.width for p in sub])
+        ph = np.array([p.height for p in sub])
+        vert = resample_operator(y0[sel], wh[sel], ov, ph, None, k, device)
+        horiz = resample_operator(x0[sel], ww[sel], oh, pw, flips[sel], k, device)
+        raw = _resample_group(sub, vert, horiz, k, device, pin_memory)
+        sel_t = torch.from_numpy(sel).to(device)
+        s = scale if scale.shape[0] == 1 else scale[sel_t]
+        b = bias if bias.shape[0] == 1 else bias[sel_t]
+        if len(groups) == 1 and len(ids) == 1:  # the whole batch in order: write in place
+            _normalize_into(target, raw, s, b)
+        elif target.device.type == "cpu":
+            # plane by plane into its slot (numpy on views: no temporary, no scatter)
+            t_np, r_np, s_np, b_np = target.numpy(), raw.numpy(), s.numpy(), b.numpy()
+            for j, i in enumerate(sel):
+                slot = t_np[tuple(int(a[i]) for a in ids)]
+                np.multiply(r_np[j], s_np[j if s_np.shape[0] > 1 else 0], out=slot)
+                slot += b_np[j if b_np.shape[0] > 1 else 0]
+        else:
+            part = torch.empty(raw.shape, dtype=torch.float32, device=device)
+            _normalize_into(part, raw, s, b)
+            target[tuple(torch.from_numpy(i[sel]).to(device) for i in ids)] = part
+
+
+def _normalize_into(out: torch.Tensor, raw: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> None:
+    """out = raw · scale + bias, raw a strided view: the permute to the final layout and the normalization in
+    one pass (numpy on the CPU, where it is faster on strided views than torch's addcmul)."""
+    if out.device.type == "cpu":
+        o = out.numpy()
+        np.multiply(raw.numpy(), scale.numpy(), out=o)
+        o += bias.numpy()
+    else:
+        torch.addcmul(bias, raw, scale, out=out)
+
+
+def _resample_group(planes: list[_Plane], vert, horiz, k: int, device, pin_memory):
+    P = len(planes)
+    rows = vert.stop_block - vert.first_block
+    cols = horiz.stop_block - horiz.first_block
+    R, C = int(rows.max()), int(cols.max())
+    # One pass per image reads only its window's blocks and the k×k kept frequencies, dequantizes them and
+    # writes them in the (P, rows, u, cols, v) layout the operators read. Rows past a plane's own are never
+    # read; columns past its own only need to be finite (see apply_resample), so they are zeroed.
+    x = torch.empty((P, R, k, C, k), dtype=torch.float32, pin_memory=pin_memory)
+    xn = x.numpy()
+    for i, p in enumerate(planes):
+        r0, c0 = int(vert.first_block[i]), int(horiz.first_block[i])
+        # taps past a plane's stored blocks have zero weight, so the copy stops at the stored blocks
+        r1, c1 = min(r0 + int(rows[i]), p.coefs.shape[0]), min(c0 + int(cols[i]), p.coefs.shape[1])
+        h, w = r1 - r0, c1 - c0
+        coefs = p.coefs[r0:r1, c0:c1].reshape(h, w, BLOCK, BLOCK)[:, :, :k, :k].transpose(0, 2, 1, 3)
+        steps = p.quant.reshape(BLOCK, BLOCK)[None, :k, None, :k].astype(np.float32)
+        np.multiply(coefs, steps, out=xn[i, :h, :, :w, :])
+        if w < C:
+            xn[i, :h, :, w:, :] = 0.0
+    x = x.to(device, non_blocking=pin_memory and device.type == "cuda")
+    return apply_resample(x, vert, horiz)

@@ -1,0 +1,237 @@
+"""create_loader: batches of a JpegFolder decoded on threads, augmented and normalized on the target device.
+
+DCT: the batch's files are entropy-decoded by `read_coefficients_batch` (C threads, GIL released), the blocks
+under each image's crop window are copied into one pinned int16 buffer, and `build_dct_batch` finishes on
+the device with batched ops. RGB: the torchvision pipeline (Pillow decode, resized crop, flip, ToTensor,
+Normalize) per image on a thread pool, stacked into a pinned batch.
+
+A background thread prepares the next batches while the caller trains on the current one. Which images form
+which batch and every augmentation draw depend only on (seed, epoch, index), never on timing or threads.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from ..codec import JpegError, read_coefficients_batch
+from ..codec.reader import default_threads
+from .dct_batch import UnsupportedImage, build_dct_batch, image_planes
+from .folder import IMAGENET_MEAN, IMAGENET_STD, JpegFolder, log_bad_file, logger
+
+
+def _normalization(ds: JpegFolder, input_config):
+    cfg = input_config if input_config is not None else ds.input_config
+    if ds.representation == "dct":
+        mean = getattr(cfg, "dct_mean", None) if cfg is not None else None
+        std = getattr(cfg, "dct_std", None) if cfg is not None else None
+        if (mean is None) != (std is None):
+            raise ValueError("input_config has dct_mean without dct_std (or the reverse)")
+        if mean is not None and (len(mean) != 192 or len(std) != 192):
+            raise ValueError(f"dct_mean / dct_std need 192 values (64 Y, 128 CbCr), got {len(mean)} / {len(std)}")
+        return mean, std
+    mean = tuple(getattr(cfg, "mean", IMAGENET_MEAN)) if cfg is not None else IMAGENET_MEAN
+    std = tuple(getattr(cfg, "std", IMAGENET_STD)) if cfg is not None else IMAGENET_STD
+    return mean, std
+
+
+def build_batch(ds: JpegFolder, indices, *, seed: int, epoch: int, device="cpu", input_config=None,
+                num_threads: int | None = None, pool: ThreadPoolExecutor | None = None,
+                normalize: bool = True, k_margin: float | None = 1.25):
+    """Decode and transform the samples `indices` of ds. Returns (batch or None, bad) where batch is
+    (inputs tuple, targets int64) on `device` and bad lists (path, reason, exception) of unusable files."""
+    device = torch.device(device)
+    pin = device.type == "cuda"
+    indices = list(indices)
+    paths = [ds.samples[i][0] for i in indices]
+    bad: list = []
+    if ds.representation == "dct":
+        results = read_coefficients_batch(paths, threads=num_threads or default_threads(), on_error="return",
+                                          strict=ds.strict, max_pixels=ds.max_pixels)
+        keep, images = [], []
+        for j, r in enumerate(results):
+            if isinstance(r, JpegError):
+                bad.append((paths[j], str(r), r))
+                continue
+            try:
+                planes = image_planes(r)
+            except UnsupportedImage as e:
+                bad.append((paths[j], str(e), e))
+                continue
+            keep.append(j)
+            images.append((r, planes))
+        if not keep:
+            return None, bad
+        kept_idx = [indices[j] for j in keep]
+        widths = np.array([c.width for c, _ in images])
+        heights = np.array([c.height for c, _ in images])
+        windows, flips = ds.windows(kept_idx, widths, heights, seed, epoch)
+        if normalize:
+            mean, std = _normalization(ds, input_config)
+        else:
+            mean, std = torch.zeros(192), torch.ones(192)
+        inputs = build_dct_batch([p for _, p in images], windows, flips, ds.input_size, device=device,
+                                 mean=mean, std=std, k_margin=k_margin, pin_memory=pin)
+    else:
+        from .rgb import load_rgb
+        mean, std = _normalization(ds, input_config)
+        jobs = [(ds, i, p, seed, epoch, mean, std) for i, p in zip(indices, paths)]
+        outs = list(pool.map(load_rgb, jobs)) if pool is not None else [load_rgb(j) for j in jobs]
+        keep = []
+        for j, o in enumerate(outs):
+            if isinstance(o, Exception):
+                bad.append((paths[j], f"{type(o).__name__}: {o}", o))
+            else:
+                keep.append(j)
+        if not keep:
+            return None, bad
+        x = torch.empty((len(keep), 3, *ds.input_size), dtype=torch.float32, pin_memory=pin)
+        for row, j in enumerate(keep):
+            x[row] = outs[j]
+        inputs = (x.to(device, non_blocking=pin),)
+    targets = torch.tensor([ds.samples[indices[j]][1] for j in keep], dtype=torch.int64)
+    if pin:
+        targets = targets.pin_memory()
+    return (inputs, targets.to(device, non_blocking=pin)), bad
+
+
+class JpegLoader:
+    """Iterable of (inputs, targets) batches; see create_loader."""
+
+    def __init__(self, dataset: JpegFolder, batch_size: int, *, shuffle: bool = False, sampler=None,
+                 drop_last: bool = False, device="cpu", num_threads: int | None = None, input_config=None,
+                 seed: int = 0, prefetch: int = 2):
+        if not isinstance(dataset, JpegFolder):
+            raise TypeError(f"create_loader needs a JpegFolder, got {type(dataset).__name__}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        if num_threads is not None and int(num_threads) < 1:
+            raise ValueError(f"num_threads must be >= 1 or None, got {num_threads!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("shuffle and sampler are exclusive (the sampler decides the order)")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.sampler = sampler
+        self.drop_last = bool(drop_last)
+        self.device = torch.device(device)
+        self.num_threads = int(num_threads) if num_threads else default_threads()
+        self.input_config = input_config
+        self.seed = int(seed)
+        self.prefetch = int(prefetch)
+        self.epoch = 0
+        self.start_batch = 0
+        self.skipped: list[tuple[str, str]] = []
+        _normalization(dataset, input_config)  # bad statistics fail here, not in the first batch
+        self._pool = ThreadPoolExecutor(self.num_threads) if dataset.representation == "rgb" else None
+
+    def __len__(self) -> int:
+        n = len(self.sampler) if self.sampler is not None else len(self.dataset)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch (order and augmentation) and skip its first start_batch batches (resume)."""
+        if int(start_batch) < 0:
+            raise ValueError(f"start_batch must be >= 0, got {start_batch!r}")
+        self.epoch = int(epoch)
+        self.start_batch = int(start_batch)
+        self.skipped = []
+        if self.sampler is not None and hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(self.epoch)
+
+    def order(self) -> list[int]:
+        """This epoch's sample order."""
+        if self.sampler is not None:
+            return [int(i) for i in self.sampler]
+        if self.shuffle:
+            rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, self.epoch])))
+            return rng.permutation(len(self.dataset)).tolist()
+        return list(range(len(self.dataset)))
+
+    def batch_indices(self) -> list[list[int]]:
+        order = self.order()
+        bs = self.batch_size
+        batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+        if self.drop_last and batches and len(batches[-1]) < bs:
+            batches.pop()
+        return batches[self.start_batch:]
+
+    def _produce(self, indices):
+        batch, bad = build_batch(self.dataset, indices, seed=self.seed, epoch=self.epoch, device=self.device,
+                                 input_config=self.input_config, num_threads=self.num_threads, pool=self._pool)
+        for path, reason, error in bad:
+            if self.dataset.on_error == "raise":
+                raise error
+            self.skipped.append((path, reason))
+            log_bad_file(path, reason)
+        return batch
+
+    def __iter__(self):
+        batches = self.batch_indices()
+        skipped_before = len(self.skipped)
+        if self.prefetch <= 0:
+            for b in batches:
+                out = self._produce(b)
+                if out is not None:
+                    yield out
+        else:
+            yield from self._prefetched(batches)
+        if len(self.skipped) > skipped_before:
+            logger.warning("epoch %d: skipped %d unreadable files", self.epoch, len(self.skipped))
+
+    def _prefetched(self, batches):
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+        done = object()
+
+        def work():
+            try:
+                for b in batches:
+                    if stop.is_set():
+                        return
+                    out = self._produce(b)
+                    if out is not None:
+                        q.put(out)
+            except BaseException as e:  # handed to the consumer, which re-raises it
+                q.put(e)
+            q.put(done)
+
+        thread = threading.Thread(target=work, name="jpegnet-loader", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is done:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while thread.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    q.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            thread.join()
+
+
+def create_loader(dataset: JpegFolder, batch_size: int, *, shuffle: bool = False, sampler=None,
+                  drop_last: bool = False, device="cpu", num_threads: int | None = None, input_config=None,
+                  seed: int = 0, prefetch: int = 2) -> JpegLoader:
+    """A loader over a JpegFolder: batches of (inputs, targets) on `device`, augmented and normalized.
+
+    inputs: (y (N,64,H/8,W/8), cbcr (N,128,H/16,W/16)) channels_last for 'dct'; (x (N,3,H,W),) for 'rgb'.
+    shuffle: a fresh permutation per epoch from (seed, epoch); sampler: e.g. DistributedSampler (its
+    set_epoch is called by ours). num_threads: decode threads (default: the cores available). input_config:
+    normalization (dct_mean / dct_std; without them coefficients are divided by DEFAULT_DCT_SCALE).
+    Unreadable files are skipped (listed in `loader.skipped`, logged once) unless the dataset says
+    on_error='raise'; a batch whose files all fail is left out. prefetch: batches prepared ahead on a
+    background thread (0: none).
+    """
+    return JpegLoader(dataset, batch_size, shuffle=shuffle, sampler=sampler, drop_last=drop_last, device=device,
+                      num_threads=num_threads, input_config=input_config, seed=seed, prefetch=prefetch)

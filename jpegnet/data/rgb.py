@@ -1,0 +1,41 @@
+"""The RGB twin: the torchvision pipeline people run today (Pillow decode, RandomResizedCrop or Resize +
+CenterCrop, horizontal flip, ToTensor, Normalize), with its crop and flip drawn from the same
+(seed, epoch, index) function as the DCT path, so both representations see the same windows.
+
+torchvision is imported here only (the DCT path does not need it).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def load_rgb(job):
+    """One sample → float32 (3, H, W) tensor, or the exception that made the file unusable."""
+    ds, index, path, seed, epoch, mean, std = job
+    from PIL import Image
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    out_h, out_w = ds.input_size
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            if ds.max_pixels is not None and img.size[0] * img.size[1] > ds.max_pixels:
+                raise ValueError(f"image of {img.size[0]}x{img.size[1]} pixels is above max_pixels={ds.max_pixels}")
+            img = img.convert("RGB")
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError...
+        return e
+    width, height = img.size
+    windows, flips = ds.windows([index], np.array([width]), np.array([height]), seed, epoch)
+    if ds.train:
+        left, top, w, h = (int(v) for v in windows[0])
+        img = TF.resized_crop(img, top, left, h, w, [out_h, out_w], InterpolationMode.BILINEAR, antialias=True)
+    else:
+        img = TF.resize(img, math.floor(max(out_h, out_w) / ds.crop_pct), InterpolationMode.BILINEAR,
+                        antialias=True)
+        img = TF.center_crop(img, [out_h, out_w])
+    if flips[0]:
+        img = TF.hflip(img)
+    return TF.normalize(TF.to_tensor(img), mean, std)
