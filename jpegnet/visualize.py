@@ -137,8 +137,7 @@ def plot_kernels(model: nn.Module, layers: Sequence[str] | str, out_png: str | o
         info.append(dict(name=name, shape=tuple(weight.shape), depthwise=depthwise, grid=grid))
     plt = _pyplot()
     import matplotlib
-    cmap = matplotlib.colormaps["RdBu_r"].copy()
-    cmap.set_bad("white")
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")  # NaN gaps between tiles
     dpi = 100
     width = max(m.shape[1] for m in panels) * tile_px / dpi + 0.4
     heights = [m.shape[0] * tile_px / dpi + 0.4 for m in panels]
@@ -313,8 +312,7 @@ def plot_features(model: nn.Module, inputs, out_png_or_dir: str | os.PathLike,
 
 def _draw_features(ax, grid: np.ndarray, name: str, shape) -> None:
     import matplotlib
-    cmap = matplotlib.colormaps["viridis"].copy()
-    cmap.set_bad("white")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
     ax.imshow(grid, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(f"{name} {tuple(shape[1:])}", fontsize=7)
 
