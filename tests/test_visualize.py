@@ -127,4 +127,4 @@ def test_plot_features_directory_on_vgnet(tmp_path):
 def test_plot_features_dct_model_default_layers(tmp_path):
     model = create_model("dct_vgnetg_1_0mp")
     result = plot_features(model, model.example_inputs(1, 64), tmp_path / "dct.png")
-    assert result["layers"] == ["backbone.stage3", "backbone.final_conv"]
+    assert result["layers"] == ["stem", "backbone.stage3", "backbone.final_conv"]

@@ -14,7 +14,8 @@ A backbone supports the adapter by implementing the *stride-8 entry protocol*:
 - `forward_from_stride8(x)`: runs the rest of `forward_features` from that activation;
 - `drop_before_stride8()`: replaces every module used only before that point with `nn.Identity`, so the
   DCT model neither holds nor counts their parameters.
-Its `feature_info` entries with reduction < 8 are dropped; the rest keep their names (under `backbone.`).
+Features: the stem's output is the stride-8 map; the backbone's entries with reduction > 8 keep their names
+(under `backbone.`).
 """
 from __future__ import annotations
 
@@ -63,8 +64,11 @@ class DctAdapter(JpegNetModel):
         self.num_classes = backbone.num_classes
         self.num_features = backbone.num_features
         self.input_config = replace(backbone.input_config, representation="dct")
-        self.feature_info = [dict(info, module=f"backbone.{info['module']}")
-                             for info in backbone.feature_info if info["reduction"] >= 8]
+        # The stem's output is the stride-8 feature map (the backbone's own stride-8 modules were dropped);
+        # deeper features keep their backbone names.
+        self.feature_info = [dict(module="stem", num_chs=backbone.stride8_channels, reduction=8)] + [
+            dict(info, module=f"backbone.{info['module']}") for info in backbone.feature_info
+            if info["reduction"] > 8]
 
     def forward_features(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_from_stride8(self.stem(y, cbcr))
