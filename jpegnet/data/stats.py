@@ -37,7 +37,7 @@ def compute_dct_stats(dataset_or_root, max_images: int | None = None, *, input_s
     positions = {0: 0, 64: 0}
     for start in range(0, n, batch_size):
         batch, bad = build_batch(ds, range(start, min(n, start + batch_size)), seed=seed, epoch=0,
-                                 num_threads=threads, normalize=False, k_margin=None)
+                                 num_threads=threads, normalize=False)
         for path, reason, _ in bad:
             log_bad_file(path, reason)
         if batch is None:
