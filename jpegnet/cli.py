@@ -285,13 +285,14 @@ def add_stats_parser(sub) -> None:
     p.add_argument("data", help="folder of class folders (or one with train/)")
     p.add_argument("--out", default="dct_stats.json")
     p.add_argument("--max-images", type=_positive_int, default=None)
+    p.add_argument("--size", type=_positive_int, default=224, help="the training input size (default 224)")
     p.set_defaults(func=cmd_stats)
 
 
 def cmd_stats(args) -> int:
     from .engine import dataset_dct_stats
 
-    result = dataset_dct_stats(args.data, args.out, max_images=args.max_images)
+    result = dataset_dct_stats(args.data, args.out, max_images=args.max_images, input_size=args.size)
     print(f"DCT statistics of {result['folder']} ({result['images']} images): Y DC mean "
           f"{result['dct_mean'][0]:.2f} std {result['dct_std'][0]:.2f}; wrote {result['path']}")
     return 0

@@ -90,10 +90,10 @@ def test_plot_stats_profile_models(trained, capsys, tmp_path):
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
     stats = tmp_path / "stats.json"
-    assert main(["stats", str(data), "--out", str(stats), "--max-images", "4"]) == 0
+    assert main(["stats", str(data), "--out", str(stats), "--max-images", "4", "--size", "32"]) == 0
     saved = json.loads(stats.read_text())
     assert len(saved["dct_mean"]) == len(saved["dct_std"]) == 192 and saved["folder"].endswith("train")
-    assert saved["dct_std"][0] > 0
+    assert saved["dct_std"][0] > 0 and saved["input_size"] == 32
     capsys.readouterr()
     # The train command accepts the file: the statistics land in the checkpoint's input config.
     out = tmp_path / "run_stats"
