@@ -249,7 +249,7 @@ def test_stride8_entry_protocol_and_dct_resnet50():
     y, cbcr = model.example_inputs(2, (64, 96))
     assert model(y, cbcr).shape == (2, 7)
     feats = create_model("dct_resnet50", features_only=True, **TINY)(y, cbcr)
-    assert [f.shape[1:] for f in feats] == [(128, 4, 6), (256, 2, 3)]
+    assert [f.shape[1:] for f in feats] == [(64, 8, 12), (128, 4, 6), (256, 2, 3)]  # stem output first
 
 
 def test_registered_resnet_names():
