@@ -20,18 +20,24 @@ class ConvNormAct(nn.Sequential):
 
     padding defaults to kernel_size // 2 for odd kernels ("same" at stride 1); even kernels (stride 1 only)
     get `Conv2dSame`'s bottom/right padding.
-    `act_layer=None` leaves the activation out (an nn.Identity keeps the key layout fixed).
+    `act_layer=None` leaves the activation out (an nn.Identity keeps the key layout fixed); any zero-argument
+    factory works (e.g. functools.partial(nn.LeakyReLU, 0.01)).
+    bn_eps / bn_momentum: BatchNorm settings, for families whose reference uses other ones (EfficientNet-B5+).
+    The keys `conv`, `bn`, `act` are timm's layout, which keeps weight import a matter of renaming blocks.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 padding: int | str | None = None, groups: int = 1, act_layer: type[nn.Module] | None = nn.ReLU):
+                 padding: int | str | None = None, groups: int = 1, act_layer=nn.ReLU,
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1):
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"channels ({in_channels} -> {out_channels}) must be divisible by groups={groups}")
         super().__init__()
         if padding is None:
             self.conv = make_conv2d(in_channels, out_channels, kernel_size, stride, groups=groups)
         else:
             self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                                   groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum)
         self.act = _make_activation(act_layer)
 
 

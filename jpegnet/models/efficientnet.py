@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..layers.conv_norm_act import ConvNormAct
+from ..layers.conv import ConvNormAct
 from ..layers.drop_path import DropPath
 from ..layers.squeeze_excite import SqueezeExcite
 from .dct_adapter import register_dct_variant
