@@ -159,7 +159,7 @@ def test_reset_classifier_and_pre_logits():
     assert model(x).shape == (1, 11)
     model.reset_classifier(0)
     assert model(x).shape == (1, model.num_features)
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError, match="num_classes must be an int"):
         model.reset_classifier(2.5)
     with pytest.raises(ValueError):
         create_model("cspresnet50", num_classes=-3)

@@ -148,7 +148,7 @@ def test_dct_variant():
     before = sum(p.numel() for n, p in rgb.named_parameters() if n.split(".")[0] in ("stem", "stage1", "stage2"))
     assert count_params(model) == count_params(rgb) - before + count_params(model.stem)
     feats = create_model("dct_vgnetg_1_0mp", features_only=True).eval()(y, cbcr)
-    assert [f.shape[1] for f in feats] == [224, 368]
+    assert [f.shape[1] for f in feats] == [112, 224, 368]  # the stem is the stride-8 feature
 
 
 def test_bad_arguments():

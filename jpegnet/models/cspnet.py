@@ -42,7 +42,7 @@ from torch import nn
 from ..layers.conv import ConvNormAct
 from ..layers.drop_path import DropPath
 from .dct_adapter import register_dct_variant
-from .registry import InputConfig, JpegNetModel, register_model
+from .registry import InputConfig, JpegNetModel, check_num_classes, linear_classifier, register_model
 from .weights import WeightImportError, register_converter
 
 LEAKY_SLOPE = 0.01  # timm's nn.LeakyReLU default; see the module docstring
@@ -51,11 +51,6 @@ CSP_INPUT = dict(input_size=(256, 256), crop_pct=0.887)  # timm's pretrained con
 
 def _leaky() -> nn.Module:
     return nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
-
-
-def _check_classes(num_classes) -> None:
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
-        raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
 
 
 class ResBottleneck(nn.Module):
@@ -238,9 +233,9 @@ class _ClassifierMixin:
         return self.fc(self.dropout(x))
 
     def reset_classifier(self, num_classes: int) -> None:
-        _check_classes(num_classes)
+        check_num_classes(num_classes)
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self.fc = linear_classifier(self.num_features, num_classes)
 
 
 class CspNet(_Stride8Entry, _ClassifierMixin, JpegNetModel):
@@ -249,7 +244,7 @@ class CspNet(_Stride8Entry, _ClassifierMixin, JpegNetModel):
     def __init__(self, cfg: CspConfig, num_classes: int = 1000, dropout: float = 0.0,
                  drop_path_rate: float = 0.0, in_channels: int = 3):
         super().__init__()
-        _check_classes(num_classes)
+        check_num_classes(num_classes)
         if not 0.0 <= dropout < 1.0 or not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"dropout and drop_path_rate must be in [0, 1), got {dropout}, {drop_path_rate}")
         self.cfg = cfg
@@ -424,7 +419,7 @@ class CspDenseNet(_ClassifierMixin, JpegNetModel):
                  stem_channels: int = 64, bn_size: int = 4, compression: float = 0.5, part_ratio: float = 0.5,
                  fusion: str = "both", num_classes: int = 1000, dropout: float = 0.0, in_channels: int = 3):
         super().__init__()
-        _check_classes(num_classes)
+        check_num_classes(num_classes)
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         if not 0.0 < part_ratio <= 1.0:

@@ -31,7 +31,7 @@ from ..layers.conv import ConvNormAct
 from ..layers.drop_path import DropPath
 from ..layers.squeeze_excite import SqueezeExcite
 from .dct_adapter import register_dct_variant
-from .registry import InputConfig, JpegNetModel, register_model
+from .registry import InputConfig, JpegNetModel, check_num_classes, linear_classifier, register_model
 from .weights import WeightImportError, register_converter
 
 
@@ -179,7 +179,7 @@ class EfficientNet(JpegNetModel):
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self.classifier = linear_classifier(self.num_features, num_classes)
 
         # stride-8 entry protocol (see dct_adapter): enter after the last stage still at reduction 8
         self._stride8_stage = max(i for i, (red, _) in enumerate(stage_reductions) if red == 8)
@@ -234,10 +234,8 @@ class EfficientNet(JpegNetModel):
         return self.classifier(self.dropout(x))
 
     def reset_classifier(self, num_classes: int) -> None:
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self.num_classes = check_num_classes(num_classes)
+        self.classifier = linear_classifier(self.num_features, num_classes)
 
 
 def _build(variant: str, num_classes: int, **kwargs) -> EfficientNet:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..layers.hetconv import HetConv2d
-from .registry import InputConfig, JpegNetModel, register_model
+from .registry import InputConfig, JpegNetModel, check_num_classes, linear_classifier, register_model
 
 __all__ = ["HetVGG", "HetResNet", "HetBottleneck", "VALID_PARTS"]
 
@@ -94,7 +94,7 @@ class HetVGG(JpegNetModel):
             self.pre_logits = nn.Sequential(nn.Flatten(1), nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True),
                                             nn.Dropout(drop_rate), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
                                             nn.Dropout(drop_rate))
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier = linear_classifier(self.num_features, num_classes)
         _init(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,10 +105,8 @@ class HetVGG(JpegNetModel):
         return x if pre_logits else self.classifier(x)
 
     def reset_classifier(self, num_classes: int) -> None:
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.num_classes = check_num_classes(num_classes)
+        self.classifier = linear_classifier(self.num_features, num_classes)
 
 
 class HetBottleneck(nn.Module):
@@ -187,10 +185,8 @@ class HetResNet(JpegNetModel):
         return x if pre_logits else self.fc(x)
 
     def reset_classifier(self, num_classes: int) -> None:
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.num_classes = check_num_classes(num_classes)
+        self.fc = linear_classifier(self.num_features, num_classes)
 
 
 @register_model

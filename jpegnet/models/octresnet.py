@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..layers.octconv import OctBatchNorm2d, OctConv2d, OctReLU
-from .registry import JpegNetModel, register_model
+from .registry import JpegNetModel, check_num_classes, linear_classifier, register_model
 
 __all__ = ["OctBottleneck", "OctResNet", "OCT_ALPHAS"]
 
@@ -105,10 +105,8 @@ class OctResNet(JpegNetModel):
         return x if pre_logits else self.fc(x)
 
     def reset_classifier(self, num_classes: int) -> None:
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.num_classes = check_num_classes(num_classes)
+        self.fc = linear_classifier(self.num_features, num_classes)
 
 
 class _HighFrequencyTap(nn.Identity):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -59,6 +60,21 @@ class InputConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "InputConfig":
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+
+def check_num_classes(num_classes) -> int:
+    """A classifier size: an int >= 0 (0 means no classifier: the head returns pooled features)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0 (0 removes the classifier), got {num_classes}")
+    return int(num_classes)
+
+
+def linear_classifier(num_features: int, num_classes: int, device=None) -> nn.Module:
+    """The final fully connected layer, or nn.Identity for num_classes == 0."""
+    num_classes = check_num_classes(num_classes)
+    return nn.Linear(num_features, num_classes, device=device) if num_classes else nn.Identity()
 
 
 class JpegNetModel(nn.Module):

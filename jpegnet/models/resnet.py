@@ -22,7 +22,7 @@ from torch import nn
 
 from ..layers.conv import make_conv2d
 from .dct_adapter import register_dct_variant
-from .registry import InputConfig, JpegNetModel, register_model
+from .registry import InputConfig, JpegNetModel, check_num_classes, linear_classifier, register_model
 from .weights import register_converter
 
 RESNET50_BLOCKS = (3, 4, 6, 3)
@@ -56,14 +56,6 @@ def check_multiplier(name: str, value) -> float:
     if not value > 0 or not math.isfinite(value):
         raise ValueError(f"{name} must be a positive finite number, got {value}")
     return float(value)
-
-
-def check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
-        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
-    if num_classes < 0:
-        raise ValueError(f"num_classes must be >= 0 (0 removes the classifier), got {num_classes}")
-    return int(num_classes)
 
 
 class Bottleneck(nn.Module):
@@ -147,7 +139,7 @@ class ResNetBase(JpegNetModel):
         """Replace the classifier by a fresh one with `num_classes` outputs (0: none, pooled features out)."""
         num_classes = check_num_classes(num_classes)
         device = next(self.parameters()).device
-        self.fc = nn.Linear(self.num_features, num_classes, device=device) if num_classes else nn.Identity()
+        self.fc = linear_classifier(self.num_features, num_classes, device=device)
         self.num_classes = num_classes
 
 

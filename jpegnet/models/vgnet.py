@@ -34,7 +34,7 @@ from torch import nn
 
 from ..layers.fixed_kernels import edge_detection, edge_gaussian, gaussian_blur
 from .dct_adapter import register_dct_variant
-from .registry import InputConfig, JpegNetModel, register_model
+from .registry import InputConfig, JpegNetModel, check_num_classes, linear_classifier, register_model
 
 __all__ = ["DownsamplingBlock", "HalfIdentityBlock", "VGNet", "VGNET_SIZES", "REFERENCE_MODELS"]
 
@@ -249,10 +249,8 @@ class VGNet(JpegNetModel):
         return self.classifier(self.head_drop(x))
 
     def reset_classifier(self, num_classes: int) -> None:
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.num_classes = check_num_classes(num_classes)
+        self.classifier = linear_classifier(self.num_features, num_classes)
 
 
 def _register(family: str, size: str, se: bool) -> None:
