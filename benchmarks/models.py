@@ -30,10 +30,10 @@ import torch
 
 from jpegnet.layers import fuse_bn
 from jpegnet.models import create_model, list_models
-from jpegnet.profile import count_flops, count_params
+from jpegnet.profile import count_cio, count_flops, count_params
 
 FIELDS = ["model", "representation", "input_size", "device", "device_name", "precision", "channels_last", "mode",
-          "fused_bn", "batch", "params", "gflops", "images_per_s", "latency_ms", "latency_b1_ms", "error"]
+          "fused_bn", "batch", "params", "gflops", "cio_m", "images_per_s", "latency_ms", "latency_b1_ms", "error"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,16 +74,19 @@ def model_size(name: str, size: int | None) -> tuple[int, int]:
     return (size, size) if size else tuple(model.input_config.input_size)
 
 
-def params_and_gflops(name: str, size: tuple[int, int]) -> tuple[int, float]:
-    """Counted on the meta device (shapes only); falls back to a real CPU pass for ops without meta kernels."""
+def params_gflops_cio(name: str, size: tuple[int, int]) -> tuple[int, float, float]:
+    """Params, GFLOPs and CIO (millions of conv input+output activation elements, the CSPNet paper's memory
+    traffic measure). Counted on the meta device (shapes only); falls back to a real CPU pass for ops without
+    meta kernels."""
     try:
         with torch.device("meta"):
             model = create_model(name)
             inputs = model.example_inputs(1, size)
-        return count_params(model), count_flops(model, inputs) / 1e9
+            return count_params(model), count_flops(model, inputs) / 1e9, count_cio(model, inputs) / 1e6
     except Exception:  # noqa: BLE001  (some op lacks a meta kernel: count for real)
         model = create_model(name)
-        return count_params(model), count_flops(model, size=size) / 1e9
+        inputs = model.example_inputs(1, size)
+        return count_params(model), count_flops(model, inputs) / 1e9, count_cio(model, inputs) / 1e6
 
 
 def _sync(device: str) -> None:
@@ -174,7 +177,7 @@ def run(args) -> list[dict]:
     for name in select_models(args.models):
         try:
             size = model_size(name, args.size)
-            params, gflops = params_and_gflops(name, size)
+            params, gflops, cio = params_gflops_cio(name, size)
         except Exception as exc:  # noqa: BLE001  (report and go on with the other models)
             rows.append(dict(model=name, error=f"{type(exc).__name__}: {exc}"))
             print_row(rows[-1])
@@ -186,7 +189,7 @@ def run(args) -> list[dict]:
                         row = bench_one(name, size, device, mode, task, args)
                     except Exception as exc:  # noqa: BLE001
                         row = dict(model=name, device=device, mode=mode, error=f"{type(exc).__name__}: {exc}")
-                    row.update(params=params, gflops=round(gflops, 3), input_size=f"{size[0]}x{size[1]}")
+                    row.update(params=params, gflops=round(gflops, 3), cio_m=round(cio, 2), input_size=f"{size[0]}x{size[1]}")
                     rows.append(row)
                     print_row(row)
                     if device == "cuda":
@@ -195,7 +198,7 @@ def run(args) -> list[dict]:
 
 
 _COLUMNS = [("model", 30), ("device", 6), ("mode", 13), ("batch", 5), ("input_size", 9), ("params", 11),
-            ("gflops", 8), ("images_per_s", 11), ("latency_ms", 11), ("latency_b1_ms", 11)]
+            ("gflops", 8), ("cio_m", 8), ("images_per_s", 11), ("latency_ms", 11), ("latency_b1_ms", 11)]
 _header_printed = False
 
 
