@@ -11,8 +11,6 @@ which batch and every augmentation draw depend only on (seed, epoch, index), nev
 from __future__ import annotations
 
 import math
-import queue
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -41,7 +39,7 @@ def _normalization(ds: JpegFolder, input_config):
 
 def build_batch(ds: JpegFolder, indices, *, seed: int, epoch: int, device="cpu", input_config=None,
                 num_threads: int | None = None, pool: ThreadPoolExecutor | None = None,
-                normalize: bool = True, k_margin: float | None = 1.25):
+                normalize: bool = True, k_margin: float | None = 1.0):
     """Decode and transform the samples `indices` of ds. Returns (batch or None, bad) where batch is
     (inputs tuple, targets int64) on `device` and bad lists (path, reason, exception) of unusable files."""
     device = torch.device(device)
@@ -160,64 +158,64 @@ class JpegLoader:
             batches.pop()
         return batches[self.start_batch:]
 
-    def _produce(self, indices):
-        batch, bad = build_batch(self.dataset, indices, seed=self.seed, epoch=self.epoch, device=self.device,
-                                 input_config=self.input_config, num_threads=self.num_threads, pool=self._pool)
-        for path, reason, error in bad:
-            if self.dataset.on_error == "raise":
-                raise error
-            self.skipped.append((path, reason))
-            log_bad_file(path, reason)
-        return batch
-
     def __iter__(self):
         batches = self.batch_indices()
         skipped_before = len(self.skipped)
         if self.prefetch <= 0:
             for b in batches:
-                out = self._produce(b)
+                out = self._produce(b, self.num_threads)
                 if out is not None:
                     yield out
         else:
             yield from self._prefetched(batches)
         if len(self.skipped) > skipped_before:
-            logger.warning("epoch %d: skipped %d unreadable files", self.epoch, len(self.skipped))
+            logger.warning("epoch %d: skipped %d unreadable files", self.epoch, len(self.skipped) - skipped_before)
 
     def _prefetched(self, batches):
-        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        stop = threading.Event()
-        done = object()
-
-        def work():
-            try:
-                for b in batches:
-                    if stop.is_set():
-                        return
-                    out = self._produce(b)
-                    if out is not None:
-                        q.put(out)
-            except BaseException as e:  # handed to the consumer, which re-raises it
-                q.put(e)
-            q.put(done)
-
-        thread = threading.Thread(target=work, name="jpegnet-loader", daemon=True)
-        thread.start()
+        """Batches built by `prefetch` worker threads at once, yielded in order. Each worker decodes with
+        num_threads / prefetch C threads and then runs its batch transforms, so the cores stay busy while
+        one batch is being transformed (decode and the numpy / torch batch ops release the GIL)."""
+        workers = max(1, min(self.prefetch, len(batches)))
+        decode_threads = max(1, self.num_threads // workers)
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="jpegnet-loader")
+        pending: list = []
         try:
-            while True:
-                item = q.get()
-                if item is done:
+            it = iter(batches)
+            for b in it:
+                pending.append((b, pool.submit(build_batch, self.dataset, b, seed=self.seed, epoch=self.epoch,
+                                               device=self.device, input_config=self.input_config,
+                                               num_threads=decode_threads, pool=self._pool)))
+                if len(pending) >= workers:
                     break
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            while pending:
+                b, fut = pending.pop(0)
+                batch, bad = fut.result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append((nxt, pool.submit(build_batch, self.dataset, nxt, seed=self.seed,
+                                                     epoch=self.epoch, device=self.device,
+                                                     input_config=self.input_config, num_threads=decode_threads,
+                                                     pool=self._pool)))
+                self._record(bad)
+                if batch is not None:
+                    yield batch
         finally:
-            stop.set()
-            while thread.is_alive():  # unblock a producer waiting on a full queue
-                try:
-                    q.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-            thread.join()
+            for _, fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
+
+    def _record(self, bad) -> None:
+        for path, reason, error in bad:
+            if self.dataset.on_error == "raise":
+                raise error
+            self.skipped.append((path, reason))
+            log_bad_file(path, reason)
+
+    def _produce(self, indices, threads):
+        batch, bad = build_batch(self.dataset, indices, seed=self.seed, epoch=self.epoch, device=self.device,
+                                 input_config=self.input_config, num_threads=threads, pool=self._pool)
+        self._record(bad)
+        return batch
 
 
 def create_loader(dataset: JpegFolder, batch_size: int, *, shuffle: bool = False, sampler=None,

@@ -242,7 +242,7 @@ def resample_operator(start, length, out_blocks: int, valid_stop, flip=None, k: 
     """Banded DCT-domain operator along one axis for P planes: the window [start, start+length) (pixels of
     each plane, floats) resized to out_blocks·8 samples with antialiased bilinear, optionally mirrored,
     composed with the block IDCT before and the block DCT after. Only input frequencies < k are read
-    (k = 8: the exact composition). Built in float64 numpy (it is small), returned as float32 on `device`."""
+    (k = 8: the exact composition). Built with numpy on the CPU (it is small), returned on `device`."""
     if not 1 <= k <= BLOCK:
         raise ValueError(f"k must be in 1..8, got {k!r}")
     if out_blocks < 1:
@@ -257,17 +257,32 @@ def resample_operator(start, length, out_blocks: int, valid_stop, flip=None, k: 
     band = int((last - first).max()) + 1
     first_abs = first.min(axis=1)
     stop_abs = last.max(axis=1) + 1
-    # input pixel x = first·8 + tap for each output sample: (P, O, 8, band·8)
-    x = (first * BLOCK)[:, :, None, None] + np.arange(band * BLOCK)[None, None, None, :]
-    c = centre.reshape(P, out_blocks, BLOCK, 1)
-    w = np.maximum(0.0, 1.0 - np.abs((x + 0.5 - c) * np.asarray(inv_support)[:, None, None, None]))
-    w *= (x >= lo_b[..., None]) & (x < hi_b[..., None])
-    w /= np.maximum(w.sum(axis=-1, keepdims=True), 1e-300)
-    d = _dct_matrix_np()
-    # A[o, f, b, u] = Σ_i Σ_x D[f, i] · W[o, i, b·8 + x] · D[u, x]
-    w = w.reshape(P, out_blocks, BLOCK, band, BLOCK).transpose(0, 1, 3, 2, 4)   # (P, O, band, i, x)
-    a = np.matmul(np.matmul(d, w), d[:k].T)                                      # (P, O, band, f, u<k)
-    a = np.ascontiguousarray(a.transpose(0, 1, 3, 2, 4), dtype=np.float32)      # (P, O, f, band, u)
+    # input pixel x = first·8 + tap for each output sample: (P, O, 8, band·8); float32 from here (positions
+    # relative to each output block's first input pixel stay small, so nothing is lost)
+    taps = np.arange(band * BLOCK, dtype=np.float32)
+    rel_centre = (centre.reshape(P, out_blocks, BLOCK) - (first * BLOCK)[:, :, None]).astype(np.float32)
+    rel_lo = (lo_b - (first * BLOCK)[:, :, None]).astype(np.float32)
+    rel_hi = (hi_b - (first * BLOCK)[:, :, None]).astype(np.float32)
+    inv = np.asarray(inv_support, dtype=np.float32)[:, None, None, None]
+    w = taps - rel_centre[..., None]
+    w += np.float32(0.5)
+    np.abs(w, out=w)
+    w *= inv
+    np.subtract(np.float32(1.0), w, out=w)
+    np.maximum(w, 0.0, out=w)
+    # the triangle vanishes by itself outside [lo, hi) except where the window's edges clip it
+    clipped = (rel_lo > np.floor(rel_centre - 1.0 / inv[..., 0] + 0.5)) | \
+              (rel_hi < np.floor(rel_centre + 1.0 / inv[..., 0] + 0.5))
+    if clipped.any():
+        pi, oi, ii = np.nonzero(clipped)
+        t = taps[None, :]
+        w[pi, oi, ii] *= (t >= rel_lo[pi, oi, ii][:, None]) & (t < rel_hi[pi, oi, ii][:, None])
+    w /= np.maximum(w.sum(axis=-1, keepdims=True), np.float32(1e-30))
+    # A[o, f, b, u] = Σ_i Σ_x D[f, i] · W[o, i, b·8 + x] · D[u, x]. As stacks of small products: one large
+    # 2-D product would wake OpenBLAS's thread pool, whose spinning threads then compete with the decoders.
+    d = _dct_matrix_np().astype(np.float32)
+    a = np.matmul(w.reshape(P * out_blocks, BLOCK * band, BLOCK), np.ascontiguousarray(d[:k].T))
+    a = np.matmul(d, a.reshape(P * out_blocks, BLOCK, band * k)).reshape(P, out_blocks, BLOCK, band, k)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     return BandOperator(torch.from_numpy(a).to(dev), torch.from_numpy(first - first_abs[:, None]).to(dev),
                         first_abs, stop_abs)
@@ -302,18 +317,19 @@ def apply_resample(x: torch.Tensor, vertical: BandOperator, horizontal: BandOper
         t = np.matmul(av.numpy(), g)                                                   # (P·Ov, f, C·v)
         t = np.ascontiguousarray(t.reshape(P, Ov * BLOCK, C, k).transpose(0, 2, 3, 1))  # (P, C, v, Ov·f)
         g = np.take(t.reshape(P * C, k * Ov * BLOCK), cols.numpy(), axis=0).reshape(P * Oh, Bh * k, Ov * BLOCK)
-        o = torch.from_numpy(np.matmul(ah.numpy(), g))                                 # (P·Oh, f_h, Ov·f_v)
+        # (Ov·f_v, band·v) @ (band·v, f_h): each output block lands as 64 contiguous values
+        o = torch.from_numpy(np.matmul(g.transpose(0, 2, 1), ah.numpy().transpose(0, 2, 1)))  # (P·Oh, Ov·f_v, f_h)
     else:
         g = x.view(P * R, k * C * k).index_select(0, rows).view(P * Ov, Bv * k, C * k)
         t = torch.bmm(av, g)
         t = t.view(P, Ov * BLOCK, C, k).permute(0, 2, 3, 1).contiguous()
         g = t.view(P * C, k * Ov * BLOCK).index_select(0, cols).view(P * Oh, Bh * k, Ov * BLOCK)
-        o = torch.bmm(ah, g)
-    return o.view(P, Oh, BLOCK, Ov, BLOCK).permute(0, 3, 1, 4, 2)                       # (P, Ov, Oh, f_v, f_h)
+        o = torch.bmm(g.transpose(1, 2), ah.transpose(1, 2))
+    return o.view(P, Oh, Ov, BLOCK, BLOCK).permute(0, 2, 1, 3, 4)                       # (P, Ov, Oh, f_v, f_h)
 
 
-def frequencies_kept(scale_out_over_in: float, margin: float = 1.25) -> int:
-    """How many input frequencies per axis a resize by `scale_out_over_in` needs: a downscale by r keeps
-    frequencies below 8·r (what survives below the new Nyquist limit), with a margin for the antialias
-    filter's transition band; upscales keep all 8."""
+def frequencies_kept(scale_out_over_in: float, margin: float = 1.0) -> int:
+    """How many input frequencies per axis a resize by `scale_out_over_in` needs: a downscale by r keeps the
+    ceil(8·r·margin) lowest (below 8·r is what survives under the new Nyquist limit; the rest only fed the
+    antialias filter's aliasing); upscales keep all 8."""
     return int(min(BLOCK, max(1, math.ceil(BLOCK * scale_out_over_in * margin))))
