@@ -159,3 +159,16 @@ def test_usage_errors(capsys):
     assert exc.value.code == 2 and "--model" in capsys.readouterr().err
     assert parse_kwargs("width_multiplier=0.5, depth_multiplier=1,name=abc") == {
         "width_multiplier": 0.5, "depth_multiplier": 1, "name": "abc"}
+
+
+def test_visualize_kernels_and_features(trained, capsys, tmp_path):
+    _, run = trained
+    kernels = tmp_path / "k.png"
+    assert main(["visualize", "kernels", "--checkpoint", str(run / "last.pt"), "--out", str(kernels)]) == 0
+    assert kernels.read_bytes()[:4] == b"\x89PNG" and f"wrote {kernels}" in capsys.readouterr().out
+    features = tmp_path / "f.png"
+    assert main(["visualize", "features", "--checkpoint", str(run / "last.pt"), "--out", str(features)]) == 0
+    assert features.read_bytes()[:4] == b"\x89PNG"
+    assert "no such layer" in _error(capsys, ["visualize", "kernels", "--checkpoint", str(run / "last.pt"),
+                                              "--layers", "nope", "--out", str(tmp_path / "x.png")])
+    assert not (tmp_path / "x.png").exists()

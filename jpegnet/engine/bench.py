@@ -23,6 +23,7 @@ import torch
 from .checkpoint import atomic_write
 from .evaluate import autocast_context
 from .folders import check_image_folder
+from .trainer import loader_prefetch
 
 DEFAULT_MODELS = ("resnet50", "dct_late_concat_rfa", "dct_late_concat_rfa_thinner", "dct_upsampling_rfa")
 
@@ -75,7 +76,8 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
                              on_error="skip")
         if max_images is not None and max_images < len(dataset):
             dataset.samples = dataset.samples[:max_images]
-        loader = create_loader(dataset, batch_size, device=device, num_threads=num_threads, input_config=cfg)
+        loader = create_loader(dataset, batch_size, device=device, num_threads=num_threads, input_config=cfg,
+                               prefetch=loader_prefetch(device))
 
         def forward(inputs):
             with torch.inference_mode(), autocast_context(device, precision):
