@@ -363,3 +363,22 @@ def test_dct_stats_normalize_the_data(folder):
     assert flat.abs().max() < 1e-3
     with pytest.raises(ValueError, match="192"):
         create_loader(ds, 2, input_config=type("Cfg", (), {"dct_mean": (0.0,), "dct_std": (1.0,)}))
+
+
+@requires_shared
+def test_torch_code_path_matches_numpy_cpu_path(monkeypatch):
+    """The batch transforms run through numpy on the CPU and through torch ops elsewhere (CUDA); the torch path,
+    run here on the CPU, gives the same batch, grey images and mixed frequency groups included."""
+    import jpegnet.dct.transforms as transforms
+    names = ["n02123159_tiger_cat.JPEG", "n01740131_night_snake_progressive.jpg", "n04501370_turnstile_optimized.jpg"]
+    grey = next(p for p in sorted(CORPUS.glob("*.JPEG")) if read_coefficients(p).colorspace == "gray")
+    images = [read_coefficients(CORPUS / n) for n in names] + [read_coefficients(grey)]
+    widths = np.array([c.width for c in images])
+    heights = np.array([c.height for c in images])
+    windows, flips = random_resized_crop_windows(1, 0, np.arange(4), widths, heights)
+    flips[:] = [True, False, True, False]
+    fast = build_dct_batch(images, windows, flips, (48, 64))
+    monkeypatch.setattr(transforms, "NUMPY_ON_CPU", False)
+    slow = build_dct_batch(images, windows, flips, (48, 64))
+    for a, b in zip(fast, slow):
+        assert torch.allclose(a, b, atol=1e-4)

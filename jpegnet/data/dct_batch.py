@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..dct import transforms
 from ..dct.transforms import BLOCK, BandOperator, apply_resample, frequencies_kept, resample_operator
 
 #: Without dataset statistics, dequantized coefficients are divided by this (mean 0). The DC coefficient of
@@ -157,7 +158,8 @@ def _resample_into(target: torch.Tensor, ids: tuple, planes: list[_Plane], windo
         vert = _expand(resample_operator(y0[u], wh[u], ov, ph[first_of], None, k, device), inverse, len(uniq))
         horiz = _expand(resample_operator(x0[u], ww[u], oh, pw[first_of], flips[u], k, device), inverse,
                         len(uniq))
-        chunks = _cache_sized_chunks(group, windows, fx, fy, k) if device.type == "cpu" else [(0, len(group))]
+        on_cpu = device.type == "cpu" and transforms.NUMPY_ON_CPU
+        chunks = _cache_sized_chunks(group, windows, fx, fy, k) if on_cpu else [(0, len(group))]
         for j0, j1 in chunks:
             sel = group[j0:j1]
             raw = _resample_group([planes[i] for i in sel], _slice(vert, j0, j1), _slice(horiz, j0, j1), k,
@@ -167,7 +169,7 @@ def _resample_into(target: torch.Tensor, ids: tuple, planes: list[_Plane], windo
             b = bias if bias.shape[0] == 1 else bias[sel_t]
             if len(sel) == len(planes) and len(ids) == 1:  # the whole batch in order: write in place
                 _normalize_into(target, raw, s, b)
-            elif target.device.type == "cpu":
+            elif on_cpu:
                 # plane by plane into its slot (numpy on views: no temporary, no scatter)
                 t_np, r_np, s_np, b_np = target.numpy(), raw.numpy(), s.numpy(), b.numpy()
                 for j, i in enumerate(sel):
@@ -217,7 +219,7 @@ def _cache_sized_chunks(group, windows, fx, fy, k: int) -> list[tuple[int, int]]
 def _normalize_into(out: torch.Tensor, raw: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> None:
     """out = raw · scale + bias, raw a strided view: the permute to the final layout and the normalization in
     one pass (numpy on the CPU, where it is faster on strided views than torch's addcmul)."""
-    if out.device.type == "cpu":
+    if out.device.type == "cpu" and transforms.NUMPY_ON_CPU:
         o = out.numpy()
         np.multiply(raw.numpy(), scale.numpy(), out=o)
         o += bias.numpy()
