@@ -4,7 +4,6 @@ reconstruction of a transformed batch vs the same transform on libjpeg's own dec
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 
 import numpy as np
@@ -201,6 +200,10 @@ def test_folder_layout_and_arguments(folder):
         JpegFolder(folder, "dct", train=True, on_error="ignore")
     with pytest.raises(FileNotFoundError):
         JpegFolder(folder / "missing", "dct", train=True)
+    with pytest.raises(ValueError, match="scale"):
+        JpegFolder(folder, "dct", train=True, scale=(0.5, 0.1))
+    with pytest.raises(TypeError, match="input_size"):
+        JpegFolder(folder, "dct", train=True, input_size="big")
     with pytest.raises(ValueError, match="batch_size"):
         create_loader(ds, 0)
     with pytest.raises(TypeError):
