@@ -241,6 +241,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None)
     p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
+    p.add_argument("--repeat", type=_positive_int, default=1, help="best of N passes per timing")
     p.add_argument("--csv", default=None, help="also write the table as CSV")
     p.set_defaults(func=cmd_bench)
 
@@ -250,7 +251,8 @@ def cmd_bench(args) -> int:
 
     result = run_bench(data=args.data, models=args.models, batch_size=args.batch_size, size=args.size,
                        max_images=args.max_images, device=args.device, precision=args.precision,
-                       num_threads=args.num_threads, csv_path=args.csv, log=lambda m: print(m, flush=True))
+                       num_threads=args.num_threads, csv_path=args.csv, log=lambda m: print(m, flush=True),
+                       repeat=args.repeat)
     print(f"\n{result['images']} images from {result['folder']}, {result['size']}x{result['size']}, batch "
           f"{result['batch_size']}, {result['device']} ({result['precision']}), {result['threads']} threads")
     rows = [[r["model"], r["input"], f"{r['decode_ms']:.2f}", f"{r['model_ms']:.2f}", f"{r['end_to_end_ms']:.2f}",

@@ -172,3 +172,18 @@ def test_visualize_kernels_and_features(trained, capsys, tmp_path):
     assert "no such layer" in _error(capsys, ["visualize", "kernels", "--checkpoint", str(run / "last.pt"),
                                               "--layers", "nope", "--out", str(tmp_path / "x.png")])
     assert not (tmp_path / "x.png").exists()
+
+
+def test_bench_small(capsys, tmp_path):
+    table = tmp_path / "bench.csv"
+    assert main(["bench", "--models", "resnet50", "dct_late_concat_rfa_thinner", "--size", "32", "--max-images", "4",
+                 "--batch-size", "2", "--csv", str(table)]) == 0
+    out = capsys.readouterr().out
+    assert "4 images from" in out and "rgb 32x32" in out and "dct 32x32" in out
+    rows = list(csv.DictReader(open(table)))
+    assert [r["model"] for r in rows] == ["resnet50", "dct_late_concat_rfa_thinner"]
+    for r in rows:
+        assert int(r["images"]) == 4 and float(r["decode_ms"]) > 0 and float(r["model_ms"]) > 0
+        assert float(r["images_per_s"]) == pytest.approx(1000 / float(r["end_to_end_ms"]), rel=1e-6)
+    assert float(rows[0]["speedup"]) == 1.0
+    assert "multiple of 16" in _error(capsys, ["bench", "--size", "40"])

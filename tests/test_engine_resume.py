@@ -35,9 +35,12 @@ def make_tiny_dataset(root: Path, classes: int = 3, train_per_class: int = 4, va
     return root
 
 
-TRAIN_ARGS = ["--model", "resnet50", "--model-kwargs", "width_multiplier=0.125,depth_multiplier=0.25",
-              "--input-size", "32", "--epochs", "2", "--batch-size", "2", "--lr", "0.02", "--deterministic",
-              "--threads", "1", "--log-every", "1", "--no-progress"]
+COMMON_ARGS = ["--input-size", "32", "--epochs", "2", "--batch-size", "2", "--lr", "0.02", "--deterministic",
+               "--threads", "1", "--log-every", "1", "--no-progress"]
+MODELS = {  # one per input pipeline: pixels (torchvision twin) and DCT coefficients
+    "rgb": ["--model", "resnet50", "--model-kwargs", "width_multiplier=0.125,depth_multiplier=0.25"],
+    "dct": ["--model", "dct_late_concat_rfa_thinner", "--model-kwargs", "width_multiplier=0.125"],
+}
 
 
 def _run(args, slow: float = 0.0, **kw) -> subprocess.Popen:
@@ -61,7 +64,9 @@ def _position(path: Path):
 
 
 @pytest.mark.slow
-def test_killed_and_resumed_run_is_bit_identical(tmp_path):
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_killed_and_resumed_run_is_bit_identical(tmp_path, kind):
+    TRAIN_ARGS = MODELS[kind] + COMMON_ARGS
     data = make_tiny_dataset(tmp_path / "data")  # 12 train images: 6 steps per epoch of 2, 12 steps in all
     straight, killed = tmp_path / "straight", tmp_path / "killed"
 
