@@ -232,20 +232,38 @@ def _resample_group(planes: list[_Plane], vert, horiz, k: int, device, pin_memor
     rows = vert.stop_block - vert.first_block
     cols = horiz.stop_block - horiz.first_block
     R, C = int(rows.max()), int(cols.max())
-    # One pass per image reads only its window's blocks and the k×k kept frequencies, dequantizes them and
-    # writes them in the (P, rows, u, cols, v) layout the operators read. Rows past a plane's own are never
-    # read; columns past its own only need to be finite (see apply_resample), so they are zeroed.
-    x = torch.empty((P, R, k, C, k), dtype=torch.float32, pin_memory=pin_memory)
-    xn = x.numpy()
+    # Only the blocks under each window are copied (taps past a plane's stored blocks have zero weight, so
+    # the copy stops there). Rows past a plane's own are never read; columns past its own only need to be
+    # finite (see apply_resample).
+    spans = []
     for i, p in enumerate(planes):
         r0, c0 = int(vert.first_block[i]), int(horiz.first_block[i])
-        # taps past a plane's stored blocks have zero weight, so the copy stops at the stored blocks
         r1, c1 = min(r0 + int(rows[i]), p.coefs.shape[0]), min(c0 + int(cols[i]), p.coefs.shape[1])
-        h, w = r1 - r0, c1 - c0
-        coefs = p.coefs[r0:r1, c0:c1].reshape(h, w, BLOCK, BLOCK)[:, :, :k, :k].transpose(0, 2, 1, 3)
-        steps = p.quant.reshape(BLOCK, BLOCK)[None, :k, None, :k].astype(np.float32)
-        np.multiply(coefs, steps, out=xn[i, :h, :, :w, :])
-        if w < C:
-            xn[i, :h, :, w:, :] = 0.0
-    x = x.to(device, non_blocking=pin_memory and device.type == "cuda")
+        spans.append((r0, r1, c0, c1))
+    if device.type == "cpu" and transforms.NUMPY_ON_CPU:
+        # one strided pass per plane: the k×k kept frequencies, dequantized, in the (P, rows, u, cols, v)
+        # layout the operators read
+        x = torch.empty((P, R, k, C, k), dtype=torch.float32)
+        xn = x.numpy()
+        for i, (p, (r0, r1, c0, c1)) in enumerate(zip(planes, spans)):
+            h, w = r1 - r0, c1 - c0
+            coefs = p.coefs[r0:r1, c0:c1].reshape(h, w, BLOCK, BLOCK)[:, :, :k, :k].transpose(0, 2, 1, 3)
+            steps = p.quant.reshape(BLOCK, BLOCK)[None, :k, None, :k].astype(np.float32)
+            np.multiply(coefs, steps, out=xn[i, :h, :, :w, :])
+            if w < C:
+                xn[i, :h, :, w:, :] = 0.0
+        return apply_resample(x, vert, horiz)
+    # Accelerator: the host only copies whole int16 block rows into a pinned buffer (memcpy); frequency
+    # selection, dequantization and the layout change run on the device.
+    buf = torch.empty((P, R, C, 64), dtype=torch.int16, pin_memory=pin_memory)
+    quant = torch.empty((P, 64), dtype=torch.int32, pin_memory=pin_memory)
+    buf_np, quant_np = buf.numpy(), quant.numpy()
+    for i, (p, (r0, r1, c0, c1)) in enumerate(zip(planes, spans)):
+        buf_np[i, :r1 - r0, :c1 - c0] = p.coefs[r0:r1, c0:c1]
+        quant_np[i] = p.quant
+    non_blocking = pin_memory and device.type == "cuda"
+    buf = buf.to(device, non_blocking=non_blocking).view(P, R, C, BLOCK, BLOCK)[:, :, :, :k, :k]
+    quant = quant.to(device, non_blocking=non_blocking).view(P, 1, BLOCK, 1, BLOCK)[:, :, :k, :, :k]
+    # int16 padding is always finite; float32 from here
+    x = buf.permute(0, 1, 3, 2, 4).to(torch.float32) * quant.to(torch.float32)
     return apply_resample(x, vert, horiz)

@@ -133,6 +133,8 @@ class JpegLoader:
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch (order and augmentation) and skip its first start_batch batches (resume)."""
+        if int(epoch) < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch!r}")
         if int(start_batch) < 0:
             raise ValueError(f"start_batch must be >= 0, got {start_batch!r}")
         self.epoch = int(epoch)

@@ -263,12 +263,21 @@ def resample_operator(start, length, out_blocks: int, valid_stop, flip=None, k: 
     band = int((last - first).max()) + 1
     first_abs = first.min(axis=1)
     stop_abs = last.max(axis=1) + 1
-    # input pixel x = first·8 + tap for each output sample: (P, O, 8, band·8); float32 from here (positions
-    # relative to each output block's first input pixel stay small, so nothing is lost)
-    taps = np.arange(band * BLOCK, dtype=np.float32)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    start_rel = torch.from_numpy(first - first_abs[:, None]).to(dev)
+    # positions relative to each output block's first input pixel stay small: float32 loses nothing
     rel_centre = (centre.reshape(P, out_blocks, BLOCK) - (first * BLOCK)[:, :, None]).astype(np.float32)
     rel_lo = (lo_b - (first * BLOCK)[:, :, None]).astype(np.float32)
     rel_hi = (hi_b - (first * BLOCK)[:, :, None]).astype(np.float32)
+    natural_lo = np.floor(rel_centre - 1.0 / inv_support[:, None, None] + 0.5)
+    natural_hi = np.floor(rel_centre + 1.0 / inv_support[:, None, None] + 0.5)
+    # the triangle vanishes by itself outside [lo, hi) except where the window's edges clip it
+    clipped = (rel_lo > natural_lo) | (rel_hi < natural_hi)
+    if dev.type != "cpu" or not NUMPY_ON_CPU:
+        return BandOperator(_band_weights_torch(rel_centre, rel_lo, rel_hi, inv_support, band, k, dev),
+                            start_rel, first_abs, stop_abs)
+    # input pixel x = first·8 + tap for each output sample: (P, O, 8, band·8)
+    taps = np.arange(band * BLOCK, dtype=np.float32)
     inv = np.asarray(inv_support, dtype=np.float32)[:, None, None, None]
     w = taps - rel_centre[..., None]
     w += np.float32(0.5)
@@ -276,9 +285,6 @@ def resample_operator(start, length, out_blocks: int, valid_stop, flip=None, k: 
     w *= inv
     np.subtract(np.float32(1.0), w, out=w)
     np.maximum(w, 0.0, out=w)
-    # the triangle vanishes by itself outside [lo, hi) except where the window's edges clip it
-    clipped = (rel_lo > np.floor(rel_centre - 1.0 / inv[..., 0] + 0.5)) | \
-              (rel_hi < np.floor(rel_centre + 1.0 / inv[..., 0] + 0.5))
     if clipped.any():
         pi, oi, ii = np.nonzero(clipped)
         t = taps[None, :]
@@ -289,9 +295,24 @@ def resample_operator(start, length, out_blocks: int, valid_stop, flip=None, k: 
     d = _dct_matrix_np().astype(np.float32)
     a = np.matmul(w.reshape(P * out_blocks, BLOCK * band, BLOCK), np.ascontiguousarray(d[:k].T))
     a = np.matmul(d, a.reshape(P * out_blocks, BLOCK, band * k)).reshape(P, out_blocks, BLOCK, band, k)
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    return BandOperator(torch.from_numpy(a).to(dev), torch.from_numpy(first - first_abs[:, None]).to(dev),
-                        first_abs, stop_abs)
+    return BandOperator(torch.from_numpy(a), start_rel, first_abs, stop_abs)
+
+
+def _band_weights_torch(rel_centre, rel_lo, rel_hi, inv_support, band: int, k: int, dev) -> torch.Tensor:
+    """The banded weights of resample_operator computed with torch on `dev` (the accelerator path)."""
+    P, O, _ = rel_centre.shape
+    f32 = dict(dtype=torch.float32, device=dev)
+    taps = torch.arange(band * BLOCK, **f32)
+    centre = torch.from_numpy(rel_centre).to(dev)[..., None]
+    inv = torch.from_numpy(np.asarray(inv_support, dtype=np.float32)).to(dev)[:, None, None, None]
+    w = (1.0 - ((taps + 0.5 - centre) * inv).abs()).clamp_(min=0.0)
+    lo = torch.from_numpy(rel_lo).to(dev)[..., None]
+    hi = torch.from_numpy(rel_hi).to(dev)[..., None]
+    w = w * ((taps >= lo) & (taps < hi))
+    w = w / w.sum(dim=-1, keepdim=True).clamp_(min=1e-30)
+    d = dct_matrix(**f32)
+    a = torch.matmul(w.view(P * O, BLOCK * band, BLOCK), d[:k].T)
+    return torch.matmul(d, a.view(P * O, BLOCK, band * k)).view(P, O, BLOCK, band, k)
 
 
 def apply_resample(x: torch.Tensor, vertical: BandOperator, horizontal: BandOperator) -> torch.Tensor:
