@@ -275,6 +275,10 @@ def test_works_with_torch_dataloader(folder):
     (yb, cb), tb = next(iter(batch))
     assert torch.equal(target, tb)
     assert torch.allclose(y, yb, atol=1e-5) and torch.allclose(cbcr, cb, atol=1e-5)
+    # worker processes draw the same augmentation as the main process
+    workers = torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=JpegFolder.collate, num_workers=2)
+    (yw, cw), tw = next(iter(workers))
+    assert torch.equal(tw, target) and torch.equal(yw, y) and torch.equal(cw, cbcr)
 
 
 @requires_shared
@@ -385,3 +389,24 @@ def test_torch_code_path_matches_numpy_cpu_path(monkeypatch):
     slow = build_dct_batch(images, windows, flips, (48, 64))
     for a, b in zip(fast, slow):
         assert torch.allclose(a, b, atol=1e-4)
+
+
+@requires_shared
+def test_rgb_colorspace_jpeg_is_mixed_to_ycbcr():
+    """An Adobe-RGB-transform-0 JPEG (components R, G, B) gives the batch of the same picture stored as YCbCr:
+    built here from a 4:4:4 YCbCr file by the inverse JFIF matrix on its coefficients (unit quantization)."""
+    from jpegnet import JpegCoefficients
+    c = read_coefficients(CORPUS / "n02123159_tiger_cat.JPEG")
+    ycc = np.stack([c.dequantized(i) for i in range(3)]).astype(np.float64)
+    to_rgb = np.array([[1.0, 0.0, 1.402], [1.0, -0.344136286, -0.714136286], [1.0, 1.772, 0.0]])
+    rgb = np.einsum("oc,chwk->ohwk", to_rgb, ycc)
+    planes = [np.rint(p).astype(np.int16) for p in rgb]
+    ones = [np.ones(64, dtype=np.uint16)] * 3
+    as_rgb = JpegCoefficients(c.width, c.height, "rgb", c.sampling, planes, ones, False, False, c.image_size)
+    windows = np.array([[40, 30, 300, 250]] * 2, dtype=np.float64)
+    y, cbcr = build_dct_batch([c, as_rgb], windows, [False, True], (32, 48), **RAW)
+    ref = build_dct_batch([c], windows[:1], [True], (32, 48), **RAW)
+    # rounding the mixed coefficients to integers moves each by at most 0.5 (twice): tiny against their range
+    assert (y[1] - ref[0][0]).abs().max() < 2.0
+    assert (cbcr[1] - ref[1][0]).abs().max() < 2.0
+    assert (ref[0][0] - y[0]).abs().max() > 10  # the mirror does change the batch
