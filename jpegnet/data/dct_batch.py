@@ -1,11 +1,16 @@
 """Decoded coefficients → one normalized DCT batch, with every image's crop window, resize and mirror.
 
-The work per image on the CPU is a copy of the blocks its window touches into one (pinned, for CUDA)
-int16 buffer; everything after that is a handful of batched torch ops on the target device:
-select the frequencies the resize keeps, dequantize, apply the banded vertical and horizontal resampling
-operators of `jpegnet.dct.transforms` (which also do the mirror and bring any chroma sampling to 4:2:0),
-normalize. Output: y (N, 64, H/8, W/8) and cbcr (N, 128, H/16, W/16) float32, channels_last (the reader's
-(blocks_h, blocks_w, 64) layout is kept throughout: channel = 8·u + v, Cb's 64 then Cr's 64).
+Each image's window (x, y, w, h in luma pixels) is resized to the output size by banded operators on
+coefficient blocks (`jpegnet.dct.transforms`), which also mirror it and bring any chroma sampling to the
+4:2:0 grid; only the blocks under the window and the frequencies the resize keeps are read.
+
+On an accelerator the host's share per image is a copy of the window's int16 block rows into one pinned
+buffer; frequency selection, dequantization, both resampling passes and normalization run there as batched
+torch ops. On the CPU the same steps run through numpy on zero-copy views (faster than torch's CPU kernels
+for these shapes), in cache-sized chunks of planes grouped by kept-frequency count.
+
+Output: y (N, 64, H/8, W/8) and cbcr (N, 128, H/16, W/16) float32, channels_last: the reader's
+(blocks_h, blocks_w, 64) layout kept throughout, channel = 8·u + v, Cb's 64 then Cr's 64.
 
 Colour spaces: 'ycbcr' as is; 'gray' gets zero chroma (neutral grey before normalization); 'rgb' JPEGs
 (Adobe transform 0) are mixed to YCbCr on their coefficients (the JFIF matrix is linear on level-shifted
@@ -82,8 +87,9 @@ def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_si
     floats) resized to out_size (H, W, multiples of 16) and mirrored where flips[i].
 
     mean / std: 192 values (64 Y, 128 CbCr) or None for mean 0, std DEFAULT_DCT_SCALE; pass mean=0, std=1
-    tensors for raw dequantized coefficients. k_margin: frequency truncation margin for downscales (None:
-    always all 8 frequencies, the exact composition IDCT → resize → DCT).
+    tensors for raw dequantized coefficients. k_margin: a downscale by r reads the ceil(8·r·k_margin) lowest
+    frequencies per axis (1.0: those below the new Nyquist limit; None: all 8, the exact composition
+    IDCT → resize → DCT).
     """
     out_h, out_w = int(out_size[0]), int(out_size[1])
     if out_h % 16 or out_w % 16 or out_h <= 0 or out_w <= 0:

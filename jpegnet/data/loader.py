@@ -1,12 +1,13 @@
 """create_loader: batches of a JpegFolder decoded on threads, augmented and normalized on the target device.
 
-DCT: the batch's files are entropy-decoded by `read_coefficients_batch` (C threads, GIL released), the blocks
-under each image's crop window are copied into one pinned int16 buffer, and `build_dct_batch` finishes on
-the device with batched ops. RGB: the torchvision pipeline (Pillow decode, resized crop, flip, ToTensor,
-Normalize) per image on a thread pool, stacked into a pinned batch.
+DCT: the batch's files are entropy-decoded by `read_coefficients_batch` (C threads, GIL released), each
+image's window is drawn from (seed, epoch, index) and its size, and `build_dct_batch` crops, resizes, mirrors
+and normalizes the whole batch (see there). RGB: the torchvision pipeline (Pillow decode, resized crop, flip,
+ToTensor, Normalize) per image on a thread pool, stacked into a pinned batch.
 
-A background thread prepares the next batches while the caller trains on the current one. Which images form
-which batch and every augmentation draw depend only on (seed, epoch, index), never on timing or threads.
+`prefetch` background threads build the next batches while the caller trains on the current one. Which
+images form which batch and every augmentation draw depend only on (seed, epoch, index), never on timing or
+threads.
 """
 from __future__ import annotations
 
@@ -230,8 +231,9 @@ def create_loader(dataset: JpegFolder, batch_size: int, *, shuffle: bool = False
     set_epoch is called by ours). num_threads: decode threads (default: the cores available). input_config:
     normalization (dct_mean / dct_std; without them coefficients are divided by DEFAULT_DCT_SCALE).
     Unreadable files are skipped (listed in `loader.skipped`, logged once) unless the dataset says
-    on_error='raise'; a batch whose files all fail is left out. prefetch: batches prepared ahead on a
-    background thread (0: none).
+    on_error='raise'; a batch whose files all fail is left out (so a skip makes a batch smaller, never
+    reshuffles). prefetch: batches built ahead, each on its own background thread with num_threads /
+    prefetch decode threads (0: build in the caller's thread).
     """
     return JpegLoader(dataset, batch_size, shuffle=shuffle, sampler=sampler, drop_last=drop_last, device=device,
                       num_threads=num_threads, input_config=input_config, seed=seed, prefetch=prefetch)
