@@ -7,7 +7,7 @@ Two profiles of one script:
                                                  # 40 epochs, batch 256, SGD + warmup + cosine, bf16
   python benchmarks/accuracy.py --profile cpu    # a short version any machine runs in minutes: 40 train /
                                                  # 20 val images per class, 64 px, quarter-width models,
-                                                 # 3 epochs of AdamW (numbers show the machinery
+                                                 # 5 epochs of AdamW (numbers show the machinery
                                                  # works, not final accuracy)
 
 Every model trains through `jpegnet.engine.train` (the code of `jpegnet train`), from the JPEG files, with
@@ -43,7 +43,7 @@ PROFILES = {
                 warmup_epochs=2.0, train_per_class=None, val_per_class=None, width=1.0, stats_images=4000),
     # AdamW: from scratch in a few dozen steps it gets off the ground where SGD at the linear-scaling lr has
     # barely moved (and larger SGD rates diverge at batch 32).
-    "cpu": dict(models=("resnet50", "dct_late_concat_rfa_thinner", "dct_upsampling_rfa"), size=64, epochs=3,
+    "cpu": dict(models=("resnet50", "dct_late_concat_rfa_thinner", "dct_upsampling_rfa"), size=64, epochs=5,
                 batch_size=32, optimizer="adamw", lr=2e-3, warmup_epochs=0.5, train_per_class=40, val_per_class=20, width=0.25,
                 stats_images=400),
 }

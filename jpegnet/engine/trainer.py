@@ -130,7 +130,7 @@ class TrainConfig:
 
 # Options that may differ between a run and its resumption without breaking it.
 _RESUME_FREE = {"out_dir", "save_every_minutes", "save_every_steps", "tensorboard", "progress", "log_every",
-                "num_threads", "epochs", "data", "compile"}
+                "num_threads", "epochs", "data", "compile", "device", "channels_last", "deterministic"}
 
 
 def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
