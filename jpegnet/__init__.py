@@ -3,7 +3,8 @@
 The reader (`read_coefficients`, `read_coefficients_batch`, `JpegCoefficients`, `JpegError`) loads without
 torch; the model API (`create_model`, `list_models`, `import_weights`) imports torch on first use.
 """
-from .codec import JpegCoefficients, JpegError, read_coefficients, read_coefficients_batch
+from .codec import (JpegCoefficients, JpegError, JpegHeader, read_coefficients, read_coefficients_batch,
+                    read_header, read_headers_batch)
 
 __version__ = "0.1.0"
 
@@ -17,5 +18,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'jpegnet' has no attribute {name!r}")
 
 
-__all__ = ["JpegCoefficients", "JpegError", "read_coefficients", "read_coefficients_batch",
+__all__ = ["JpegCoefficients", "JpegError", "JpegHeader", "read_coefficients", "read_coefficients_batch",
+           "read_header", "read_headers_batch",
            "create_model", "list_models", "import_weights", "InputConfig", "__version__"]

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import jpegnet
-from jpegnet import JpegCoefficients, JpegError, read_coefficients, read_coefficients_batch
+from jpegnet import (JpegCoefficients, JpegError, JpegHeader, read_coefficients, read_coefficients_batch,
+                     read_header, read_headers_batch)
 from jpegnet.codec import DEFAULT_MAX_PIXELS, JpegWarning, decode_pixels
 from jpegnet.dct.pixels import reconstruct, psnr
 from jpegnet.samples import sample_files
@@ -224,6 +225,8 @@ def crop_cases():
                  "n03461385_grocery_store.JPEG",                # 4:4:0
                  "n04554684_washer.JPEG",                       # grayscale
                  "n04356056_sunglasses_crop161x97_s2.jpg",      # odd size 4:2:0
+                 "n03594945_jeep_restart2.jpg",                 # restart markers (early stop resyncs)
+                 "n01728572_thunder_snake_arithmetic.jpg",      # arithmetic coding
                  "n02442845_mink_cmyk.jpg"]:                    # CMYK
         cases.append(CORPUS / name)
     return cases
@@ -331,3 +334,65 @@ def test_resident_memory_stays_flat_over_many_decodes():
 def test_package_exports():
     assert jpegnet.read_coefficients is read_coefficients
     assert issubclass(jpegnet.JpegError, ValueError)
+
+
+# ------------------------------------------------------------------------------------------------
+# Headers alone, per-item crops, and the early stop below a crop.
+
+def test_header_agrees_with_the_full_read_on_every_corpus_file():
+    headers = read_headers_batch(CORPUS_FILES, threads=2)
+    for path, h in zip(CORPUS_FILES, headers):
+        c = read_coefficients(path)
+        assert isinstance(h, JpegHeader)
+        assert (h.width, h.height, h.colorspace, h.sampling, h.progressive, h.arithmetic) == (
+            c.width, c.height, c.colorspace, c.sampling, c.progressive, c.arithmetic)
+        assert h.mcu_size == c.mcu_size and h.subsampling == c.subsampling
+    assert read_header(CORPUS_FILES[0].read_bytes()).width == headers[0].width
+
+
+def test_header_of_a_truncated_file_reads_and_bad_headers_raise():
+    assert read_header(BAD / "truncated_half.jpg").width > 0  # its header is intact
+    with pytest.raises(JpegError, match="Not a JPEG file"):
+        read_header(BAD / "not_a_jpeg.jpg")
+    out = read_headers_batch([BAD / "empty.jpg", BAD / "png_named_jpg.jpg", CORPUS_FILES[0]], on_error="return")
+    assert isinstance(out[0], JpegError) and isinstance(out[1], JpegError) and isinstance(out[2], JpegHeader)
+
+
+def test_header_beyond_the_first_64k_is_still_found(tmp_path):
+    """A path's header is parsed from a 64 KiB prefix first; big APP segments force the whole-file fallback."""
+    data = sample_files()[0].read_bytes()
+    app = b"\xff\xe2" + struct.pack(">H", 60_002) + bytes(60_000)
+    padded = data[:2] + app * 3 + data[2:]
+    path = tmp_path / "big_app_segments.jpg"
+    path.write_bytes(padded)
+    (h,) = read_headers_batch([path])
+    assert (h.width, h.height) == (read_header(data).width, read_header(data).height)
+
+
+def test_per_item_crops_equal_single_reads():
+    paths = [CORPUS / "n01518878_ostrich.JPEG", CORPUS / "n03661043_library_progressive.jpg",
+             CORPUS / "n04554684_washer.JPEG"]
+    crops = [(8, 16, 64, 32), None, (0, 0, 16, 16)]
+    for got, path, crop in zip(read_coefficients_batch(paths, crop=crops, threads=2), paths, crops):
+        want = read_coefficients(path, crop=crop)
+        assert (got.width, got.height) == (want.width, want.height)
+        for a, b in zip(got.planes, want.planes):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="got 2 crops for 3 items"):
+        read_coefficients_batch(paths, crop=[None, None])
+    # One shared crop is still one tuple of ints.
+    shared = read_coefficients_batch(paths[:1], crop=(8, 16, 64, 32))
+    np.testing.assert_array_equal(shared[0].planes[0], read_coefficients(paths[0], crop=(8, 16, 64, 32)).planes[0])
+
+
+def test_decoding_stops_after_the_last_row_of_a_crop():
+    """truncated_half.jpg loses its second half: a crop in the top rows never reaches the damage, so even a
+    strict read succeeds, and its blocks equal those of the (warned) full read."""
+    path = BAD / "truncated_half.jpg"
+    with pytest.warns(JpegWarning):
+        full = read_coefficients(path, strict=False)
+    top = read_coefficients(path, crop=(0, 0, full.width, 64))  # strict: no warning, no error
+    for a, b, (h, v) in zip(top.planes, full.planes, top.sampling):
+        np.testing.assert_array_equal(a, b[: a.shape[0]])
+    with pytest.raises(JpegError, match="Premature end"):  # a crop reaching the damage still fails
+        read_coefficients(path, crop=(0, 0, full.width, full.height - full.height % 16 or 16))

@@ -92,6 +92,7 @@ typedef struct {
     int crop;                 /* crop_x/y/w/h valid */
     long crop_x, crop_y, crop_w, crop_h;
     int hflip;
+    int header_only;          /* stop after the header: geometry, no coefficients */
 } DecodeOptions;
 
 typedef enum { ERR_NONE = 0, ERR_JPEG, ERR_TOO_LARGE, ERR_BAD_CROP, ERR_NO_MEMORY, ERR_IO } ErrorKind;
@@ -119,6 +120,7 @@ typedef struct {
     struct jpeg_error_mgr pub;
     jmp_buf jump;
     int strict;
+    int stopped_early;  /* the source cut the data after the last needed row: later warnings are ours */
     DecodeResult *result;
 } ErrorManager;
 
@@ -132,6 +134,7 @@ static void on_error_exit(j_common_ptr cinfo) {
 static void on_emit_message(j_common_ptr cinfo, int msg_level) {
     ErrorManager *err = (ErrorManager *)cinfo->err;
     if (msg_level >= 0) return; /* trace messages */
+    if (err->stopped_early) return; /* the missing data after a crop's last row was cut on purpose */
     /* msg_level -1: a warning, which libjpeg raises for corrupt or truncated entropy data. */
     DecodeResult *res = err->result;
     if (err->strict) {
@@ -144,6 +147,78 @@ static void on_emit_message(j_common_ptr cinfo, int msg_level) {
 }
 
 static void on_output_message(j_common_ptr cinfo) { /* never print to stderr */ }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* In-memory source that can stop early. Like jpeg_mem_src, but when a crop ends above the image's     */
+/* bottom in a single-scan file it hands the data over in chunks and, once the decoder has finished    */
+/* the crop's last iMCU row, ends the stream with a fake EOI: the rest of the file is never entropy    */
+/* decoded (libjpeg fills the remaining blocks with zeros, which are not copied out).                 */
+
+#define SOURCE_CHUNK 4096
+#define HEADER_PREFIX 65536
+
+typedef struct {
+    struct jpeg_source_mgr pub;
+    const JOCTET *data;
+    size_t size, pos;
+    int chunked;      /* hand data over in SOURCE_CHUNK pieces, so the stop check runs as rows complete */
+    long stop_after;  /* last iMCU row needed; -1: everything */
+    int stopped;
+} MemorySource;
+
+static const JOCTET fake_eoi[2] = {0xFF, JPEG_EOI};
+
+static void source_init(j_decompress_ptr cinfo) {}
+
+static void source_term(j_decompress_ptr cinfo) {}
+
+static boolean source_fill(j_decompress_ptr cinfo) {
+    MemorySource *src = (MemorySource *)cinfo->src;
+    if (!src->stopped && src->stop_after >= 0 && (long)cinfo->input_iMCU_row > src->stop_after) {
+        src->stopped = 1;
+        ((ErrorManager *)cinfo->err)->stopped_early = 1;
+    }
+    if (src->stopped || src->pos >= src->size) {
+        if (!src->stopped) WARNMS(cinfo, JWRN_JPEG_EOF); /* truncated file, as jpeg_mem_src reports it */
+        src->pub.next_input_byte = fake_eoi;
+        src->pub.bytes_in_buffer = 2;
+        return TRUE;
+    }
+    size_t n = src->size - src->pos;
+    if (src->chunked && n > SOURCE_CHUNK) n = SOURCE_CHUNK;
+    src->pub.next_input_byte = src->data + src->pos;
+    src->pub.bytes_in_buffer = n;
+    src->pos += n;
+    return TRUE;
+}
+
+static void source_skip(j_decompress_ptr cinfo, long num_bytes) {
+    MemorySource *src = (MemorySource *)cinfo->src;
+    if (num_bytes <= 0) return;
+    while (num_bytes > (long)src->pub.bytes_in_buffer) {
+        num_bytes -= (long)src->pub.bytes_in_buffer;
+        int at_end = src->stopped || src->pos >= src->size;
+        source_fill(cinfo);
+        if (at_end) return; /* only the fake EOI is left: stop there */
+    }
+    src->pub.next_input_byte += (size_t)num_bytes;
+    src->pub.bytes_in_buffer -= (size_t)num_bytes;
+}
+
+static void memory_source(j_decompress_ptr cinfo, MemorySource *src, const unsigned char *data, size_t size,
+                          int chunked) {
+    memset(src, 0, sizeof(*src));
+    src->pub.init_source = source_init;
+    src->pub.fill_input_buffer = source_fill;
+    src->pub.skip_input_data = source_skip;
+    src->pub.resync_to_restart = jpeg_resync_to_restart;
+    src->pub.term_source = source_term;
+    src->data = data;
+    src->size = size;
+    src->chunked = chunked;
+    src->stop_after = -1;
+    cinfo->src = &src->pub;
+}
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Copy-out with crop and flip.                                                                       */
@@ -170,6 +245,7 @@ static void release_planes(DecodeResult *res) {
 static int decode_one(const unsigned char *data, size_t size, const DecodeOptions *opt, DecodeResult *res) {
     struct jpeg_decompress_struct cinfo;
     ErrorManager jerr;
+    MemorySource source;
     /* volatile: modified between setjmp and a possible longjmp */
     volatile int created = 0;
 
@@ -185,6 +261,7 @@ static int decode_one(const unsigned char *data, size_t size, const DecodeOption
     jerr.pub.emit_message = on_emit_message;
     jerr.pub.output_message = on_output_message;
     jerr.strict = opt->strict;
+    jerr.stopped_early = 0;
     jerr.result = res;
 
     if (setjmp(jerr.jump)) {
@@ -196,7 +273,8 @@ static int decode_one(const unsigned char *data, size_t size, const DecodeOption
 
     jpeg_create_decompress(&cinfo);
     created = 1;
-    jpeg_mem_src(&cinfo, data, (unsigned long)size);
+    /* A crop may end above the bottom: then feed in chunks so decoding can stop after its last row. */
+    memory_source(&cinfo, &source, data, size, opt->crop && !opt->header_only);
     jpeg_read_header(&cinfo, TRUE);
 
     res->image_width = (int)cinfo.image_width;
@@ -220,6 +298,17 @@ static int decode_one(const unsigned char *data, size_t size, const DecodeOption
         snprintf(res->message, ERR_LEN, "unsupported number of components: %d", cinfo.num_components);
         jpeg_destroy_decompress(&cinfo);
         return -1;
+    }
+
+    for (int c = 0; c < cinfo.num_components; c++) {
+        res->h_samp[c] = cinfo.comp_info[c].h_samp_factor;
+        res->v_samp[c] = cinfo.comp_info[c].v_samp_factor;
+    }
+    if (opt->header_only) {
+        res->width = res->image_width;
+        res->height = res->image_height;
+        jpeg_destroy_decompress(&cinfo);
+        return 0;
     }
 
     int max_h = cinfo.max_h_samp_factor, max_v = cinfo.max_v_samp_factor;
@@ -264,12 +353,15 @@ static int decode_one(const unsigned char *data, size_t size, const DecodeOption
     res->width = (int)w;
     res->height = (int)h;
 
+    /* Rows below the crop are never needed: in a single-scan file, stop decoding after the crop's last iMCU
+     * row (every iMCU row is mcu_h pixels high). Multi-scan files need every scan to the end. */
+    if (opt->crop && y0 + h < (long)cinfo.image_height && !jpeg_has_multiple_scans(&cinfo))
+        source.stop_after = (y0 + h - 1) / mcu_h;
+
     jvirt_barray_ptr *coefs = jpeg_read_coefficients(&cinfo);
 
     for (int c = 0; c < cinfo.num_components; c++) {
         jpeg_component_info *comp = &cinfo.comp_info[c];
-        res->h_samp[c] = comp->h_samp_factor;
-        res->v_samp[c] = comp->v_samp_factor;
         /* The component's area in its own blocks. Origins are MCU aligned, so they divide exactly; sizes
          * round up like libjpeg's width_in_blocks (no padding blocks beyond those). */
         long bx0 = x0 * comp->h_samp_factor / max_h / DCTSIZE;
@@ -335,7 +427,7 @@ static const char *colorspace_name(int cs) {
 
 /* Builds the result tuple consumed by jpegnet/codec/reader.py, or an exception instance. Takes
  * ownership of the planes. Never returns NULL without an exception set. */
-static PyObject *result_to_python(DecodeResult *res, PyObject *where) {
+static PyObject *result_to_python(DecodeResult *res, PyObject *where, int header_only) {
     if (res->error != ERR_NONE) {
         PyObject *cls = JpegError ? JpegError : PyExc_ValueError;
         const char *kind = res->error == ERR_TOO_LARGE ? "too_large"
@@ -345,6 +437,17 @@ static PyObject *result_to_python(DecodeResult *res, PyObject *where) {
         PyObject *exc = PyObject_CallFunction(cls, "sOs", res->message, where ? where : Py_None, kind);
         release_planes(res);
         return exc; /* an exception instance (or NULL with the call's error set) */
+    }
+    if (header_only) {
+        PyObject *samp = PyTuple_New(res->num_components);
+        if (!samp) return NULL;
+        for (int c = 0; c < res->num_components; c++) {
+            PyObject *sv = Py_BuildValue("(ii)", res->h_samp[c], res->v_samp[c]);
+            if (!sv) { Py_DECREF(samp); return NULL; }
+            PyTuple_SET_ITEM(samp, c, sv);
+        }
+        return Py_BuildValue("(iisNii)", res->image_width, res->image_height, colorspace_name(res->colorspace),
+                             samp, res->progressive, res->arithmetic);
     }
     PyObject *planes = PyTuple_New(res->num_components);
     PyObject *quants = PyTuple_New(res->num_components);
@@ -404,24 +507,27 @@ static int parse_options(PyObject *crop, int strict, long long max_pixels, int h
     return 0;
 }
 
-/* decode(data, strict, max_pixels, crop, hflip, where) -> result tuple; raises JpegError. */
+/* decode(data, strict, max_pixels, crop, hflip, where[, header_only]) -> result tuple (or header tuple);
+ * raises JpegError. */
 static PyObject *py_decode(PyObject *self, PyObject *args) {
     Py_buffer view;
-    int strict, hflip;
+    int strict, hflip, header_only = 0;
     long long max_pixels;
     PyObject *crop, *where;
-    if (!PyArg_ParseTuple(args, "y*pLOpO", &view, &strict, &max_pixels, &crop, &hflip, &where)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*pLOpO|p", &view, &strict, &max_pixels, &crop, &hflip, &where, &header_only))
+        return NULL;
     DecodeOptions opt;
     if (parse_options(crop, strict, max_pixels, hflip, &opt) < 0) {
         PyBuffer_Release(&view);
         return NULL;
     }
+    opt.header_only = header_only;
     DecodeResult res;
     Py_BEGIN_ALLOW_THREADS
     decode_one((const unsigned char *)view.buf, (size_t)view.len, &opt, &res);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
-    PyObject *out = result_to_python(&res, where);
+    PyObject *out = result_to_python(&res, where, opt.header_only);
     if (out != NULL && res.error != ERR_NONE) {
         PyErr_SetObject((PyObject *)Py_TYPE(out), out);
         Py_DECREF(out);
@@ -437,13 +543,13 @@ typedef struct {
     Py_buffer view;     /* for in-memory items */
     int is_path;
     const char *path;   /* borrowed from a bytes object kept alive by the caller */
+    DecodeOptions opt;  /* per item: crops may differ */
     DecodeResult res;
 } BatchItem;
 
 typedef struct {
     BatchItem *items;
     Py_ssize_t count;
-    const DecodeOptions *opt;
     volatile Py_ssize_t next; /* atomically incremented work index */
     /* Completion, so the calling thread can build Python results while the workers still decode. */
     pthread_mutex_t lock;
@@ -467,17 +573,37 @@ static void decode_path(const char *path, const DecodeOptions *opt, DecodeResult
         fseek(f, 0, SEEK_SET);
     }
     if (cap == 0) cap = 1 << 16;
+    /* A header usually sits in the first 64 KiB: read only that, and all of it only if the parse needs more. */
+    size_t whole = cap;
+    int prefix = opt->header_only && cap > HEADER_PREFIX;
+    if (prefix) cap = HEADER_PREFIX;
     data = (unsigned char *)malloc(cap);
     while (data != NULL) {
         size_t got = fread(data + size, 1, cap - size, f);
         size += got;
-        if (size < cap) break;
+        if (size < cap || prefix) break;
         unsigned char *bigger = (unsigned char *)realloc(data, cap * 2);
         if (bigger == NULL) { free(data); data = NULL; break; }
         data = bigger;
         cap *= 2;
     }
     int read_error = ferror(f);
+    if (prefix && !read_error && data != NULL) {
+        DecodeOptions strict_header = *opt;
+        strict_header.strict = 1; /* running out of the prefix must not pass as a good header */
+        if (decode_one(data, size, &strict_header, res) == 0) {
+            fclose(f);
+            free(data);
+            return;
+        }
+        unsigned char *bigger = (unsigned char *)realloc(data, whole);
+        if (bigger == NULL) { free(data); data = NULL; }
+        else {
+            data = bigger;
+            size += fread(data + size, 1, whole - size, f);
+            read_error = ferror(f);
+        }
+    }
     fclose(f);
     if (data == NULL || read_error) {
         free(data);
@@ -497,9 +623,9 @@ static void *batch_worker(void *arg) {
         if (i >= job->count) break;
         BatchItem *it = &job->items[i];
         if (it->is_path)
-            decode_path(it->path, job->opt, &it->res);
+            decode_path(it->path, &it->opt, &it->res);
         else
-            decode_one((const unsigned char *)it->view.buf, (size_t)it->view.len, job->opt, &it->res);
+            decode_one((const unsigned char *)it->view.buf, (size_t)it->view.len, &it->opt, &it->res);
         pthread_mutex_lock(&job->lock);
         job->done[i] = 1;
         pthread_cond_broadcast(&job->cond);
@@ -512,14 +638,15 @@ static void *batch_worker(void *arg) {
  * JpegError instances (the Python side decides whether to raise). items: sequence of bytes-like objects or
  * bytes paths; a path is read inside the worker thread. */
 static PyObject *py_decode_batch(PyObject *self, PyObject *args) {
-    PyObject *seq, *crop, *wheres, *path_flags;
-    int threads, strict, hflip;
+    PyObject *seq, *crop, *crops, *wheres, *path_flags;
+    int threads, strict, hflip, header_only;
     long long max_pixels;
-    if (!PyArg_ParseTuple(args, "OOipLOpO", &seq, &path_flags, &threads, &strict, &max_pixels, &crop, &hflip,
-                          &wheres))
+    if (!PyArg_ParseTuple(args, "OOipLOOppO", &seq, &path_flags, &threads, &strict, &max_pixels, &crop, &crops,
+                          &hflip, &header_only, &wheres))
         return NULL;
     DecodeOptions opt;
     if (parse_options(crop, strict, max_pixels, hflip, &opt) < 0) return NULL;
+    opt.header_only = header_only;
     PyObject *fast = PySequence_Fast(seq, "items must be a sequence");
     if (!fast) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
@@ -534,10 +661,24 @@ static PyObject *py_decode_batch(PyObject *self, PyObject *args) {
         Py_DECREF(fast);
         return PyErr_NoMemory();
     }
+    if (crops != Py_None && (!PySequence_Check(crops) || PySequence_Size(crops) != n)) {
+        free(items);
+        Py_DECREF(fast);
+        PyErr_SetString(PyExc_TypeError, "crops must be a sequence with one crop (or None) per item");
+        return NULL;
+    }
     Py_ssize_t acquired = 0;
     for (; acquired < n; acquired++) {
         PyObject *obj = PySequence_Fast_GET_ITEM(fast, acquired);
         BatchItem *it = &items[acquired];
+        it->opt = opt;
+        if (crops != Py_None) { /* per-item crop overrides the shared one */
+            PyObject *c = PySequence_GetItem(crops, acquired);
+            int rc = c ? parse_options(c, strict, max_pixels, hflip, &it->opt) : -1;
+            Py_XDECREF(c);
+            if (rc < 0) break;
+            it->opt.header_only = header_only;
+        }
         if (((const char *)PyBytes_AS_STRING(path_flags))[acquired]) {
             it->is_path = 1;
             it->path = PyBytes_AsString(obj);
@@ -553,7 +694,6 @@ static PyObject *py_decode_batch(PyObject *self, PyObject *args) {
         BatchJob job;
         job.items = items;
         job.count = n;
-        job.opt = &opt;
         job.next = 0;
         job.done = done;
         pthread_mutex_init(&job.lock, NULL);
@@ -585,7 +725,7 @@ static PyObject *py_decode_batch(PyObject *self, PyObject *args) {
             }
             if (!out) continue; /* failed earlier: keep waiting so every worker finishes */
             PyObject *where = PySequence_GetItem(wheres, i);
-            PyObject *r = where ? result_to_python(&items[i].res, where) : NULL;
+            PyObject *r = where ? result_to_python(&items[i].res, where, items[i].opt.header_only) : NULL;
             Py_XDECREF(where);
             if (!r) {
                 Py_CLEAR(out);

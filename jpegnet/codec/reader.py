@@ -30,7 +30,44 @@ _SUBSAMPLING_NAMES = {
 }
 
 
-class JpegCoefficients:
+class _Geometry:
+    """What a header says about the layout: shared by JpegHeader and JpegCoefficients."""
+
+    __slots__ = ()
+
+    @property
+    def subsampling(self) -> str:
+        """'4:2:0', '4:4:4', ... for three-component images, 'gray' for one, 'other' otherwise."""
+        if len(self.sampling) == 1:
+            return "gray"
+        return _SUBSAMPLING_NAMES.get(tuple(self.sampling[:3]), "other")
+
+    @property
+    def mcu_size(self) -> tuple[int, int]:
+        """(width, height) in pixels of one MCU: the grid crops must be aligned to."""
+        return (8 * max(h for h, _ in self.sampling), 8 * max(v for _, v in self.sampling))
+
+
+class JpegHeader(_Geometry):
+    """A JPEG's geometry from its header alone (no entropy decoding): width, height, colorspace, sampling,
+    progressive, arithmetic, plus subsampling and mcu_size. Lets a caller pick a crop before decoding."""
+
+    __slots__ = ("width", "height", "colorspace", "sampling", "progressive", "arithmetic")
+
+    def __init__(self, width, height, colorspace, sampling, progressive, arithmetic):
+        self.width = width
+        self.height = height
+        self.colorspace = colorspace
+        self.sampling = sampling
+        self.progressive = bool(progressive)
+        self.arithmetic = bool(arithmetic)
+
+    def __repr__(self) -> str:
+        return (f"JpegHeader({self.width}x{self.height}, {self.colorspace}, {self.subsampling}, "
+                f"progressive={self.progressive})")
+
+
+class JpegCoefficients(_Geometry):
     """The quantized DCT coefficients of one JPEG, as stored in the file.
 
     width, height: pixels of the returned area (the whole image, or the crop).
@@ -57,18 +94,6 @@ class JpegCoefficients:
         self.progressive = progressive
         self.arithmetic = arithmetic
         self.image_size = image_size
-
-    @property
-    def subsampling(self) -> str:
-        """'4:2:0', '4:4:4', ... for three-component images, 'gray' for one, 'other' otherwise."""
-        if len(self.sampling) == 1:
-            return "gray"
-        return _SUBSAMPLING_NAMES.get(tuple(self.sampling[:3]), "other")
-
-    @property
-    def mcu_size(self) -> tuple[int, int]:
-        """(width, height) in pixels of one MCU: the grid crops must be aligned to."""
-        return (8 * max(h for h, _ in self.sampling), 8 * max(v for _, v in self.sampling))
 
     def dequantized(self, component: int) -> np.ndarray:
         """float32 (blocks_h, blocks_w, 64): coefficient × quantization step, the DCT of the pixels."""
@@ -121,7 +146,9 @@ def read_coefficients(src: Source, *, strict: bool = True, max_pixels: int | Non
     max_pixels: images with more pixels are refused from the header, before coefficient memory is
         allocated (None: no limit).
     crop: (x, y, width, height) in pixels, aligned to the MCU grid (`mcu_size`: 8 or 16 px); width and height
-        whole MCUs unless the crop reaches the right / bottom edge. Applied while the blocks are copied out.
+        whole MCUs unless the crop reaches the right / bottom edge. Applied while the blocks are copied out;
+        in a single-scan (sequential) file, entropy decoding stops after the crop's last MCU row, so the rows
+        below it cost nothing (a truncated or corrupt tail below the crop is never even read).
     hflip: mirror horizontally in the DCT domain (block columns reversed, odd horizontal frequencies
         negated). A partial MCU column on the right is trimmed first (as `jpegtran -flip horizontal -trim`),
         so the result is exactly the mirror of the (trimmed) image.
@@ -129,17 +156,7 @@ def read_coefficients(src: Source, *, strict: bool = True, max_pixels: int | Non
     """
     crop = _check_crop(crop)
     limit = _check_max_pixels(max_pixels)
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        data, where = src, "<bytes>"
-    elif isinstance(src, (str, os.PathLike)):
-        where = os.fspath(src)
-        try:
-            with open(src, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise JpegError(f"cannot read file: {e.strerror or e}", where, "io") from e
-    else:
-        raise TypeError(f"src must be bytes-like or a path, got {type(src).__name__}")
+    data, where = _load(src)
     coefs, warning = _to_coefficients(_reader.decode(data, strict, limit, crop, hflip, where))
     _warn(warning, where)
     return coefs
@@ -147,19 +164,63 @@ def read_coefficients(src: Source, *, strict: bool = True, max_pixels: int | Non
 
 def read_coefficients_batch(srcs: Iterable[Source], *, threads: int | None = None, on_error: str = "raise",
                             strict: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                            crop: tuple[int, int, int, int] | None = None,
-                            hflip: bool = False) -> list:
+                            crop=None, hflip: bool = False) -> list:
     """Read many JPEGs on a pool of C threads (the GIL is released for the whole batch).
 
     Results come in input order. Paths are read inside the worker threads. threads=None uses every core
     available to this process. on_error='raise' raises the first JpegError (in input order);
     on_error='return' puts the JpegError instance in that item's place and returns the rest.
-    Other keyword arguments as `read_coefficients` (the same crop / hflip for every item).
+    crop: one (x, y, width, height) for every item, or a sequence with one crop (or None) per item, e.g.
+    windows chosen from `read_headers_batch`. Other keyword arguments as `read_coefficients`.
     """
-    if on_error not in ("raise", "return"):
-        raise ValueError(f"on_error must be 'raise' or 'return', got {on_error!r}")
-    crop = _check_crop(crop)
-    limit = _check_max_pixels(max_pixels)
+    items, flags, wheres = _batch_items(srcs)
+    shared, per_item = None, None
+    if crop is not None:
+        crop_list = list(crop)
+        if crop_list and all(c is None or not isinstance(c, (int, np.integer)) for c in crop_list):
+            if len(crop_list) != len(items):
+                raise ValueError(f"got {len(crop_list)} crops for {len(items)} items")
+            per_item = [_check_crop(c) for c in crop_list]
+        else:
+            shared = _check_crop(crop)
+    raw = _reader.decode_batch(items, flags, _check_threads(threads), strict, _check_max_pixels(max_pixels),
+                               shared, per_item, hflip, False, wheres)
+    return _batch_results(raw, wheres, on_error, _to_coefficients)
+
+
+def read_header(src: Source) -> JpegHeader:
+    """The geometry of a JPEG from its header alone (no entropy decoding); JpegError if it has none."""
+    data, where = _load(src)
+    header, _ = _to_header(_reader.decode(data, True, 0, None, False, where, True))
+    return header
+
+
+def read_headers_batch(srcs: Iterable[Source], *, threads: int | None = None, on_error: str = "raise") -> list:
+    """`read_header` for many inputs on C threads; a path is read only as far as its header (64 KiB first)."""
+    items, flags, wheres = _batch_items(srcs)
+    raw = _reader.decode_batch(items, flags, _check_threads(threads), True, 0, None, None, False, True, wheres)
+    return _batch_results(raw, wheres, on_error, _to_header)
+
+
+def _to_header(raw: tuple):
+    return JpegHeader(*raw), None
+
+
+def _load(src: Source):
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return src, "<bytes>"
+    if isinstance(src, (str, os.PathLike)):
+        where = os.fspath(src)
+        try:
+            with open(src, "rb") as f:
+                return f.read(), where
+        except OSError as e:
+            raise JpegError(f"cannot read file: {e.strerror or e}", where, "io") from e
+    raise TypeError(f"src must be bytes-like or a path, got {type(src).__name__}")
+
+
+def _batch_items(srcs):
+    """bytes-likes as they are, paths as filesystem bytes (read by the C threads), and a name for each."""
     items: list = []
     flags = bytearray()
     wheres: list = []
@@ -174,11 +235,20 @@ def read_coefficients_batch(srcs: Iterable[Source], *, threads: int | None = Non
             wheres.append(os.fspath(src))
         else:
             raise TypeError(f"item {i}: src must be bytes-like or a path, got {type(src).__name__}")
+    return items, bytes(flags), wheres
+
+
+def _check_threads(threads) -> int:
     if threads is None:
-        threads = default_threads()
+        return default_threads()
     if int(threads) < 1:
         raise ValueError(f"threads must be >= 1, got {threads!r}")
-    raw = _reader.decode_batch(items, bytes(flags), int(threads), strict, limit, crop, hflip, wheres)
+    return int(threads)
+
+
+def _batch_results(raw, wheres, on_error, convert) -> list:
+    if on_error not in ("raise", "return"):
+        raise ValueError(f"on_error must be 'raise' or 'return', got {on_error!r}")
     out = []
     for where, r in zip(wheres, raw):
         if isinstance(r, JpegError):
@@ -186,9 +256,9 @@ def read_coefficients_batch(srcs: Iterable[Source], *, threads: int | None = Non
                 raise r
             out.append(r)
             continue
-        coefs, warning = _to_coefficients(r)
+        value, warning = convert(r)
         _warn(warning, where)
-        out.append(coefs)
+        out.append(value)
     return out
 
 
