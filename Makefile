@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 # Create the venv and install jpegnet editable with its test dependencies. Re-run when the
 # project metadata or the C source changes.
-$(STAMP): pyproject.toml setup.py jpegnet/codec/_reader.c
+$(STAMP): pyproject.toml setup.py jpegnet/codec/_reader.c jpegnet/dct/_resample.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)

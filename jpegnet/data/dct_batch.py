@@ -28,6 +28,16 @@ import torch
 from ..dct import transforms
 from ..dct.transforms import BLOCK, BandOperator, apply_resample, frequencies_kept, resample_operator
 
+try:  # the fused C kernel of the CPU path (jpegnet/dct/_resample.c); the numpy path is its reference
+    from ..dct import _resample
+except ImportError:  # pragma: no cover - a source checkout whose extension is not built yet
+    _resample = None
+
+#: CPU kernels: 'fused' runs crop, resize, mirror, dequantization and normalization per plane in one C pass
+#: (jpegnet.dct._resample) straight into the batch tensors; 'numpy' is the reference path (numpy batched
+#: matrix products on views). None: 'fused' when the extension is built.
+CPU_KERNELS = ("fused", "numpy")
+
 #: Without dataset statistics, dequantized coefficients are divided by this (mean 0). The DC coefficient of
 #: an 8×8 block is 8× its mean level-shifted sample (range ±1024), so /128 maps pixel means to about ±8 and
 #: typical low-frequency AC terms to about ±1: a usable scale for a first run; `compute_dct_stats` is better.
@@ -82,15 +92,20 @@ def image_planes(c) -> list[_Plane]:
 
 def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_size: tuple[int, int], *,
                     device="cpu", mean=None, std=None, k_margin: float | None = 1.0,
-                    pin_memory: bool | None = None):
+                    pin_memory: bool | None = None, cpu_kernel: str | None = None, threads: int = 1):
     """(y, cbcr) for decoded images (JpegCoefficients), each cut from its window (x, y, w, h in luma pixels,
     floats) resized to out_size (H, W, multiples of 16) and mirrored where flips[i].
 
     mean / std: 192 values (64 Y, 128 CbCr) or None for mean 0, std DEFAULT_DCT_SCALE; pass mean=0, std=1
     tensors for raw dequantized coefficients. k_margin: a downscale by r reads the ceil(8·r·k_margin) lowest
     frequencies per axis (1.0: those below the new Nyquist limit; None: all 8, the exact composition
-    IDCT → resize → DCT).
+    IDCT → resize → DCT). cpu_kernel: 'fused' or 'numpy' (see CPU_KERNELS; None picks 'fused' when built);
+    threads: C threads of the fused kernel (the plane jobs of the batch are shared among them).
     """
+    if cpu_kernel is not None and cpu_kernel not in CPU_KERNELS:
+        raise ValueError(f"cpu_kernel must be one of {CPU_KERNELS} or None, got {cpu_kernel!r}")
+    if int(threads) < 1:
+        raise ValueError(f"threads must be >= 1, got {threads!r}")
     out_h, out_w = int(out_size[0]), int(out_size[1])
     if out_h % 16 or out_w % 16 or out_h <= 0 or out_w <= 0:
         raise ValueError(f"output size must be positive multiples of 16, got {out_size!r}")
@@ -112,6 +127,12 @@ def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_si
     # normalized = raw · (1/std) − mean/std, written once into the final channels_last layout
     bias = -mean * inv
     hb, wb = out_h // 8, out_w // 8
+    if device.type == "cpu" and transforms.NUMPY_ON_CPU and cpu_kernel != "numpy":
+        if _resample is not None:
+            return _fused_cpu_batch(per_image, windows, flips, (hb, wb), inv, bias, k_margin, int(threads))
+        if cpu_kernel == "fused":
+            raise RuntimeError("the fused CPU kernel jpegnet.dct._resample is not built "
+                               "(python setup.py build_ext --inplace)")
     y = torch.empty((n, hb, wb, 8, 8), dtype=torch.float32, device=device)
     _resample_into(y, (np.arange(n),), [p[0] for p in per_image], windows, flips, (hb, wb),
                    inv[:64].view(1, 1, 1, 8, 8), bias[:64].view(1, 1, 1, 8, 8), device, k_margin, pin_memory)
@@ -131,6 +152,28 @@ def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_si
     # (N, h, w, C) memory viewed as (N, C, h, w): channels_last without a copy
     return (y.view(n, hb, wb, 64).permute(0, 3, 1, 2),
             cbcr.view(n, hb // 2, wb // 2, 128).permute(0, 3, 1, 2))
+
+
+def _fused_cpu_batch(per_image: list, windows: np.ndarray, flips: np.ndarray, out_blocks: tuple[int, int],
+                     inv: torch.Tensor, bias: torch.Tensor, k_margin, threads: int):
+    """The CPU batch through the fused C kernel: each plane's blocks under its window go straight from the
+    reader's int16 planes into their slots of y / cbcr, normalized (see jpegnet/dct/_resample.c)."""
+    n = len(per_image)
+    hb, wb = out_blocks
+    y = torch.empty((n, hb, wb, 64), dtype=torch.float32)
+    cbcr = torch.empty((n, hb // 2, wb // 2, 128), dtype=torch.float32)
+    scale_np = np.ascontiguousarray(inv.numpy(), dtype=np.float32)
+    bias_np = np.ascontiguousarray(bias.numpy(), dtype=np.float32)
+    jobs = []
+    for i, planes in enumerate(per_image):
+        if len(planes) == 1:  # greyscale: zero chroma (neutral grey), normalized like any other image
+            cbcr[i] = torch.from_numpy(bias_np[64:])
+        for component, p in enumerate(planes):
+            jobs.append((p.coefs, p.quant, i, component, p.fx, p.fy, p.width, p.height))
+    _resample.resample_planes(jobs, windows, flips, y.numpy(), cbcr.numpy(), scale_np, bias_np,
+                              -1.0 if k_margin is None else float(k_margin), threads)
+    # (N, h, w, C) memory viewed as (N, C, h, w): channels_last without a copy
+    return y.permute(0, 3, 1, 2), cbcr.permute(0, 3, 1, 2)
 
 
 def _resample_into(target: torch.Tensor, ids: tuple, planes: list[_Plane], windows, flips, out_blocks,

@@ -74,7 +74,8 @@ def build_batch(ds: JpegFolder, indices, *, seed: int, epoch: int, device="cpu",
         else:
             mean, std = torch.zeros(192), torch.ones(192)
         inputs = build_dct_batch([p for _, p in images], windows, flips, ds.input_size, device=device,
-                                 mean=mean, std=std, k_margin=k_margin, pin_memory=pin)
+                                 mean=mean, std=std, k_margin=k_margin, pin_memory=pin,
+                                 threads=num_threads or default_threads())
     else:
         from .rgb import load_rgb
         mean, std = _normalization(ds, input_config)

@@ -1,0 +1,628 @@
+/*
+ * jpegnet's fused CPU resampling kernel: quantized coefficient planes → normalized DCT batch, in one pass.
+ *
+ * For each plane (the Y, Cb or Cr of one image) it does what `jpegnet.data.dct_batch` does with numpy on the
+ * CPU, without any intermediate array the size of the image:
+ *   1. build the banded DCT-domain operators of the window's crop + antialiased bilinear resize + mirror,
+ *      one per axis (the same construction as `jpegnet.dct.transforms.resample_operator`: PyTorch's
+ *      `interpolate(mode='bilinear', antialias=True)` triangle kernel composed with the block IDCT before
+ *      it and the block DCT after it, reading only the k lowest input frequencies);
+ *   2. dequantize the k×k kept coefficients of the blocks under the window (only those) into a small
+ *      per-thread scratch buffer;
+ *   3. apply the vertical operator, then the horizontal one;
+ *   4. normalize (per-coefficient scale and bias) and store each output block straight into its slot of
+ *      the batch tensor: y (N, H/8, W/8, 64) or cbcr (N, H/16, W/16, 128), i.e. channels_last memory.
+ *
+ * Layouts (f, g: output frequencies, always the innermost 8 floats so that one AVX vector holds them):
+ *   operator  w[o][b][u][f]   output block o reads input blocks first[o] + b, input frequency u < k;
+ *   input     xs[r][c][u·k + v]   dequantized, rows / columns relative to the window's first block;
+ *   vertical  t[o][c][v][f]   after the vertical pass (f: output vertical frequency);
+ *   output    out[f·8 + g]    one block, natural order, written once after normalization.
+ * Both passes are outer-product loops: a vector of 8 operator weights times a broadcast coefficient,
+ * accumulated in registers (k or 8 accumulators), so the compiler emits FMA on 8-float vectors.
+ *
+ * The plane jobs of a batch are shared by `threads` pthreads through an atomic counter; no Python object is
+ * touched while they run (the GIL is released).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+#define BLOCK 8
+#define MAX_THREADS 64
+
+typedef float v8f __attribute__((vector_size(32)));
+/* the same vector for loads / stores at any 4-byte alignment (output slots, user arrays) */
+typedef float v8f_u __attribute__((vector_size(32), aligned(4)));
+
+/* Compile the hot loops for AVX2 + FMA as well as for the baseline, and pick at load time (ifunc). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(JPEGNET_NO_CLONES)
+#define HOT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define HOT_CLONES
+#endif
+
+/* Orthonormal DCT-II: D[u][x] = c(u) cos((2x + 1) u π / 16), filled once at import. */
+static double dct8[BLOCK][BLOCK];
+
+static void init_dct(void) {
+    for (int u = 0; u < BLOCK; u++)
+        for (int x = 0; x < BLOCK; x++)
+            dct8[u][x] = cos((2 * x + 1) * u * M_PI / (2.0 * BLOCK)) * sqrt(2.0 / BLOCK) / (u == 0 ? sqrt(2.0) : 1.0);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* One plane's job, all plain C data.                                                                 */
+
+typedef struct {
+    const int16_t *coefs;          /* block (0, 0) of the plane */
+    Py_ssize_t row_stride;         /* in int16 elements, between block rows */
+    Py_ssize_t col_stride;         /* between block columns */
+    int rows, cols;                /* stored blocks */
+    float quant[64];
+    double x, y, w, h;             /* window, in this plane's pixels */
+    int width, height;             /* plane size in pixels: samples at or past it are never read */
+    int flip;                      /* mirror left-right */
+    int out_rows, out_cols;        /* output blocks */
+    float *out;                    /* output block (0, 0) */
+    Py_ssize_t out_row_stride;     /* in floats */
+    Py_ssize_t out_col_stride;
+    const float *scale, *bias;     /* 64 each */
+} PlaneJob;
+
+/* One axis' banded operator. */
+typedef struct {
+    int out_blocks, k, max_band;
+    int lo, hi;                    /* input blocks [lo, hi) read by some output block */
+    int *first, *band;             /* per output block */
+    float *w;                      /* [o][b < max_band][u < k][f < 8] */
+} Axis;
+
+/* Growing per-thread scratch memory (32-byte aligned). */
+typedef struct {
+    void *ptr;
+    size_t size;
+} Scratch;
+
+static void *scratch_get(Scratch *s, size_t bytes) {
+    if (bytes > s->size) {
+        free(s->ptr);
+        s->ptr = NULL;
+        s->size = 0;
+        size_t want = bytes + bytes / 4 + 4096;
+        if (posix_memalign(&s->ptr, 64, want) != 0) {
+            s->ptr = NULL;
+            return NULL;
+        }
+        s->size = want;
+    }
+    return s->ptr;
+}
+
+static inline long floor_div(long a, long b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+/* The kept input frequencies of a resize: transforms.frequencies_kept with the same arithmetic order. */
+static int frequencies_kept(double ratio, double margin) {
+    if (margin < 0) return BLOCK;   /* k_margin None: the exact composition */
+    double k = ceil(BLOCK * ratio * margin);
+    if (k > BLOCK) k = BLOCK;
+    if (k < 1) k = 1;
+    return (int)k;
+}
+
+/* Size of an axis' operator arrays: out_blocks ints ×2 + out_blocks·max_band·k·8 floats. The band is
+ * bounded by the triangle's reach: a support of s pixels per side spans at most ceil((8·scale + 2s + 2)/8)
+ * + 1 blocks; max_band is computed exactly in build_axis, this only sizes the memory. */
+static int band_bound(double length, int out_blocks) {
+    double scale = length / (out_blocks * BLOCK);
+    double support = scale > 1.0 ? scale : 1.0;
+    return (int)ceil((BLOCK * scale + 2 * support + 2) / BLOCK) + 2;
+}
+
+/* Build the banded operator of one axis (transforms.resample_support + resample_operator).
+ * samples: scratch for 3·n doubles/ints; weights: scratch for 8·max_band·8 doubles. */
+static void build_axis(Axis *ax, double start, double length, int out_blocks, int valid_stop, int flip, int k,
+                       double *centre, long *lo, long *hi, double *wt) {
+    const int n = out_blocks * BLOCK;
+    const double scale = length / n;
+    const double support = scale > 1.0 ? scale : 1.0;
+    const double inv_support = 1.0 / support;
+    const double win_lo = floor(start + 1e-9);
+    double win_hi = ceil(start + length - 1e-9);
+    if (win_hi > valid_stop) win_hi = valid_stop;
+    for (int i = 0; i < n; i++) {
+        int ii = flip ? n - 1 - i : i;
+        double c = start + (ii + 0.5) * scale;
+        double l = floor(c - support + 0.5), h = floor(c + support + 0.5);
+        if (l < win_lo) l = win_lo;
+        if (h > win_hi) h = win_hi;
+        if (h < l + 1) h = l + 1;   /* a window never maps to nothing */
+        centre[i] = c;
+        lo[i] = (long)l;
+        hi[i] = (long)h;
+    }
+    ax->out_blocks = out_blocks;
+    ax->k = k;
+    ax->max_band = 0;
+    ax->lo = 0x7fffffff;
+    ax->hi = -0x7fffffff;
+    for (int o = 0; o < out_blocks; o++) {
+        long mn = lo[o * BLOCK], mx = hi[o * BLOCK];
+        for (int i = 1; i < BLOCK; i++) {
+            if (lo[o * BLOCK + i] < mn) mn = lo[o * BLOCK + i];
+            if (hi[o * BLOCK + i] > mx) mx = hi[o * BLOCK + i];
+        }
+        int first = (int)floor_div(mn, BLOCK), last = (int)floor_div(mx - 1, BLOCK);
+        ax->first[o] = first;
+        ax->band[o] = last - first + 1;
+        if (ax->band[o] > ax->max_band) ax->max_band = ax->band[o];
+        if (first < ax->lo) ax->lo = first;
+        if (last + 1 > ax->hi) ax->hi = last + 1;
+    }
+    const int mb = ax->max_band;
+    for (int o = 0; o < out_blocks; o++) {
+        const int band = ax->band[o], taps = band * BLOCK;
+        const long base = (long)ax->first[o] * BLOCK;
+        /* wt[i][tap]: the normalized triangle weights of output sample i over the band's input pixels */
+        for (int i = 0; i < BLOCK; i++) {
+            const int s = o * BLOCK + i;
+            double sum = 0.0;
+            double *row = wt + i * taps;
+            for (int t = 0; t < taps; t++) {
+                long p = base + t;
+                double v = 0.0;
+                if (p >= lo[s] && p < hi[s]) {
+                    v = 1.0 - fabs((p + 0.5 - centre[s]) * inv_support);
+                    if (v < 0.0) v = 0.0;
+                }
+                row[t] = v;
+                sum += v;
+            }
+            double norm = 1.0 / (sum > 1e-30 ? sum : 1e-30);
+            for (int t = 0; t < taps; t++) row[t] *= norm;
+        }
+        /* A[f][b][u] = Σ_i D[f][i] Σ_x W[i][b·8 + x] D[u][x] */
+        float *dst = ax->w + (size_t)o * mb * k * BLOCK;
+        for (int b = 0; b < mb; b++) {
+            for (int u = 0; u < k; u++) {
+                double m[BLOCK];
+                for (int i = 0; i < BLOCK; i++) {
+                    double acc = 0.0;
+                    if (b < band) {
+                        const double *r = wt + i * taps + b * BLOCK;
+                        for (int x = 0; x < BLOCK; x++) acc += r[x] * dct8[u][x];
+                    }
+                    m[i] = acc;
+                }
+                for (int f = 0; f < BLOCK; f++) {
+                    double acc = 0.0;
+                    for (int i = 0; i < BLOCK; i++) acc += dct8[f][i] * m[i];
+                    dst[(b * k + u) * BLOCK + f] = (float)acc;
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The two passes, specialized on K (the kept frequencies) so the accumulators stay in registers.     */
+
+/* t[o][c][v][f] = Σ_b Σ_u w_v[o][b][u][f] · xs[first[o] + b − r0][c][u·K + v] */
+static inline __attribute__((always_inline)) void vertical_pass(const Axis *av, const float *xs, int r0, int nr,
+                                                                 int nc, float *t, const int K) {
+    const int kk = K * K;
+    for (int o = 0; o < av->out_blocks; o++) {
+        const float *w = av->w + (size_t)o * av->max_band * K * BLOCK;
+        int b0 = 0, b1 = av->band[o];
+        int row0 = av->first[o] - r0;
+        /* rows outside the stored blocks carry zero weight (taps past the plane's edge are clipped) */
+        if (row0 < 0) b0 = -row0;
+        if (row0 + b1 > nr) b1 = nr - row0;
+        for (int c = 0; c < nc; c++) {
+            v8f acc[BLOCK];
+            for (int v = 0; v < K; v++) acc[v] = (v8f){0};
+            for (int b = b0; b < b1; b++) {
+                const float *x = xs + ((size_t)(row0 + b) * nc + c) * kk;
+                const float *wb = w + (size_t)b * K * BLOCK;
+                for (int u = 0; u < K; u++) {
+                    v8f a = *(const v8f *)(wb + u * BLOCK);
+                    for (int v = 0; v < K; v++) acc[v] += x[u * K + v] * a;
+                }
+            }
+            float *dst = t + ((size_t)o * nc + c) * K * BLOCK;
+            for (int v = 0; v < K; v++) *(v8f *)(dst + v * BLOCK) = acc[v];
+        }
+    }
+}
+
+/* out[ov][oh][f·8 + g] = scale · Σ_b Σ_v t[ov][first[oh] + b − c0][v][f] · w_h[oh][b][v][g] + bias */
+static inline __attribute__((always_inline)) void horizontal_pass(const Axis *ah, const float *t, int c0, int nc,
+                                                                   int ov_blocks, const PlaneJob *job, const int K) {
+    v8f scale[BLOCK], bias[BLOCK];
+    for (int f = 0; f < BLOCK; f++) {
+        scale[f] = *(const v8f_u *)(job->scale + f * BLOCK);
+        bias[f] = *(const v8f_u *)(job->bias + f * BLOCK);
+    }
+    for (int ov = 0; ov < ov_blocks; ov++) {
+        const float *trow = t + (size_t)ov * nc * K * BLOCK;
+        float *out_row = job->out + ov * job->out_row_stride;
+        for (int oh = 0; oh < ah->out_blocks; oh++) {
+            const float *w = ah->w + (size_t)oh * ah->max_band * K * BLOCK;
+            int b0 = 0, b1 = ah->band[oh];
+            int col0 = ah->first[oh] - c0;
+            if (col0 < 0) b0 = -col0;
+            if (col0 + b1 > nc) b1 = nc - col0;
+            v8f acc[BLOCK];
+            for (int f = 0; f < BLOCK; f++) acc[f] = (v8f){0};
+            for (int b = b0; b < b1; b++) {
+                const float *tc = trow + (size_t)(col0 + b) * K * BLOCK;
+                const float *wb = w + (size_t)b * K * BLOCK;
+                for (int v = 0; v < K; v++) {
+                    v8f a = *(const v8f *)(wb + v * BLOCK);
+                    for (int f = 0; f < BLOCK; f++) acc[f] += tc[v * BLOCK + f] * a;
+                }
+            }
+            float *dst = out_row + oh * job->out_col_stride;
+            for (int f = 0; f < BLOCK; f++) *(v8f_u *)(dst + f * BLOCK) = acc[f] * scale[f] + bias[f];
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void passes(const Axis *av, const Axis *ah, const float *xs, int r0,
+                                                          int nr, int c0, int nc, float *t, const PlaneJob *job,
+                                                          const int K) {
+    vertical_pass(av, xs, r0, nr, nc, t, K);
+    horizontal_pass(ah, t, c0, nc, av->out_blocks, job, K);
+}
+
+HOT_CLONES
+static void run_passes(const Axis *av, const Axis *ah, const float *xs, int r0, int nr, int c0, int nc, float *t,
+                       const PlaneJob *job, int k) {
+    switch (k) {
+        case 1: passes(av, ah, xs, r0, nr, c0, nc, t, job, 1); break;
+        case 2: passes(av, ah, xs, r0, nr, c0, nc, t, job, 2); break;
+        case 3: passes(av, ah, xs, r0, nr, c0, nc, t, job, 3); break;
+        case 4: passes(av, ah, xs, r0, nr, c0, nc, t, job, 4); break;
+        case 5: passes(av, ah, xs, r0, nr, c0, nc, t, job, 5); break;
+        case 6: passes(av, ah, xs, r0, nr, c0, nc, t, job, 6); break;
+        case 7: passes(av, ah, xs, r0, nr, c0, nc, t, job, 7); break;
+        default: passes(av, ah, xs, r0, nr, c0, nc, t, job, 8); break;
+    }
+}
+
+/* xs[r][c][u·k + v] = coefs[r0 + r][c0 + c][8u + v] · quant[8u + v] */
+HOT_CLONES
+static void dequantize(const PlaneJob *job, int r0, int nr, int c0, int nc, int k, float *xs) {
+    const int kk = k * k;
+    for (int r = 0; r < nr; r++) {
+        const int16_t *row = job->coefs + (r0 + r) * job->row_stride;
+        for (int c = 0; c < nc; c++) {
+            const int16_t *blk = row + (c0 + c) * job->col_stride;
+            float *dst = xs + ((size_t)r * nc + c) * kk;
+            for (int u = 0; u < k; u++)
+                for (int v = 0; v < k; v++) dst[u * k + v] = (float)blk[u * BLOCK + v] * job->quant[u * BLOCK + v];
+        }
+    }
+}
+
+typedef struct {
+    Scratch mem;
+} ThreadState;
+
+/* Run one plane job. Returns 0, or -1 when out of memory. */
+static int run_job(const PlaneJob *job, double margin, ThreadState *ts) {
+    const int ov = job->out_rows, oh = job->out_cols;
+    double ratio_v = ov * BLOCK / job->h, ratio_h = oh * BLOCK / job->w;
+    const int k = frequencies_kept(ratio_v > ratio_h ? ratio_v : ratio_h, margin);
+    const int bv = band_bound(job->h, ov), bh = band_bound(job->w, oh);
+    const int n_max = (ov > oh ? ov : oh) * BLOCK;
+    const int band_max = bv > bh ? bv : bh;
+    /* layout of the scratch block: axis arrays, sample arrays, weight matrix, then xs and t */
+    size_t off = 0;
+#define TAKE(bytes) (off = (off + 63) & ~(size_t)63, off += (bytes), off - (bytes))
+    size_t o_vfirst = TAKE(sizeof(int) * ov), o_vband = TAKE(sizeof(int) * ov);
+    size_t o_hfirst = TAKE(sizeof(int) * oh), o_hband = TAKE(sizeof(int) * oh);
+    size_t o_vw = TAKE(sizeof(float) * (size_t)ov * bv * k * BLOCK);
+    size_t o_hw = TAKE(sizeof(float) * (size_t)oh * bh * k * BLOCK);
+    size_t o_centre = TAKE(sizeof(double) * n_max);
+    size_t o_lo = TAKE(sizeof(long) * n_max), o_hi = TAKE(sizeof(long) * n_max);
+    size_t o_wt = TAKE(sizeof(double) * BLOCK * band_max * BLOCK);
+    size_t fixed = off;
+    char *base = scratch_get(&ts->mem, fixed);
+    if (!base) return -1;
+    Axis av = {.first = (int *)(base + o_vfirst), .band = (int *)(base + o_vband), .w = (float *)(base + o_vw)};
+    Axis ah = {.first = (int *)(base + o_hfirst), .band = (int *)(base + o_hband), .w = (float *)(base + o_hw)};
+    double *centre = (double *)(base + o_centre);
+    long *lo = (long *)(base + o_lo), *hi = (long *)(base + o_hi);
+    double *wt = (double *)(base + o_wt);
+    build_axis(&av, job->y, job->h, ov, job->height, 0, k, centre, lo, hi, wt);
+    build_axis(&ah, job->x, job->w, oh, job->width, job->flip, k, centre, lo, hi, wt);
+    if (av.max_band > bv || ah.max_band > bh) return -2;  /* cannot happen: band_bound is an upper bound */
+    /* the stored blocks under the window */
+    int r0 = av.lo < 0 ? 0 : av.lo, r1 = av.hi > job->rows ? job->rows : av.hi;
+    int c0 = ah.lo < 0 ? 0 : ah.lo, c1 = ah.hi > job->cols ? job->cols : ah.hi;
+    int nr = r1 - r0, nc = c1 - c0;
+    if (nr < 1 || nc < 1) {  /* nothing stored under the window (degenerate file): bias only */
+        for (int r = 0; r < ov; r++)
+            for (int c = 0; c < oh; c++) {
+                float *dst = job->out + r * job->out_row_stride + c * job->out_col_stride;
+                for (int i = 0; i < 64; i++) dst[i] = job->bias[i];
+            }
+        return 0;
+    }
+    size_t o_xs = TAKE(sizeof(float) * (size_t)nr * nc * k * k);
+    size_t o_t = TAKE(sizeof(float) * (size_t)ov * nc * k * BLOCK);
+#undef TAKE
+    if (off > ts->mem.size) {
+        /* grow, keeping the operators built above */
+        void *fresh = NULL;
+        size_t want = off + off / 4 + 4096;
+        if (posix_memalign(&fresh, 64, want) != 0) return -1;
+        memcpy(fresh, base, fixed);
+        free(ts->mem.ptr);
+        ts->mem.ptr = fresh;
+        ts->mem.size = want;
+        base = fresh;
+        av.first = (int *)(base + o_vfirst);
+        av.band = (int *)(base + o_vband);
+        av.w = (float *)(base + o_vw);
+        ah.first = (int *)(base + o_hfirst);
+        ah.band = (int *)(base + o_hband);
+        ah.w = (float *)(base + o_hw);
+    }
+    float *xs = (float *)(base + o_xs), *t = (float *)(base + o_t);
+    dequantize(job, r0, nr, c0, nc, k, xs);
+    run_passes(&av, &ah, xs, r0, nr, c0, nc, t, job, k);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Threads.                                                                                           */
+
+typedef struct {
+    const PlaneJob *jobs;
+    Py_ssize_t n_jobs;
+    double margin;
+    Py_ssize_t next;               /* atomic */
+    int failed;                    /* atomic: first error code */
+} Work;
+
+static void *worker(void *arg) {
+    Work *work = arg;
+    ThreadState ts = {{NULL, 0}};
+    for (;;) {
+        Py_ssize_t i = __atomic_fetch_add(&work->next, 1, __ATOMIC_RELAXED);
+        if (i >= work->n_jobs) break;
+        int rc = run_job(&work->jobs[i], work->margin, &ts);
+        if (rc != 0) {
+            int zero = 0;
+            __atomic_compare_exchange_n(&work->failed, &zero, rc, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+            break;
+        }
+    }
+    free(ts.mem.ptr);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Python entry point.                                                                                */
+
+static PyArrayObject *output_array(PyObject *obj, const char *name, int channels) {
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy array", name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != NPY_FLOAT32 || PyArray_NDIM(a) != 4 || PyArray_DIM(a, 3) != channels ||
+        !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISWRITEABLE(a) || !PyArray_ISALIGNED(a)) {
+        PyErr_Format(PyExc_ValueError, "%s must be a writeable C-contiguous float32 array (N, h, w, %d)", name,
+                     channels);
+        return NULL;
+    }
+    return a;
+}
+
+static const float *float_vector(PyObject *obj, const char *name, npy_intp n) {
+    if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != NPY_FLOAT32 ||
+        PyArray_SIZE((PyArrayObject *)obj) != n || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)obj)) {
+        PyErr_Format(PyExc_ValueError, "%s must be a contiguous float32 array of %zd values", name, (Py_ssize_t)n);
+        return NULL;
+    }
+    return (const float *)PyArray_DATA((PyArrayObject *)obj);
+}
+
+/* Fill job from one plane tuple (coefs, quant, image, component, fx, fy, width, height). */
+static int parse_plane(PyObject *item, Py_ssize_t index, PlaneJob *job, const double *windows, const uint8_t *flips,
+                       Py_ssize_t n_images, PyArrayObject *y, PyArrayObject *cbcr, const float *scale,
+                       const float *bias) {
+    PyObject *coefs_obj, *quant_obj;
+    Py_ssize_t image;
+    int comp, width, height;
+    double fx, fy;
+    if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "OOnid" "dii", &coefs_obj, &quant_obj, &image, &comp, &fx,
+                                                  &fy, &width, &height)) {
+        if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "plane %zd must be a tuple (coefs, quant, image, component, fx, fy, "
+                         "width, height)", index);
+        }
+        return -1;
+    }
+    if (!PyArray_Check(coefs_obj)) {
+        PyErr_Format(PyExc_TypeError, "plane %zd: coefs must be a numpy array", index);
+        return -1;
+    }
+    PyArrayObject *coefs = (PyArrayObject *)coefs_obj;
+    if (PyArray_TYPE(coefs) != NPY_INT16 || PyArray_NDIM(coefs) != 3 || PyArray_DIM(coefs, 2) != 64 ||
+        PyArray_STRIDE(coefs, 2) != 2 || !PyArray_ISALIGNED(coefs) || PyArray_STRIDE(coefs, 0) % 2 ||
+        PyArray_STRIDE(coefs, 1) % 2) {
+        PyErr_Format(PyExc_ValueError, "plane %zd: coefs must be int16 (blocks_h, blocks_w, 64) with contiguous "
+                     "blocks", index);
+        return -1;
+    }
+    if (image < 0 || image >= n_images || comp < 0 || comp > 2) {
+        PyErr_Format(PyExc_ValueError, "plane %zd: image %zd / component %d out of range", index, image, comp);
+        return -1;
+    }
+    if (!(fx > 0) || !(fy > 0) || width < 1 || height < 1) {
+        PyErr_Format(PyExc_ValueError, "plane %zd: bad geometry fx=%g fy=%g size %dx%d", index, fx, fy, width,
+                     height);
+        return -1;
+    }
+    PyArrayObject *quant = (PyArrayObject *)PyArray_FROM_OTF(quant_obj, NPY_FLOAT32, NPY_ARRAY_IN_ARRAY);
+    if (!quant) return -1;
+    if (PyArray_SIZE(quant) != 64) {
+        Py_DECREF(quant);
+        PyErr_Format(PyExc_ValueError, "plane %zd: quant must hold 64 values", index);
+        return -1;
+    }
+    memcpy(job->quant, PyArray_DATA(quant), sizeof(float) * 64);
+    Py_DECREF(quant);
+    job->coefs = (const int16_t *)PyArray_DATA(coefs);
+    job->row_stride = PyArray_STRIDE(coefs, 0) / 2;
+    job->col_stride = PyArray_STRIDE(coefs, 1) / 2;
+    job->rows = (int)PyArray_DIM(coefs, 0);
+    job->cols = (int)PyArray_DIM(coefs, 1);
+    const double *win = windows + 4 * image;
+    /* the same products as the numpy path: window (luma pixels) × the plane's scale */
+    job->x = win[0] * fx;
+    job->y = win[1] * fy;
+    job->w = win[2] * fx;
+    job->h = win[3] * fy;
+    if (!(job->w > 0) || !(job->h > 0)) {
+        PyErr_Format(PyExc_ValueError, "image %zd: empty window", image);
+        return -1;
+    }
+    job->width = width;
+    job->height = height;
+    job->flip = flips[image] != 0;
+    PyArrayObject *out = comp == 0 ? y : cbcr;
+    job->out_rows = (int)PyArray_DIM(out, 1);
+    job->out_cols = (int)PyArray_DIM(out, 2);
+    npy_intp c = PyArray_DIM(out, 3);
+    job->out_col_stride = c;
+    job->out_row_stride = c * PyArray_DIM(out, 2);
+    job->out = (float *)PyArray_DATA(out) + image * PyArray_DIM(out, 1) * job->out_row_stride +
+               (comp == 2 ? 64 : 0);
+    job->scale = scale + 64 * comp;
+    job->bias = bias + 64 * comp;
+    return 0;
+}
+
+static PyObject *py_resample_planes(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"planes", "windows", "flips", "y", "cbcr", "scale", "bias", "k_margin", "threads",
+                             NULL};
+    PyObject *planes, *windows_obj, *flips_obj, *y_obj, *cbcr_obj, *scale_obj, *bias_obj;
+    double margin;
+    int threads = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOd|i", kwlist, &planes, &windows_obj, &flips_obj, &y_obj,
+                                     &cbcr_obj, &scale_obj, &bias_obj, &margin, &threads))
+        return NULL;
+    if (!PyList_Check(planes)) {
+        PyErr_SetString(PyExc_TypeError, "planes must be a list of tuples");
+        return NULL;
+    }
+    if (threads < 1) {
+        PyErr_Format(PyExc_ValueError, "threads must be >= 1, got %d", threads);
+        return NULL;
+    }
+    PyArrayObject *y = output_array(y_obj, "y", 64);
+    if (!y) return NULL;
+    PyArrayObject *cbcr = output_array(cbcr_obj, "cbcr", 128);
+    if (!cbcr) return NULL;
+    const Py_ssize_t n_images = PyArray_DIM(y, 0);
+    if (PyArray_DIM(cbcr, 0) != n_images || PyArray_DIM(y, 1) != 2 * PyArray_DIM(cbcr, 1) ||
+        PyArray_DIM(y, 2) != 2 * PyArray_DIM(cbcr, 2) || PyArray_DIM(cbcr, 1) < 1 || PyArray_DIM(cbcr, 2) < 1) {
+        PyErr_SetString(PyExc_ValueError, "cbcr must be (N, h/2, w/2, 128) for y (N, h, w, 64)");
+        return NULL;
+    }
+    const float *scale = float_vector(scale_obj, "scale", 192);
+    if (!scale) return NULL;
+    const float *bias = float_vector(bias_obj, "bias", 192);
+    if (!bias) return NULL;
+    PyArrayObject *windows = (PyArrayObject *)PyArray_FROM_OTF(windows_obj, NPY_FLOAT64, NPY_ARRAY_IN_ARRAY);
+    if (!windows) return NULL;
+    PyArrayObject *flips = (PyArrayObject *)PyArray_FROM_OTF(flips_obj, NPY_UINT8, NPY_ARRAY_IN_ARRAY |
+                                                                                   NPY_ARRAY_FORCECAST);
+    if (!flips) {
+        Py_DECREF(windows);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    PlaneJob *jobs = NULL;
+    if (PyArray_SIZE(windows) != 4 * n_images || PyArray_SIZE(flips) != n_images) {
+        PyErr_SetString(PyExc_ValueError, "windows must be (N, 4) and flips (N,) for the N images of y");
+        goto done;
+    }
+    const Py_ssize_t n_jobs = PyList_GET_SIZE(planes);
+    jobs = calloc(n_jobs > 0 ? n_jobs : 1, sizeof(PlaneJob));
+    if (!jobs) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const double *win = PyArray_DATA(windows);
+    const uint8_t *fl = PyArray_DATA(flips);
+    for (Py_ssize_t i = 0; i < n_jobs; i++)
+        if (parse_plane(PyList_GET_ITEM(planes, i), i, &jobs[i], win, fl, n_images, y, cbcr, scale, bias) < 0)
+            goto done;
+    Work work = {jobs, n_jobs, margin, 0, 0};
+    if (threads > n_jobs) threads = (int)(n_jobs > 0 ? n_jobs : 1);
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_t tid[MAX_THREADS];
+    int started = 0;
+    for (int i = 1; i < threads; i++) {
+        if (pthread_create(&tid[started], NULL, worker, &work) != 0) break;
+        started++;
+    }
+    worker(&work);  /* the calling thread works too */
+    for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
+    Py_END_ALLOW_THREADS
+    if (work.failed == -1) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (work.failed) {
+        PyErr_Format(PyExc_RuntimeError, "resample kernel: internal error %d", work.failed);
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    free(jobs);
+    Py_DECREF(windows);
+    Py_DECREF(flips);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"resample_planes", (PyCFunction)(void (*)(void))py_resample_planes, METH_VARARGS | METH_KEYWORDS,
+     "resample_planes(planes, windows, flips, y, cbcr, scale, bias, k_margin, threads=1)\n\n"
+     "Crop, resize (antialiased bilinear), mirror, dequantize and normalize coefficient planes straight into\n"
+     "the batch arrays y (N, h, w, 64) and cbcr (N, h/2, w/2, 128), float32 C-contiguous.\n"
+     "planes: list of (coefs int16 (bh, bw, 64), quant (64,), image, component 0/1/2, fx, fy, width, height);\n"
+     "windows: (N, 4) x, y, w, h in luma pixels; flips: (N,) bool; scale, bias: float32 (192,) applied as\n"
+     "raw * scale + bias; k_margin: keep ceil(8 * ratio * k_margin) input frequencies per axis on a\n"
+     "downscale by ratio (< 0: all 8). Runs on `threads` threads without the GIL."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_resample",
+    "Fused CPU kernel of the DCT data pipeline: banded DCT-domain resampling into the normalized batch.", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__resample(void) {
+    import_array();
+    init_dct();
+    return PyModule_Create(&module);
+}
