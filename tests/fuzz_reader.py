@@ -14,7 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
-from jpegnet import JpegError, read_coefficients, read_coefficients_batch
+from jpegnet import JpegError, read_coefficients, read_coefficients_batch, read_header, read_headers_batch
 
 from .conftest import CORPUS
 
@@ -78,9 +78,17 @@ def fuzz(iterations: int | None = None, seconds: float | None = None, seed: int 
             except JpegError:
                 counts["error"] += 1
             batch.append(data)
+            try:
+                read_header(data)
+            except JpegError:
+                pass
             if len(batch) == 16:
-                out = read_coefficients_batch(batch, threads=2, on_error="return", strict=False)
+                crops = [None if rng.random() < 0.5 else (0, 0, 16 * rng.randrange(1, 8), 16 * rng.randrange(1, 8))
+                         for _ in batch]
+                out = read_coefficients_batch(batch, threads=2, on_error="return", strict=rng.random() < 0.5,
+                                              crop=crops)
                 assert len(out) == 16
+                assert len(read_headers_batch(batch, threads=2, on_error="return")) == 16
                 batch = []
             counts["runs"] += 1
     return counts
