@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jpegnet import JpegError, read_coefficients
+from jpegnet import JpegError, read_coefficients, read_header
 from jpegnet.codec import decode_pixels
 from jpegnet.data import (DEFAULT_DCT_SCALE, JpegFolder, UnsupportedImage, build_dct_batch, center_crop_windows,
+                          decode_crops,
                           compute_dct_stats, create_loader, random_resized_crop_windows, uniforms)
 from jpegnet.dct import block_idct
 from jpegnet.dct.pixels import psnr, ycc_to_rgb
@@ -295,7 +296,10 @@ def test_bad_files_are_skipped_logged_once_and_counted(tmp_path, folder, caplog)
     assert len(bad) >= 5
     readable = len(list(BAD.iterdir())) - len(bad)
     shutil.copy(CORPUS / "n02442845_mink_cmyk.jpg", bad_dir)
-    ds = JpegFolder(folder, "dct", train=True, input_size=32)
+    # windows of whole images (a full-area crop is only possible at the image's own ratio; otherwise the
+    # fallback takes the whole image too): every window reaches each file's damage (see
+    # test_damage_below_the_window_is_never_read for windows that stop above it)
+    ds = JpegFolder(folder, "dct", train=True, input_size=32, scale=(1.0, 1.0), ratio=(0.01, 100.0))
     loader = create_loader(ds, 4)
     with caplog.at_level(logging.WARNING, logger="jpegnet.data"):
         n = sum(t.shape[0] for _, t in loader)
@@ -314,7 +318,8 @@ def test_bad_files_are_skipped_logged_once_and_counted(tmp_path, folder, caplog)
     assert len(loader.skipped) == len(bad) + 1
     assert not [r for r in caplog.records if "skipping" in r.getMessage()]
     # on_error='raise': the first bad file stops the epoch
-    strict = JpegFolder(folder, "dct", train=True, input_size=32, on_error="raise")
+    strict = JpegFolder(folder, "dct", train=True, input_size=32, on_error="raise", scale=(1.0, 1.0),
+                        ratio=(0.01, 100.0))
     with pytest.raises((JpegError, UnsupportedImage)):
         list(create_loader(strict, 4))
     # item access: None (skipped) or the error
@@ -334,6 +339,59 @@ def test_bad_files_are_skipped_logged_once_and_counted(tmp_path, folder, caplog)
     rgb = create_loader(JpegFolder(folder, "rgb", train=True, input_size=32), 4)
     assert sum(t.shape[0] for _, t in rgb) == sum(pillow_opens(p) for p, _ in ds.samples)
     assert len(rgb.skipped) == sum(not pillow_opens(p) for p, _ in ds.samples) > 0
+
+
+@requires_shared
+def test_damage_below_the_window_is_never_read(tmp_path):
+    """The loader decodes only the MCUs under each window and, in single-scan files, stops entropy decoding
+    after the window's last MCU row: a file whose damage lies below the window is used (deterministically,
+    since windows are a function of (seed, epoch, index)); one whose window reaches it is skipped."""
+    (tmp_path / "a").mkdir()
+    for r in range(24):
+        shutil.copy(BAD / "truncated_half.jpg", tmp_path / "a" / f"{r:02d}.jpg")
+    ds = JpegFolder(tmp_path, "dct", train=True, input_size=32, scale=(0.01, 0.04))  # the data ends at row 160
+    header = read_header(BAD / "truncated_half.jpg")
+    n = len(ds)
+    windows, _ = ds.windows(range(n), [header.width] * n, [header.height] * n, 0, 0)
+    crops = decode_crops(windows, [header.width] * n, [header.height] * n, [header.mcu_size] * n)
+    reaches = {}
+    for i in range(n):
+        x, y, w, h = (int(v) for v in crops[i])
+        try:
+            read_coefficients(BAD / "truncated_half.jpg", crop=(x, y, w, h))
+            reaches[ds.samples[i][0]] = False
+        except JpegError:
+            reaches[ds.samples[i][0]] = True
+    assert 0 < sum(reaches.values()) < n  # both kinds occur among these windows
+    loader = create_loader(ds, 8, seed=0)
+    got = sum(t.shape[0] for _, t in loader)
+    assert sorted(p for p, _ in loader.skipped) == sorted(p for p, r in reaches.items() if r)
+    assert got == n - len(loader.skipped)
+    loader.set_epoch(0)  # the same epoch skips the same files
+    list(loader)
+    assert sorted(p for p, _ in loader.skipped) == sorted(p for p, r in reaches.items() if r)
+
+
+def test_decode_crops_cover_what_the_resampling_reads():
+    """decode_crops: MCU-aligned, inside the image, whole MCUs except at the right / bottom edges, and
+    covering [floor(x), ceil(x + w)) × [floor(y), ceil(y + h)) of every window."""
+    rng = np.random.default_rng(0)
+    widths = rng.integers(16, 900, 400)
+    heights = rng.integers(16, 900, 400)
+    mcu = rng.choice([8, 16], size=(400, 2))
+    windows, _ = random_resized_crop_windows(3, 1, np.arange(400), widths, heights)
+    windows[:50] = center_crop_windows(widths[:50], heights[:50], (224, 224))  # fractional windows
+    crops = decode_crops(windows, widths, heights, mcu)
+    x, y, w, h = crops.T
+    assert (x % mcu[:, 0] == 0).all() and (y % mcu[:, 1] == 0).all()
+    assert (x >= 0).all() and (y >= 0).all() and (x + w <= widths).all() and (y + h <= heights).all()
+    assert ((w % mcu[:, 0] == 0) | (x + w == widths)).all() and ((h % mcu[:, 1] == 0) | (y + h == heights)).all()
+    assert (x <= np.floor(windows[:, 0])).all() and (y <= np.floor(windows[:, 1])).all()
+    assert (x + w >= np.minimum(np.ceil(windows[:, 0] + windows[:, 2]), widths)).all()
+    assert (y + h >= np.minimum(np.ceil(windows[:, 1] + windows[:, 3]), heights)).all()
+    # not more than one MCU of margin on each side
+    assert (np.floor(windows[:, 0]) - x < mcu[:, 0]).all()
+    assert (x + w - np.ceil(windows[:, 0] + windows[:, 2]) < mcu[:, 0]).all()
 
 
 def test_rgb_twin_is_the_torchvision_pipeline(folder):

@@ -7,11 +7,12 @@
         for (y, cbcr), target in loader: ...
 """
 from .augment import center_crop_windows, random_resized_crop_windows, uniforms
-from .dct_batch import DEFAULT_DCT_SCALE, UnsupportedImage, build_dct_batch, image_planes
+from .dct_batch import DEFAULT_DCT_SCALE, UnsupportedImage, build_dct_batch, decode_crops, image_planes
 from .folder import JPEG_EXTENSIONS, JpegFolder
 from .loader import JpegLoader, build_batch, create_loader
 from .stats import compute_dct_stats
 
 __all__ = ["DEFAULT_DCT_SCALE", "JPEG_EXTENSIONS", "JpegFolder", "JpegLoader", "UnsupportedImage",
            "build_batch", "build_dct_batch", "center_crop_windows", "compute_dct_stats", "create_loader",
+           "decode_crops",
            "image_planes", "random_resized_crop_windows", "uniforms"]

@@ -90,6 +90,26 @@ def image_planes(c) -> list[_Plane]:
     return out
 
 
+def decode_crops(windows: np.ndarray, widths, heights, mcu_sizes) -> np.ndarray:
+    """The MCU-aligned area (x, y, width, height) in pixels to decode for each window (x, y, w, h in luma
+    pixels, floats) of an image of that size: every sample the resampling of any plane can read lies in
+    [floor(x), ceil(x + w)) × [floor(y), ceil(y + h)) (`resample_support` clips its taps to the window), so the
+    area is that box widened to whole MCUs (`mcu_sizes`: (width, height) per image) and clipped to the image.
+    Returns int64 (N, 4), a valid `crop` for the reader (whole MCUs except at the right / bottom edges)."""
+    windows = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
+    widths = np.asarray(widths, dtype=np.int64)
+    heights = np.asarray(heights, dtype=np.int64)
+    mcu = np.asarray(mcu_sizes, dtype=np.int64).reshape(-1, 2)
+    mw, mh = mcu[:, 0], mcu[:, 1]
+    x0 = np.clip(np.floor(windows[:, 0]).astype(np.int64), 0, widths - 1) // mw * mw
+    y0 = np.clip(np.floor(windows[:, 1]).astype(np.int64), 0, heights - 1) // mh * mh
+    x1 = np.minimum(-(-np.ceil(windows[:, 0] + windows[:, 2]).astype(np.int64) // mw) * mw, widths)
+    y1 = np.minimum(-(-np.ceil(windows[:, 1] + windows[:, 3]).astype(np.int64) // mh) * mh, heights)
+    x1 = np.maximum(x1, np.minimum(x0 + mw, widths))
+    y1 = np.maximum(y1, np.minimum(y0 + mh, heights))
+    return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
+
+
 def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_size: tuple[int, int], *,
                     device="cpu", mean=None, std=None, k_margin: float | None = 1.0,
                     pin_memory: bool | None = None, cpu_kernel: str | None = None, threads: int = 1):

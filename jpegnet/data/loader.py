@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from ..codec import JpegError, read_coefficients_batch
+from ..codec import JpegError, read_coefficients_batch, read_headers_batch
 from ..codec.reader import default_threads
-from .dct_batch import UnsupportedImage, build_dct_batch, image_planes
+from .dct_batch import UnsupportedImage, build_dct_batch, decode_crops, image_planes
 from .folder import IMAGENET_MEAN, IMAGENET_STD, JpegFolder, log_bad_file, logger
 
 
@@ -49,10 +49,27 @@ def build_batch(ds: JpegFolder, indices, *, seed: int, epoch: int, device="cpu",
     paths = [ds.samples[i][0] for i in indices]
     bad: list = []
     if ds.representation == "dct":
-        results = read_coefficients_batch(paths, threads=num_threads or default_threads(), on_error="return",
-                                          strict=ds.strict, max_pixels=ds.max_pixels)
-        keep, images = [], []
-        for j, r in enumerate(results):
+        threads = num_threads or default_threads()
+        # Headers first: each window is drawn from its image's size, and only the MCUs under it are decoded
+        # (in single-scan files entropy decoding stops after the window's last MCU row).
+        headers = read_headers_batch(paths, threads=threads, on_error="return")
+        readable = []
+        for j, h in enumerate(headers):
+            if isinstance(h, JpegError):
+                bad.append((paths[j], str(h), h))
+            else:
+                readable.append(j)
+        if not readable:
+            return None, bad
+        widths = np.array([headers[j].width for j in readable])
+        heights = np.array([headers[j].height for j in readable])
+        windows, flips = ds.windows([indices[j] for j in readable], widths, heights, seed, epoch)
+        crops = decode_crops(windows, widths, heights, [headers[j].mcu_size for j in readable])
+        results = read_coefficients_batch([paths[j] for j in readable], threads=threads, on_error="return",
+                                          strict=ds.strict, max_pixels=ds.max_pixels,
+                                          crop=[tuple(int(v) for v in c) for c in crops])
+        keep, images, rows = [], [], []
+        for row, (j, r) in enumerate(zip(readable, results)):
             if isinstance(r, JpegError):
                 bad.append((paths[j], str(r), r))
                 continue
@@ -62,20 +79,22 @@ def build_batch(ds: JpegFolder, indices, *, seed: int, epoch: int, device="cpu",
                 bad.append((paths[j], str(e), e))
                 continue
             keep.append(j)
+            rows.append(row)
             images.append((r, planes))
         if not keep:
             return None, bad
-        kept_idx = [indices[j] for j in keep]
-        widths = np.array([c.width for c, _ in images])
-        heights = np.array([c.height for c, _ in images])
-        windows, flips = ds.windows(kept_idx, widths, heights, seed, epoch)
+        # the windows relative to the decoded area (crop origins are whole MCUs: exact in float64)
+        windows = windows[rows] - np.concatenate([crops[rows, :2], np.zeros((len(rows), 2))], axis=1)
+        flips = flips[rows]
+        # bad files are reported in input order, as before
+        bad.sort(key=lambda b: paths.index(b[0]))
         if normalize:
             mean, std = _normalization(ds, input_config)
         else:
             mean, std = torch.zeros(192), torch.ones(192)
         inputs = build_dct_batch([p for _, p in images], windows, flips, ds.input_size, device=device,
                                  mean=mean, std=std, k_margin=k_margin, pin_memory=pin,
-                                 threads=num_threads or default_threads())
+                                 threads=threads)
     else:
         from .rgb import load_rgb
         mean, std = _normalization(ds, input_config)
