@@ -21,8 +21,9 @@
  * Both passes are outer-product loops: a vector of 8 operator weights times a broadcast coefficient,
  * accumulated in registers (k or 8 accumulators), so the compiler emits FMA on 8-float vectors.
  *
- * The plane jobs of a batch are shared by `threads` pthreads through an atomic counter; no Python object is
- * touched while they run (the GIL is released).
+ * The images of a batch are shared by `threads` pthreads through an atomic counter (an image's planes run on
+ * one thread, so Cb and Cr, which usually share their geometry, share their operators too); no Python object
+ * is touched while they run (the GIL is released).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -127,14 +128,20 @@ static int band_bound(double length, int out_blocks) {
     return (int)ceil((BLOCK * scale + 2 * support + 2) / BLOCK) + 2;
 }
 
+typedef int v8i __attribute__((vector_size(32)));
+
 /* Build the banded operator of one axis (transforms.resample_support + resample_operator).
- * samples: scratch for 3·n doubles/ints; weights: scratch for 8·max_band·8 doubles. */
+ * centre / lo / hi: scratch for out_blocks·8 values each; wt: scratch for max_band·8 vectors.
+ * The supports are computed in double on absolute positions (as resample_support); the weights in float on
+ * positions relative to each output block's first input pixel (as resample_operator), one vector lane per
+ * output sample of the block. */
+HOT_CLONES
 static void build_axis(Axis *ax, double start, double length, int out_blocks, int valid_stop, int flip, int k,
-                       double *centre, long *lo, long *hi, double *wt) {
+                       double *centre, long *lo, long *hi, v8f *wt) {
     const int n = out_blocks * BLOCK;
     const double scale = length / n;
     const double support = scale > 1.0 ? scale : 1.0;
-    const double inv_support = 1.0 / support;
+    const float inv_support = (float)(1.0 / support);
     const double win_lo = floor(start + 1e-9);
     double win_hi = ceil(start + length - 1e-9);
     if (win_hi > valid_stop) win_hi = valid_stop;
@@ -167,46 +174,50 @@ static void build_axis(Axis *ax, double start, double length, int out_blocks, in
         if (first < ax->lo) ax->lo = first;
         if (last + 1 > ax->hi) ax->hi = last + 1;
     }
+    /* dct_t[i] = the column i of D as a vector over f; dct_u[u][x] = D[u][x] */
+    v8f dct_col[BLOCK];
+    for (int i = 0; i < BLOCK; i++)
+        for (int f = 0; f < BLOCK; f++) dct_col[i][f] = (float)dct8[f][i];
+    const v8f half = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
+    const v8f one = half + half;
+    const v8i abs_mask = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff,
+                          0x7fffffff};
     const int mb = ax->max_band;
     for (int o = 0; o < out_blocks; o++) {
         const int band = ax->band[o], taps = band * BLOCK;
-        const long base = (long)ax->first[o] * BLOCK;
-        /* wt[i][tap]: the normalized triangle weights of output sample i over the band's input pixels */
+        const double base = (double)ax->first[o] * BLOCK;
+        v8f rel_centre, rel_lo, rel_hi;
         for (int i = 0; i < BLOCK; i++) {
-            const int s = o * BLOCK + i;
-            double sum = 0.0;
-            double *row = wt + i * taps;
-            for (int t = 0; t < taps; t++) {
-                long p = base + t;
-                double v = 0.0;
-                if (p >= lo[s] && p < hi[s]) {
-                    v = 1.0 - fabs((p + 0.5 - centre[s]) * inv_support);
-                    if (v < 0.0) v = 0.0;
-                }
-                row[t] = v;
-                sum += v;
-            }
-            double norm = 1.0 / (sum > 1e-30 ? sum : 1e-30);
-            for (int t = 0; t < taps; t++) row[t] *= norm;
+            rel_centre[i] = (float)(centre[o * BLOCK + i] - base);
+            rel_lo[i] = (float)(lo[o * BLOCK + i] - base);
+            rel_hi[i] = (float)(hi[o * BLOCK + i] - base);
         }
-        /* A[f][b][u] = Σ_i D[f][i] Σ_x W[i][b·8 + x] D[u][x] */
+        /* wt[tap]: the triangle weights of the block's 8 output samples at that input pixel */
+        v8f sum = {0};
+        for (int t = 0; t < taps; t++) {
+            v8f tv = {0};
+            tv += (float)t;
+            v8f d = (v8f)((v8i)(tv + half - rel_centre) & abs_mask);
+            v8f w = one - d * inv_support;
+            v8i keep = (w > 0) & (tv >= rel_lo) & (tv < rel_hi);
+            w = (v8f)((v8i)w & keep);
+            wt[t] = w;
+            sum += w;
+        }
+        v8f floor_sum = {1e-30f, 1e-30f, 1e-30f, 1e-30f, 1e-30f, 1e-30f, 1e-30f, 1e-30f};
+        v8i bigger = sum > floor_sum;
+        sum = (v8f)(((v8i)sum & bigger) | ((v8i)floor_sum & ~bigger));
+        v8f norm = one / sum;
+        /* A[b][u][f] = Σ_i D[f][i] · m[i],  m[i] = norm[i] · Σ_x wt[b·8 + x][i] D[u][x] */
         float *dst = ax->w + (size_t)o * mb * k * BLOCK;
-        for (int b = 0; b < mb; b++) {
+        for (int b = 0; b < band; b++) {
             for (int u = 0; u < k; u++) {
-                double m[BLOCK];
-                for (int i = 0; i < BLOCK; i++) {
-                    double acc = 0.0;
-                    if (b < band) {
-                        const double *r = wt + i * taps + b * BLOCK;
-                        for (int x = 0; x < BLOCK; x++) acc += r[x] * dct8[u][x];
-                    }
-                    m[i] = acc;
-                }
-                for (int f = 0; f < BLOCK; f++) {
-                    double acc = 0.0;
-                    for (int i = 0; i < BLOCK; i++) acc += dct8[f][i] * m[i];
-                    dst[(b * k + u) * BLOCK + f] = (float)acc;
-                }
+                v8f m = {0};
+                for (int x = 0; x < BLOCK; x++) m += wt[b * BLOCK + x] * (float)dct8[u][x];
+                m *= norm;
+                v8f a = {0};
+                for (int i = 0; i < BLOCK; i++) a += dct_col[i] * m[i];
+                *(v8f *)(dst + (b * k + u) * BLOCK) = a;
             }
         }
     }
@@ -299,56 +310,109 @@ static void run_passes(const Axis *av, const Axis *ah, const float *xs, int r0, 
 }
 
 /* xs[r][c][u·k + v] = coefs[r0 + r][c0 + c][8u + v] · quant[8u + v] */
-HOT_CLONES
-static void dequantize(const PlaneJob *job, int r0, int nr, int c0, int nc, int k, float *xs) {
-    const int kk = k * k;
+static inline __attribute__((always_inline)) void dequantize_k(const PlaneJob *job, int r0, int nr, int c0, int nc,
+                                                                float *xs, const int K) {
+    float q[BLOCK * BLOCK];
+    for (int u = 0; u < K; u++)
+        for (int v = 0; v < K; v++) q[u * K + v] = job->quant[u * BLOCK + v];
     for (int r = 0; r < nr; r++) {
-        const int16_t *row = job->coefs + (r0 + r) * job->row_stride;
-        for (int c = 0; c < nc; c++) {
-            const int16_t *blk = row + (c0 + c) * job->col_stride;
-            float *dst = xs + ((size_t)r * nc + c) * kk;
-            for (int u = 0; u < k; u++)
-                for (int v = 0; v < k; v++) dst[u * k + v] = (float)blk[u * BLOCK + v] * job->quant[u * BLOCK + v];
+        const int16_t *row = job->coefs + (r0 + r) * job->row_stride + c0 * job->col_stride;
+        float *dst = xs + (size_t)r * nc * K * K;
+        for (int c = 0; c < nc; c++, dst += K * K) {
+            const int16_t *blk = row + c * job->col_stride;
+            for (int u = 0; u < K; u++)
+                for (int v = 0; v < K; v++) dst[u * K + v] = (float)blk[u * BLOCK + v] * q[u * K + v];
         }
     }
 }
 
+HOT_CLONES
+static void dequantize(const PlaneJob *job, int r0, int nr, int c0, int nc, int k, float *xs) {
+    switch (k) {
+        case 1: dequantize_k(job, r0, nr, c0, nc, xs, 1); break;
+        case 2: dequantize_k(job, r0, nr, c0, nc, xs, 2); break;
+        case 3: dequantize_k(job, r0, nr, c0, nc, xs, 3); break;
+        case 4: dequantize_k(job, r0, nr, c0, nc, xs, 4); break;
+        case 5: dequantize_k(job, r0, nr, c0, nc, xs, 5); break;
+        case 6: dequantize_k(job, r0, nr, c0, nc, xs, 6); break;
+        case 7: dequantize_k(job, r0, nr, c0, nc, xs, 7); break;
+        default: dequantize_k(job, r0, nr, c0, nc, xs, 8); break;
+    }
+}
+
+/* Per-thread state: scratch memory for the operators and for the data, and the geometry the operators in
+ * `ops` were built for (Cb and Cr of an image usually share it: they are built once). */
 typedef struct {
-    Scratch mem;
+    Scratch ops, data;
+    Axis av, ah;
+    int have_ops;
+    double key_x, key_y, key_w, key_h;
+    int key_width, key_height, key_flip, key_rows, key_cols, key_k;
 } ThreadState;
+
+static int same_geometry(const ThreadState *ts, const PlaneJob *job, int k) {
+    return ts->have_ops && ts->key_x == job->x && ts->key_y == job->y && ts->key_w == job->w &&
+           ts->key_h == job->h && ts->key_width == job->width && ts->key_height == job->height &&
+           ts->key_flip == job->flip && ts->key_rows == job->out_rows && ts->key_cols == job->out_cols &&
+           ts->key_k == k;
+}
+
+#define ALIGN64(n) (((n) + 63) & ~(size_t)63)
+
+/* Build (or reuse) the operators of a job in ts->av / ts->ah. Returns 0, -1 when out of memory. */
+static int prepare_operators(const PlaneJob *job, int k, ThreadState *ts) {
+    if (same_geometry(ts, job, k)) return 0;
+    const int ov = job->out_rows, oh = job->out_cols;
+    const int bv = band_bound(job->h, ov), bh = band_bound(job->w, oh);
+    const int n_max = (ov > oh ? ov : oh) * BLOCK;
+    const int band_max = bv > bh ? bv : bh;
+    size_t sz_vi = ALIGN64(sizeof(int) * ov), sz_hi = ALIGN64(sizeof(int) * oh);
+    size_t sz_vw = ALIGN64(sizeof(float) * (size_t)ov * bv * k * BLOCK);
+    size_t sz_hw = ALIGN64(sizeof(float) * (size_t)oh * bh * k * BLOCK);
+    size_t sz_n = ALIGN64(sizeof(double) * n_max);
+    size_t sz_wt = ALIGN64(sizeof(v8f) * band_max * BLOCK);
+    size_t total = 2 * sz_vi + 2 * sz_hi + sz_vw + sz_hw + 3 * sz_n + sz_wt;
+    ts->have_ops = 0;
+    char *p = scratch_get(&ts->ops, total);
+    if (!p) return -1;
+    ts->av.first = (int *)p; p += sz_vi;
+    ts->av.band = (int *)p; p += sz_vi;
+    ts->ah.first = (int *)p; p += sz_hi;
+    ts->ah.band = (int *)p; p += sz_hi;
+    ts->av.w = (float *)p; p += sz_vw;
+    ts->ah.w = (float *)p; p += sz_hw;
+    double *centre = (double *)p; p += sz_n;
+    long *lo = (long *)p; p += sz_n;
+    long *hi = (long *)p; p += sz_n;
+    v8f *wt = (v8f *)p;
+    build_axis(&ts->av, job->y, job->h, ov, job->height, 0, k, centre, lo, hi, wt);
+    build_axis(&ts->ah, job->x, job->w, oh, job->width, job->flip, k, centre, lo, hi, wt);
+    if (ts->av.max_band > bv || ts->ah.max_band > bh) return -2;  /* cannot happen: band_bound bounds it */
+    ts->have_ops = 1;
+    ts->key_x = job->x;
+    ts->key_y = job->y;
+    ts->key_w = job->w;
+    ts->key_h = job->h;
+    ts->key_width = job->width;
+    ts->key_height = job->height;
+    ts->key_flip = job->flip;
+    ts->key_rows = ov;
+    ts->key_cols = oh;
+    ts->key_k = k;
+    return 0;
+}
 
 /* Run one plane job. Returns 0, or -1 when out of memory. */
 static int run_job(const PlaneJob *job, double margin, ThreadState *ts) {
     const int ov = job->out_rows, oh = job->out_cols;
     double ratio_v = ov * BLOCK / job->h, ratio_h = oh * BLOCK / job->w;
     const int k = frequencies_kept(ratio_v > ratio_h ? ratio_v : ratio_h, margin);
-    const int bv = band_bound(job->h, ov), bh = band_bound(job->w, oh);
-    const int n_max = (ov > oh ? ov : oh) * BLOCK;
-    const int band_max = bv > bh ? bv : bh;
-    /* layout of the scratch block: axis arrays, sample arrays, weight matrix, then xs and t */
-    size_t off = 0;
-#define TAKE(bytes) (off = (off + 63) & ~(size_t)63, off += (bytes), off - (bytes))
-    size_t o_vfirst = TAKE(sizeof(int) * ov), o_vband = TAKE(sizeof(int) * ov);
-    size_t o_hfirst = TAKE(sizeof(int) * oh), o_hband = TAKE(sizeof(int) * oh);
-    size_t o_vw = TAKE(sizeof(float) * (size_t)ov * bv * k * BLOCK);
-    size_t o_hw = TAKE(sizeof(float) * (size_t)oh * bh * k * BLOCK);
-    size_t o_centre = TAKE(sizeof(double) * n_max);
-    size_t o_lo = TAKE(sizeof(long) * n_max), o_hi = TAKE(sizeof(long) * n_max);
-    size_t o_wt = TAKE(sizeof(double) * BLOCK * band_max * BLOCK);
-    size_t fixed = off;
-    char *base = scratch_get(&ts->mem, fixed);
-    if (!base) return -1;
-    Axis av = {.first = (int *)(base + o_vfirst), .band = (int *)(base + o_vband), .w = (float *)(base + o_vw)};
-    Axis ah = {.first = (int *)(base + o_hfirst), .band = (int *)(base + o_hband), .w = (float *)(base + o_hw)};
-    double *centre = (double *)(base + o_centre);
-    long *lo = (long *)(base + o_lo), *hi = (long *)(base + o_hi);
-    double *wt = (double *)(base + o_wt);
-    build_axis(&av, job->y, job->h, ov, job->height, 0, k, centre, lo, hi, wt);
-    build_axis(&ah, job->x, job->w, oh, job->width, job->flip, k, centre, lo, hi, wt);
-    if (av.max_band > bv || ah.max_band > bh) return -2;  /* cannot happen: band_bound is an upper bound */
+    int rc = prepare_operators(job, k, ts);
+    if (rc) return rc;
+    const Axis *av = &ts->av, *ah = &ts->ah;
     /* the stored blocks under the window */
-    int r0 = av.lo < 0 ? 0 : av.lo, r1 = av.hi > job->rows ? job->rows : av.hi;
-    int c0 = ah.lo < 0 ? 0 : ah.lo, c1 = ah.hi > job->cols ? job->cols : ah.hi;
+    int r0 = av->lo < 0 ? 0 : av->lo, r1 = av->hi > job->rows ? job->rows : av->hi;
+    int c0 = ah->lo < 0 ? 0 : ah->lo, c1 = ah->hi > job->cols ? job->cols : ah->hi;
     int nr = r1 - r0, nc = c1 - c0;
     if (nr < 1 || nc < 1) {  /* nothing stored under the window (degenerate file): bias only */
         for (int r = 0; r < ov; r++)
@@ -358,38 +422,23 @@ static int run_job(const PlaneJob *job, double margin, ThreadState *ts) {
             }
         return 0;
     }
-    size_t o_xs = TAKE(sizeof(float) * (size_t)nr * nc * k * k);
-    size_t o_t = TAKE(sizeof(float) * (size_t)ov * nc * k * BLOCK);
-#undef TAKE
-    if (off > ts->mem.size) {
-        /* grow, keeping the operators built above */
-        void *fresh = NULL;
-        size_t want = off + off / 4 + 4096;
-        if (posix_memalign(&fresh, 64, want) != 0) return -1;
-        memcpy(fresh, base, fixed);
-        free(ts->mem.ptr);
-        ts->mem.ptr = fresh;
-        ts->mem.size = want;
-        base = fresh;
-        av.first = (int *)(base + o_vfirst);
-        av.band = (int *)(base + o_vband);
-        av.w = (float *)(base + o_vw);
-        ah.first = (int *)(base + o_hfirst);
-        ah.band = (int *)(base + o_hband);
-        ah.w = (float *)(base + o_hw);
-    }
-    float *xs = (float *)(base + o_xs), *t = (float *)(base + o_t);
+    size_t sz_xs = ALIGN64(sizeof(float) * (size_t)nr * nc * k * k);
+    size_t sz_t = ALIGN64(sizeof(float) * (size_t)ov * nc * k * BLOCK);
+    char *p = scratch_get(&ts->data, sz_xs + sz_t);
+    if (!p) return -1;
+    float *xs = (float *)p, *t = (float *)(p + sz_xs);
     dequantize(job, r0, nr, c0, nc, k, xs);
-    run_passes(&av, &ah, xs, r0, nr, c0, nc, t, job, k);
+    run_passes(av, ah, xs, r0, nr, c0, nc, t, job, k);
     return 0;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Threads.                                                                                           */
+/* Threads: the jobs of one image form a unit (its planes run on one thread, Cb and Cr sharing operators). */
 
 typedef struct {
     const PlaneJob *jobs;
-    Py_ssize_t n_jobs;
+    const Py_ssize_t *unit_start;  /* n_units + 1 job offsets */
+    Py_ssize_t n_units;
     double margin;
     Py_ssize_t next;               /* atomic */
     int failed;                    /* atomic: first error code */
@@ -397,18 +446,22 @@ typedef struct {
 
 static void *worker(void *arg) {
     Work *work = arg;
-    ThreadState ts = {{NULL, 0}};
+    ThreadState ts;
+    memset(&ts, 0, sizeof ts);
     for (;;) {
-        Py_ssize_t i = __atomic_fetch_add(&work->next, 1, __ATOMIC_RELAXED);
-        if (i >= work->n_jobs) break;
-        int rc = run_job(&work->jobs[i], work->margin, &ts);
+        Py_ssize_t u = __atomic_fetch_add(&work->next, 1, __ATOMIC_RELAXED);
+        if (u >= work->n_units) break;
+        int rc = 0;
+        for (Py_ssize_t i = work->unit_start[u]; i < work->unit_start[u + 1] && rc == 0; i++)
+            rc = run_job(&work->jobs[i], work->margin, &ts);
         if (rc != 0) {
             int zero = 0;
             __atomic_compare_exchange_n(&work->failed, &zero, rc, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
             break;
         }
     }
-    free(ts.mem.ptr);
+    free(ts.ops.ptr);
+    free(ts.data.ptr);
     return NULL;
 }
 
@@ -440,7 +493,8 @@ static const float *float_vector(PyObject *obj, const char *name, npy_intp n) {
 }
 
 /* Fill job from one plane tuple (coefs, quant, image, component, fx, fy, width, height). */
-static int parse_plane(PyObject *item, Py_ssize_t index, PlaneJob *job, const double *windows, const uint8_t *flips,
+static int parse_plane(PyObject *item, Py_ssize_t index, PlaneJob *job, Py_ssize_t *image_of, const double *windows,
+                       const uint8_t *flips,
                        Py_ssize_t n_images, PyArrayObject *y, PyArrayObject *cbcr, const float *scale,
                        const float *bias) {
     PyObject *coefs_obj, *quant_obj;
@@ -512,6 +566,7 @@ static int parse_plane(PyObject *item, Py_ssize_t index, PlaneJob *job, const do
     job->out_row_stride = c * PyArray_DIM(out, 2);
     job->out = (float *)PyArray_DATA(out) + image * PyArray_DIM(out, 1) * job->out_row_stride +
                (comp == 2 ? 64 : 0);
+    *image_of = image;
     job->scale = scale + 64 * comp;
     job->bias = bias + 64 * comp;
     return 0;
@@ -558,23 +613,36 @@ static PyObject *py_resample_planes(PyObject *self, PyObject *args, PyObject *kw
     }
     PyObject *result = NULL;
     PlaneJob *jobs = NULL;
+    Py_ssize_t *units = NULL, *job_image = NULL;
     if (PyArray_SIZE(windows) != 4 * n_images || PyArray_SIZE(flips) != n_images) {
         PyErr_SetString(PyExc_ValueError, "windows must be (N, 4) and flips (N,) for the N images of y");
         goto done;
     }
     const Py_ssize_t n_jobs = PyList_GET_SIZE(planes);
     jobs = calloc(n_jobs > 0 ? n_jobs : 1, sizeof(PlaneJob));
-    if (!jobs) {
+    job_image = calloc(n_jobs > 0 ? n_jobs : 1, sizeof(Py_ssize_t));
+    if (!jobs || !job_image) {
         PyErr_NoMemory();
         goto done;
     }
     const double *win = PyArray_DATA(windows);
     const uint8_t *fl = PyArray_DATA(flips);
     for (Py_ssize_t i = 0; i < n_jobs; i++)
-        if (parse_plane(PyList_GET_ITEM(planes, i), i, &jobs[i], win, fl, n_images, y, cbcr, scale, bias) < 0)
+        if (parse_plane(PyList_GET_ITEM(planes, i), i, &jobs[i], &job_image[i], win, fl, n_images, y, cbcr,
+                        scale, bias) < 0)
             goto done;
-    Work work = {jobs, n_jobs, margin, 0, 0};
-    if (threads > n_jobs) threads = (int)(n_jobs > 0 ? n_jobs : 1);
+    /* units: runs of consecutive jobs of the same image */
+    units = malloc(sizeof(Py_ssize_t) * (n_jobs + 1));
+    if (!units) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t n_units = 0;
+    for (Py_ssize_t i = 0; i < n_jobs; i++)
+        if (i == 0 || job_image[i] != job_image[i - 1]) units[n_units++] = i;
+    units[n_units] = n_jobs;
+    Work work = {jobs, units, n_units, margin, 0, 0};
+    if (threads > n_units) threads = (int)(n_units > 0 ? n_units : 1);
     if (threads > MAX_THREADS) threads = MAX_THREADS;
     Py_BEGIN_ALLOW_THREADS
     pthread_t tid[MAX_THREADS];
@@ -598,6 +666,8 @@ static PyObject *py_resample_planes(PyObject *self, PyObject *args, PyObject *kw
     Py_INCREF(result);
 done:
     free(jobs);
+    free(job_image);
+    free(units);
     Py_DECREF(windows);
     Py_DECREF(flips);
     return result;
