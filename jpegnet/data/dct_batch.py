@@ -6,8 +6,12 @@ coefficient blocks (`jpegnet.dct.transforms`), which also mirror it and bring an
 
 On an accelerator the host's share per image is a copy of the window's int16 block rows into one pinned
 buffer; frequency selection, dequantization, both resampling passes and normalization run there as batched
-torch ops. On the CPU the same steps run through numpy on zero-copy views (faster than torch's CPU kernels
-for these shapes), in cache-sized chunks of planes grouped by kept-frequency count.
+torch ops. On the CPU one fused C kernel (`jpegnet/dct/_resample.c`, GIL released, `threads` pthreads) builds
+each plane's operators, dequantizes the kept coefficients of the blocks under the window, applies both passes
+and writes every output block normalized into its slot of the batch: no intermediate array the size of an
+image. The numpy path (`cpu_kernel='numpy'`: batched small matrix products on zero-copy views, in
+cache-sized chunks of planes grouped by kept-frequency count) is its reference, and runs where the extension
+is not built.
 
 Output: y (N, 64, H/8, W/8) and cbcr (N, 128, H/16, W/16) float32, channels_last: the reader's
 (blocks_h, blocks_w, 64) layout kept throughout, channel = 8·u + v, Cb's 64 then Cr's 64.

