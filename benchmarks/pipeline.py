@@ -148,7 +148,7 @@ def main(argv=None) -> int:
                 best_dct, cpu_dct = max(best_dct, rate), min(cpu_dct, cpu)
                 rate, cpu = tv.time(args.device)
                 best_tv, cpu_tv = max(best_tv, rate), min(cpu_tv, cpu)
-                print(f"  {name} round {r}: dct {best_dct:.0f} img/s ({cpu_dct:.2f} CPU ms/img), torchvision "
+                print(f"  {name} best after round {r}: dct {best_dct:.0f} img/s ({cpu_dct:.2f} CPU ms/img), torchvision "
                       f"{best_tv:.0f} img/s ({cpu_tv:.2f} CPU ms/img)", flush=True)
             rows.append((name, best_dct / args.cores, best_tv / args.cores, cpu_dct, cpu_tv))
             del tv
