@@ -1,0 +1,41 @@
+"""Every registered model, whatever its family: forward and backward on a small input in channels_last, and
+features_only maps that match feature_info. Families registered later are covered without changes here."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from jpegnet import create_model, list_models
+
+SMALL = 64
+
+
+def small_size(model) -> int:
+    h, w = model.input_config.input_size
+    return min(SMALL, h, w)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_backward_and_features(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3).to(memory_format=torch.channels_last)
+    size = small_size(model)
+    inputs = [x.contiguous(memory_format=torch.channels_last) for x in model.example_inputs(2, size)]
+    for x in inputs:
+        x.requires_grad_(True)
+    out = model(*inputs)
+    assert out.shape == (2, 3) and torch.isfinite(out).all()
+    out.square().mean().backward()
+    for x in inputs:  # gradients reach the input: nothing detached on the way
+        assert x.grad is not None and x.grad.abs().sum() > 0
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert sum(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in trainable) >= 0.9 * len(trainable)
+
+    features = create_model(name, num_classes=3, features_only=True).eval()
+    with torch.no_grad():
+        maps = features(*[x.detach() for x in inputs])
+    assert len(maps) == len(features.feature_info)
+    for fmap, info in zip(maps, features.feature_info):
+        assert fmap.shape[1] == info["num_chs"], (info, fmap.shape)
+        assert fmap.shape[-1] == -(-size // info["reduction"]) or fmap.shape[-1] == size // info["reduction"], (
+            info, fmap.shape)
