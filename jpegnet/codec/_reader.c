@@ -160,11 +160,12 @@ static void on_output_message(j_common_ptr cinfo) { /* never print to stderr */ 
 
 /* ------------------------------------------------------------------------------------------------ */
 /* In-memory source that can stop early. Like jpeg_mem_src, but when a crop ends above the image's     */
-/* bottom in a single-scan file it hands the data over in chunks and, once the decoder has finished    */
-/* the crop's last iMCU row, ends the stream with a fake EOI: the rest of the file is never entropy    */
-/* decoded (libjpeg fills the remaining blocks with zeros, which are not copied out).                 */
+/* bottom in a single-scan file, a progress hook (libjpeg calls it between iMCU rows) empties the      */
+/* buffer once the crop's last row is decoded, and the next fill ends the stream with a fake EOI: the  */
+/* rest of the file is never entropy decoded (libjpeg fills the remaining blocks with zeros, which are */
+/* not copied out). The data is handed over whole, so libjpeg keeps its fast Huffman path, which it    */
+/* only takes with at least 512 bytes per block of the MCU in the buffer.                             */
 
-#define SOURCE_CHUNK 4096
 #define HEADER_PREFIX 65536
 #define WAKE_EVERY 8
 
@@ -172,9 +173,9 @@ typedef struct {
     struct jpeg_source_mgr pub;
     const JOCTET *data;
     size_t size, pos;
-    int chunked;      /* hand data over in SOURCE_CHUNK pieces, so the stop check runs as rows complete */
     long stop_after;  /* last iMCU row needed; -1: everything */
     int stopped;
+    struct jpeg_progress_mgr progress;
 } MemorySource;
 
 static const JOCTET fake_eoi[2] = {0xFF, JPEG_EOI};
@@ -183,12 +184,19 @@ static void source_init(j_decompress_ptr cinfo) {}
 
 static void source_term(j_decompress_ptr cinfo) {}
 
-static boolean source_fill(j_decompress_ptr cinfo) {
+/* Between iMCU rows: once every row the crop needs is decoded, drop the rest of the data. */
+static void on_progress(j_common_ptr common) {
+    j_decompress_ptr cinfo = (j_decompress_ptr)common;
     MemorySource *src = (MemorySource *)cinfo->src;
     if (!src->stopped && src->stop_after >= 0 && (long)cinfo->input_iMCU_row > src->stop_after) {
         src->stopped = 1;
         ((ErrorManager *)cinfo->err)->stopped_early = 1;
+        src->pub.bytes_in_buffer = 0; /* the next read fills: a fake EOI */
     }
+}
+
+static boolean source_fill(j_decompress_ptr cinfo) {
+    MemorySource *src = (MemorySource *)cinfo->src;
     if (src->stopped || src->pos >= src->size) {
         if (!src->stopped) WARNMS(cinfo, JWRN_JPEG_EOF); /* truncated file, as jpeg_mem_src reports it */
         src->pub.next_input_byte = fake_eoi;
@@ -196,7 +204,6 @@ static boolean source_fill(j_decompress_ptr cinfo) {
         return TRUE;
     }
     size_t n = src->size - src->pos;
-    if (src->chunked && n > SOURCE_CHUNK) n = SOURCE_CHUNK;
     src->pub.next_input_byte = src->data + src->pos;
     src->pub.bytes_in_buffer = n;
     src->pos += n;
@@ -216,8 +223,7 @@ static void source_skip(j_decompress_ptr cinfo, long num_bytes) {
     src->pub.bytes_in_buffer -= (size_t)num_bytes;
 }
 
-static void memory_source(j_decompress_ptr cinfo, MemorySource *src, const unsigned char *data, size_t size,
-                          int chunked) {
+static void memory_source(j_decompress_ptr cinfo, MemorySource *src, const unsigned char *data, size_t size) {
     memset(src, 0, sizeof(*src));
     src->pub.init_source = source_init;
     src->pub.fill_input_buffer = source_fill;
@@ -226,8 +232,8 @@ static void memory_source(j_decompress_ptr cinfo, MemorySource *src, const unsig
     src->pub.term_source = source_term;
     src->data = data;
     src->size = size;
-    src->chunked = chunked;
     src->stop_after = -1;
+    src->progress.progress_monitor = on_progress;
     cinfo->src = &src->pub;
 }
 
@@ -325,8 +331,7 @@ static int decode_one(const unsigned char *data, size_t size, const DecodeOption
 
     jpeg_create_decompress(&(d->cinfo));
     created = 1;
-    /* A crop may end above the bottom: then feed in chunks so decoding can stop after its last row. */
-    memory_source(&(d->cinfo), &(d->source), data, size, opt->crop && !opt->header_only);
+    memory_source(&(d->cinfo), &(d->source), data, size);
     jpeg_read_header(&(d->cinfo), TRUE);
 
     res->image_width = (int)(d->cinfo).image_width;
@@ -413,8 +418,10 @@ static int decode_one(const unsigned char *data, size_t size, const DecodeOption
 
     /* Rows below the crop are never needed: in a single-scan file, stop decoding after the crop's last iMCU
      * row (every iMCU row is mcu_h pixels high). Multi-scan files need every scan to the end. */
-    if (opt->crop && y0 + h < (long)(d->cinfo).image_height && !jpeg_has_multiple_scans(&(d->cinfo)))
+    if (opt->crop && y0 + h < (long)(d->cinfo).image_height && !jpeg_has_multiple_scans(&(d->cinfo))) {
         (d->source).stop_after = (y0 + h - 1) / mcu_h;
+        (d->cinfo).progress = &(d->source).progress;
+    }
 
     jvirt_barray_ptr *coefs = jpeg_read_coefficients(&(d->cinfo));
 
