@@ -39,3 +39,32 @@ def test_forward_backward_and_features(name):
         assert fmap.shape[1] == info["num_chs"], (info, fmap.shape)
         assert fmap.shape[-1] == -(-size // info["reduction"]) or fmap.shape[-1] == size // info["reduction"], (
             info, fmap.shape)
+
+
+def export_size(model) -> int:
+    """Small inputs, except where a fixed-size adaptive pooling (VGG's 7×7) needs the model's own size to
+    export: ONNX has no adaptive pooling, only the pooling it reduces to when sizes divide."""
+    fixed_pool = any(isinstance(m, torch.nn.AdaptiveAvgPool2d) and m.output_size not in (1, (1, 1))
+                     for m in model.modules())
+    return model.input_config.input_size[0] if fixed_pool else small_size(model)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_onnx_export(name):
+    import io
+    import warnings
+
+    import onnx
+
+    model = create_model(name, num_classes=3).eval()
+    inputs = model.example_inputs(1, export_size(model))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
+        torch.onnx.export(model, inputs, buffer, dynamo=False,
+                          input_names=["x"] if len(inputs) == 1 else ["y", "cbcr"], output_names=["logits"])
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.checker.check_model(proto)
+    assert [i.name for i in proto.graph.input][: len(inputs)] == (["x"] if len(inputs) == 1 else ["y", "cbcr"])
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    assert len(dims) == 2 and dims[1].dim_value == 3  # (batch, classes); some graphs keep the batch symbolic
