@@ -68,3 +68,19 @@ def test_onnx_export(name):
     assert [i.name for i in proto.graph.input][: len(inputs)] == (["x"] if len(inputs) == 1 else ["y", "cbcr"])
     dims = proto.graph.output[0].type.tensor_type.shape.dim
     assert len(dims) == 2 and dims[1].dim_value == 3  # (batch, classes); some graphs keep the batch symbolic
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_channels_last_and_bf16_autocast_agree_with_float32(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3).eval()
+    inputs = model.example_inputs(1, small_size(model))
+    with torch.no_grad():
+        ref = model(*inputs)
+        model = model.to(memory_format=torch.channels_last)
+        cl = model(*[x.contiguous(memory_format=torch.channels_last) for x in inputs])
+        torch.testing.assert_close(cl, ref, atol=1e-4 * max(1.0, ref.abs().max().item()), rtol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(*inputs)
+    assert low.dtype == torch.bfloat16
+    assert (low.float() - ref).abs().max() <= 0.1 * max(ref.abs().max().item(), 1e-3)

@@ -165,20 +165,6 @@ def test_reset_classifier_and_pre_logits():
         create_model("cspresnet50", num_classes=-3)
 
 
-@pytest.mark.parametrize("name", ["cspresnext50", "cspdensenet_small"])
-def test_channels_last_and_bf16_autocast(name):
-    model = create_model(name).eval()
-    x = torch.randn(1, 3, 32, 32)
-    with torch.no_grad():
-        ref = model(x)
-        cl = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
-        assert torch.allclose(ref, cl, atol=1e-4)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model(x)
-    assert low.dtype == torch.bfloat16
-    assert torch.allclose(low.float(), ref, atol=0.1 * ref.abs().max().item())
-
-
 def test_dct_cspresnet50_enters_at_stride_8():
     assert "dct_cspresnet50" in list_models("dct_csp*")
     model = create_model("dct_cspresnet50", num_classes=6)

@@ -152,19 +152,6 @@ def test_features_only_channels_and_reductions():
     assert [i["num_chs"] for i in b3.feature_info] == [48, 136, 384]
 
 
-def test_channels_last_and_bf16_autocast():
-    model = create_model("efficientnet_b0").eval()
-    x = torch.randn(1, 3, 32, 32)
-    with torch.no_grad():
-        ref = model(x)
-        cl = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
-        assert torch.allclose(ref, cl, atol=1e-4)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model(x)
-    assert low.dtype == torch.bfloat16
-    assert torch.allclose(low.float(), ref, atol=0.1 * ref.abs().max().item())
-
-
 def test_dct_variant_enters_at_stride_8():
     assert "dct_efficientnet_b0" in list_models("dct_efficientnet*")
     model = create_model("dct_efficientnet_b0", num_classes=5)
