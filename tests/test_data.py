@@ -247,6 +247,30 @@ def test_determinism_epochs_and_resume(folder):
         assert torch.equal(ta, tb) and torch.equal(xa[0], xb[0])
 
 
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_position_counts_a_left_out_all_bad_batch(folder, prefetch):
+    """A batch whose files are all unreadable is left out; the loader's position still counts it, so resuming
+    at a position (what the trainer stores) gives exactly the rest of the epoch."""
+    bad_class = folder / "aaa_broken"  # sorts first: with no shuffle, batch 0 holds both broken files
+    bad_class.mkdir()
+    (bad_class / "a.jpg").write_bytes(b"not a jpeg")
+    (bad_class / "b.jpg").write_bytes(b"")
+    ds = JpegFolder(folder, "dct", train=True, input_size=32)
+    loader = create_loader(ds, 2, seed=1, prefetch=prefetch, num_threads=1)
+    loader.set_epoch(0)
+    positions, batches = [], []
+    for batch in loader:
+        positions.append(loader.position)
+        batches.append(batch)
+    assert positions == [2, 3, 4]  # batch 0 (both broken) left out, counted
+    assert len(loader.skipped) == 2
+    loader.set_epoch(0, start_batch=positions[0])  # resume after the first delivered batch
+    tail = list(loader)
+    assert len(tail) == 2
+    for (xa, ta), (xb, tb) in zip(batches[1:], tail):
+        assert torch.equal(ta, tb) and torch.equal(xa[0], xb[0]) and torch.equal(xa[1], xb[1])
+
+
 def test_distributed_sampler_splits_the_epoch(folder):
     ds = JpegFolder(folder, "dct", train=False, input_size=32)
     seen = []

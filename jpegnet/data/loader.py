@@ -148,6 +148,9 @@ class JpegLoader:
         self.prefetch = int(prefetch)
         self.epoch = 0
         self.start_batch = 0
+        # Batches of this epoch's order done once the batch just yielded is consumed, counting batches left
+        # out because every file in them was unreadable: what a checkpoint must store to resume exactly.
+        self.position = 0
         self.skipped: list[tuple[str, str]] = []
         _normalization(dataset, input_config)  # bad statistics fail here, not in the first batch
         self._pool = ThreadPoolExecutor(self.num_threads) if dataset.representation == "rgb" else None
@@ -164,6 +167,7 @@ class JpegLoader:
             raise ValueError(f"start_batch must be >= 0, got {start_batch!r}")
         self.epoch = int(epoch)
         self.start_batch = int(start_batch)
+        self.position = self.start_batch
         self.skipped = []
         if self.sampler is not None and hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(self.epoch)
@@ -189,9 +193,10 @@ class JpegLoader:
         batches = self.batch_indices()
         skipped_before = len(self.skipped)
         if self.prefetch <= 0:
-            for b in batches:
+            for k, b in enumerate(batches, start=self.start_batch):
                 out = self._produce(b, self.num_threads)
                 if out is not None:
+                    self.position = k + 1
                     yield out
         else:
             yield from self._prefetched(batches)
@@ -214,8 +219,10 @@ class JpegLoader:
                                                num_threads=decode_threads, pool=self._pool)))
                 if len(pending) >= workers:
                     break
+            k = self.start_batch - 1
             while pending:
                 b, fut = pending.pop(0)
+                k += 1
                 batch, bad = fut.result()
                 nxt = next(it, None)
                 if nxt is not None:
@@ -225,6 +232,7 @@ class JpegLoader:
                                                      pool=self._pool)))
                 self._record(bad)
                 if batch is not None:
+                    self.position = k + 1
                     yield batch
         finally:
             for _, fut in pending:

@@ -445,7 +445,9 @@ class _Run:
                     self.loss_sum += loss.detach().double() * n
                     self.correct += torch.stack(topk_correct(logits.detach(), targets))
                     self.seen += n
-                self.batch += 1
+                # The loader's position counts a left-out all-unreadable batch too, so a resume from a
+                # checkpoint written after one starts exactly where this run goes on.
+                self.batch = self.train_loader.position
                 self.global_step += 1
                 window_images += targets.shape[0] * self.info.world_size
                 bar.update(1)
