@@ -397,3 +397,16 @@ def test_decoding_stops_after_the_last_row_of_a_crop():
         np.testing.assert_array_equal(a, b[: a.shape[0]])
     with pytest.raises(JpegError, match="Premature end"):  # a crop reaching the damage still fails
         read_coefficients(path, crop=(0, 0, full.width, full.height - full.height % 16 or 16))
+
+
+def test_extended_sequential_frame_reads_like_baseline():
+    """SOF1 (extended sequential, Huffman, 8-bit) differs from baseline SOF0 only in what it allows: the same
+    scan data under a SOF1 marker must give the same coefficients."""
+    data = sample_files()[0].read_bytes()
+    sos = data.index(b"\xff\xda")
+    sof = data.rindex(b"\xff\xc0", 0, sos)
+    extended = data[:sof + 1] + b"\xc1" + data[sof + 2:]
+    a, b = read_coefficients(data), read_coefficients(extended)
+    assert not b.progressive
+    for x, y in zip(a.planes, b.planes):
+        np.testing.assert_array_equal(x, y)
