@@ -189,3 +189,22 @@ def test_bench_small(capsys, tmp_path):
         assert float(r["images_per_s"]) == pytest.approx(1000 / float(r["end_to_end_ms"]), rel=1e-6)
     assert float(rows[0]["speedup"]) == 1.0
     assert "multiple of 16" in _error(capsys, ["bench", "--size", "40"])
+
+
+def test_predict_keeps_order_and_reports_bad_files_alone(trained, tmp_path):
+    from jpegnet.engine.inference import predict_files
+
+    data, run = trained
+    good = sorted((data / "val").glob("*/*.jpg"))[:3]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really")
+    missing = tmp_path / "missing.jpg"
+    files = [good[0], broken, good[1], missing, good[2], good[0]]
+    out = predict_files(files, run / "last.pt", topk=2)
+    assert [r["file"] for r in out] == [str(f) for f in files]
+    assert "error" in out[1] and "error" in out[3] and out[3]["error"] == "no such file"
+    clean = predict_files(good, run / "last.pt", topk=2)
+    for got, want in zip([out[0], out[2], out[4]], clean):
+        assert [name for name, _ in got["top"]] == [name for name, _ in want["top"]]
+        assert [p for _, p in got["top"]] == pytest.approx([p for _, p in want["top"]], abs=1e-5)
+    assert out[5]["top"] == out[0]["top"]  # the same file twice: the same answer

@@ -66,34 +66,11 @@ class JpegFolder(torch.utils.data.Dataset):
                  on_error: str = "skip", scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip: float = 0.5,
                  crop_pct: float = 0.875, input_config=None, seed: int = 0, strict: bool = True,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, extensions=JPEG_EXTENSIONS):
-        if representation not in ("dct", "rgb"):
-            raise ValueError(f"representation must be 'dct' or 'rgb', got {representation!r}")
-        if on_error not in ("skip", "raise"):
-            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
-        if not 0.0 <= hflip <= 1.0:
-            raise ValueError(f"hflip is a probability in [0, 1], got {hflip!r}")
-        if not 0 < crop_pct <= 1:
-            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
-        if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
-            raise ValueError(f"scale must be (min, max) area fractions with 0 < min <= max, got {scale!r}")
-        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"ratio must be (min, max) aspect ratios with 0 < min <= max, got {ratio!r}")
         self.root = os.fspath(root)
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"dataset folder not found: {self.root}")
-        self.representation = representation
-        self.train = bool(train)
-        self.input_size = _size(input_size)
-        self.on_error = on_error
-        self.scale = tuple(scale)
-        self.ratio = tuple(ratio)
-        self.hflip = float(hflip)
-        self.crop_pct = float(crop_pct)
-        self.input_config = input_config
-        self.seed = int(seed)
-        self.epoch = 0
-        self.strict = bool(strict)
-        self.max_pixels = max_pixels
+        self._configure(representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
+                        seed, strict, max_pixels)
         exts = tuple(e.lower() for e in extensions)
         self.classes = sorted(e.name for e in os.scandir(self.root) if e.is_dir())
         if not self.classes:
@@ -109,6 +86,51 @@ class JpegFolder(torch.utils.data.Dataset):
         if not self.samples:
             raise FileNotFoundError(f"no JPEG files ({', '.join(exts)}) under {self.root}")
         self.targets = [t for _, t in self.samples]
+
+    @classmethod
+    def from_files(cls, files, representation: str = "dct", *, train: bool = False, input_size=(224, 224),
+                   on_error: str = "skip", scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip: float = 0.5,
+                   crop_pct: float = 0.875, input_config=None, seed: int = 0, strict: bool = True,
+                   max_pixels: int | None = DEFAULT_MAX_PIXELS) -> "JpegFolder":
+        """A dataset of explicit files (no class folders; every target is -1), e.g. for prediction: the
+        files go through exactly the transforms of a folder dataset with the same arguments."""
+        self = cls.__new__(cls)
+        self._configure(representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
+                        seed, strict, max_pixels)
+        self.root = None
+        self.classes = []
+        self.class_to_idx = {}
+        self.samples = [(os.fspath(f), -1) for f in files]
+        self.targets = [-1] * len(self.samples)
+        return self
+
+    def _configure(self, representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
+                   seed, strict, max_pixels) -> None:
+        if representation not in ("dct", "rgb"):
+            raise ValueError(f"representation must be 'dct' or 'rgb', got {representation!r}")
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        if not 0.0 <= hflip <= 1.0:
+            raise ValueError(f"hflip is a probability in [0, 1], got {hflip!r}")
+        if not 0 < crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"scale must be (min, max) area fractions with 0 < min <= max, got {scale!r}")
+        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"ratio must be (min, max) aspect ratios with 0 < min <= max, got {ratio!r}")
+        self.representation = representation
+        self.train = bool(train)
+        self.input_size = _size(input_size)
+        self.on_error = on_error
+        self.scale = tuple(scale)
+        self.ratio = tuple(ratio)
+        self.hflip = float(hflip)
+        self.crop_pct = float(crop_pct)
+        self.input_config = input_config
+        self.seed = int(seed)
+        self.epoch = 0
+        self.strict = bool(strict)
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.samples)

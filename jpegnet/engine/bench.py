@@ -78,7 +78,7 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
             model.to(memory_format=torch.channels_last)
         cfg = model.input_config.with_size(size)
         dataset = JpegFolder(folder, representation=cfg.representation, train=False, input_size=cfg.input_size,
-                             on_error="skip")
+                             crop_pct=cfg.crop_pct, on_error="skip")
         if max_images is not None and max_images < len(dataset):
             dataset.samples = dataset.samples[:max_images]
         loader = create_loader(dataset, batch_size, device=device, num_threads=num_threads, input_config=cfg,

@@ -1,8 +1,6 @@
 """Using a trained checkpoint: `jpegnet eval` on a folder and `jpegnet predict` on files."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -41,7 +39,7 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
     model = model_from_checkpoint(state, str(checkpoint)).to(dev)
     cfg = model.input_config
     dataset = JpegFolder(folder, representation=cfg.representation, train=False, input_size=cfg.input_size,
-                         on_error="skip")
+                         crop_pct=cfg.crop_pct, on_error="skip")
     loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads, input_config=cfg)
     result = evaluate(model, loader, dev, precision=precision, num_classes=len(classes))
     result.update(model=state["model_name"], folder=str(folder), skipped=list(getattr(loader, "skipped", [])))
@@ -51,37 +49,40 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
     return result
 
 
-def file_inputs(files, input_config, device: torch.device | str = "cpu", num_threads: int | None = None):
-    """Yield (path, inputs or None, error or None) for JPEG files, through the evaluation transform of
-    `jpegnet.data` (the very transform `jpegnet eval` applies), one file at a time so that a bad file costs
-    only its own result.
+def file_inputs(files, input_config, device: torch.device | str = "cpu", num_threads: int | None = None,
+                batch_size: int = 32):
+    """Yield (path, inputs or None, error or None) for JPEG files, in order, through the evaluation transform
+    of `jpegnet.data` (the very transform `jpegnet eval` applies: `JpegFolder.from_files`), decoded in
+    batches; a bad file costs only its own result."""
+    from ..data import JpegFolder
+    from ..data.loader import build_batch
 
-    The files are linked into a throw-away one-class folder, so single files take exactly the JpegFolder path.
-    """
-    from ..data import JpegFolder, create_loader
-
-    with tempfile.TemporaryDirectory(prefix="jpegnet-predict-") as tmp:
-        class_dir = Path(tmp) / "files"
-        class_dir.mkdir()
-        for i, path in enumerate(files):
-            path = Path(path)
-            if not path.is_file():
-                yield str(path), None, "no such file"
-                continue
-            link = class_dir / f"{i:06d}.jpg"
-            os.symlink(path.resolve(), link)
-            try:
-                dataset = JpegFolder(tmp, representation=input_config.representation, train=False,
-                                     input_size=input_config.input_size, on_error="raise")
-                loader = create_loader(dataset, 1, device=device, num_threads=num_threads,
-                                       input_config=input_config)
-                inputs, _ = next(iter(loader))
-            except Exception as exc:  # JpegError, OSError...: this file only
-                yield str(path), None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    files = [str(f) for f in files]
+    present = [i for i, f in enumerate(files) if Path(f).is_file()]
+    dataset = JpegFolder.from_files([files[i] for i in present], representation=input_config.representation,
+                                    train=False, input_size=input_config.input_size,
+                                    crop_pct=input_config.crop_pct, on_error="skip")
+    done: dict[int, tuple] = {i: (None, "no such file") for i in range(len(files)) if i not in set(present)}
+    next_out = 0
+    for start in range(0, len(present), batch_size):
+        rows = list(range(start, min(start + batch_size, len(present))))  # dataset indices
+        batch, bad = build_batch(dataset, rows, seed=0, epoch=0, device=device, input_config=input_config,
+                                 num_threads=num_threads)
+        reasons = {path: reason for path, reason, _ in bad}
+        good = 0
+        for row in rows:
+            path = files[present[row]]
+            if path in reasons:
+                done[present[row]] = (None, reasons[path].splitlines()[0] if reasons[path] else "unreadable")
             else:
-                yield str(path), inputs, None
-            finally:
-                link.unlink()
+                done[present[row]] = (tuple(x[good:good + 1] for x in batch[0]), None)
+                good += 1
+        while next_out in done:  # hand out, in input order, everything known so far
+            yield (files[next_out], *done.pop(next_out))
+            next_out += 1
+    while next_out in done:
+        yield (files[next_out], *done.pop(next_out))
+        next_out += 1
 
 
 @torch.no_grad()

@@ -269,7 +269,7 @@ class _Run:
         train_ds = JpegFolder(train_dir, representation=input_config.representation, train=True,
                               input_size=input_config.input_size, on_error="skip")
         val_ds = JpegFolder(val_dir, representation=input_config.representation, train=False,
-                            input_size=input_config.input_size, on_error="skip")
+                            input_size=input_config.input_size, crop_pct=input_config.crop_pct, on_error="skip")
         if list(train_ds.classes) != classes or list(val_ds.classes) != classes:
             raise DataFolderError(f"the data pipeline found classes {list(train_ds.classes)[:5]}... that differ "
                                   f"from the folder check {classes[:5]}...")
