@@ -84,3 +84,29 @@ def test_channels_last_and_bf16_autocast_agree_with_float32(name):
             low = model(*inputs)
     assert low.dtype == torch.bfloat16
     assert (low.float() - ref).abs().max() <= 0.1 * max(ref.abs().max().item(), 1e-3)
+
+
+def compile_representatives() -> list[str]:
+    """Every distinct architecture once: sizes and aliases that only change widths or depths of the same code
+    (VGNet sizes, EfficientNet B1–B6, named Oct-ResNet α points, ResNet-50 width/depth points) are left to
+    their first member, which keeps the dynamo tracing of every model family in reach of the test time."""
+    import re
+
+    skip = re.compile(r"^(dct_)?vgnet[cgef]_(1_5|2_0|2_5|5_0)mp|^efficientnet_b[1-6]$|^octresnet50_a|"
+                      r"^resnet50_(thin|short)")
+    return [n for n in list_models() if not skip.match(n)]
+
+
+@pytest.mark.parametrize("name", compile_representatives())
+def test_torch_compile_traces_and_agrees(name):
+    """torch.compile (dynamo + AOTAutograd through the aot_eager backend: the graph capture every backend
+    shares, without inductor's minute-long C++ build per model on this machine) gives the eager outputs."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3).eval()
+    inputs = model.example_inputs(1, small_size(model))
+    compiled = torch.compile(model, backend="aot_eager")
+    try:
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(*inputs), model(*inputs), atol=1e-5, rtol=1e-5)
+    finally:
+        torch._dynamo.reset()
