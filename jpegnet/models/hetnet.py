@@ -19,8 +19,9 @@ from torch import nn
 
 from ..layers.hetconv import HetConv2d
 from .registry import InputConfig, JpegNetModel, check_num_classes, linear_classifier, register_model
+from .resnet import ResNet
 
-__all__ = ["HetVGG", "HetResNet", "HetBottleneck", "VALID_PARTS"]
+__all__ = ["HetVGG", "VALID_PARTS"]
 
 VALID_PARTS = (1, 2, 4, 8, 16, 32, 64)
 VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -41,16 +42,20 @@ def _conv3x3(in_ch: int, out_ch: int, part: int, stride: int = 1) -> nn.Module:
     return nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
 
 
+def _init_hetconv(m: HetConv2d) -> None:
+    # fan_out of a het filter bank: the same per-tap scale as the dense layer it replaces.
+    std = (2.0 / (m.out_channels * m.kernel_size ** 2)) ** 0.5
+    nn.init.normal_(m.weight_kxk, 0.0, std)
+    if m.weight_1x1 is not None:
+        nn.init.normal_(m.weight_1x1, 0.0, std)
+
+
 def _init(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, HetConv2d):
-            # fan_out of a het filter bank: the same per-tap scale as the dense layer it replaces.
-            std = (2.0 / (m.out_channels * m.kernel_size ** 2)) ** 0.5
-            nn.init.normal_(m.weight_kxk, 0.0, std)
-            if m.weight_1x1 is not None:
-                nn.init.normal_(m.weight_1x1, 0.0, std)
+            _init_hetconv(m)
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
@@ -109,86 +114,6 @@ class HetVGG(JpegNetModel):
         self.classifier = linear_classifier(self.num_features, num_classes)
 
 
-class HetBottleneck(nn.Module):
-    """torchvision's ResNet-50 bottleneck (stride on the 3×3) with the 3×3 conv as HetConv."""
-
-    expansion = 4
-
-    def __init__(self, in_ch: int, width: int, stride: int, part: int):
-        super().__init__()
-        out_ch = width * self.expansion
-        self.conv1 = nn.Conv2d(in_ch, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = _conv3x3(width, width, part, stride)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, out_ch, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out_ch)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or in_ch != out_ch:
-            self.downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False),
-                                            nn.BatchNorm2d(out_ch))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
-
-
-class HetResNet(JpegNetModel):
-    """ResNet-50 with HetConv 3×3 layers; torchvision's module names. Stride-8 entry after `layer2`."""
-
-    def __init__(self, part: int = 1, num_classes: int = 1000, layers=(3, 4, 6, 3)):
-        super().__init__()
-        self.part = _check_part(part)
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        in_ch = 64
-        self.feature_info = [dict(module="relu", num_chs=64, reduction=2)]
-        for i, (width, blocks) in enumerate(zip((64, 128, 256, 512), layers)):
-            stride = 1 if i == 0 else 2
-            stage = []
-            for b in range(blocks):
-                stage.append(HetBottleneck(in_ch, width, stride if b == 0 else 1, part))
-                in_ch = width * HetBottleneck.expansion
-            self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
-            self.feature_info.append(dict(module=f"layer{i + 1}", num_chs=in_ch, reduction=4 * 2 ** i))
-        self.num_features = in_ch
-        self.num_classes = num_classes
-        self.fc = nn.Linear(in_ch, num_classes) if num_classes > 0 else nn.Identity()
-        _init(self)
-        if isinstance(self.fc, nn.Linear):  # torchvision's default Linear init
-            self.fc.reset_parameters()
-
-    @property
-    def stride8_channels(self) -> int:
-        return 512
-
-    def forward_from_stride8(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer4(self.layer3(x))
-
-    def drop_before_stride8(self) -> None:
-        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2"):
-            setattr(self, name, nn.Identity())
-        self.feature_info = [info for info in self.feature_info if info["reduction"] > 8]
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.forward_from_stride8(self.layer2(self.layer1(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(x.mean(dim=(2, 3)), 1)
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.fc = linear_classifier(self.num_features, num_classes)
-
-
 @register_model
 def hetconv_vgg16_cifar(num_classes: int = 1000, part: int = 1, **kwargs) -> HetVGG:
     """HetConv VGG-16 for 32×32 input (CIFAR), the paper's main benchmark. Pass num_classes=10 for CIFAR-10."""
@@ -202,6 +127,18 @@ def hetconv_vgg16(num_classes: int = 1000, part: int = 1, **kwargs) -> HetVGG:
 
 
 @register_model
-def hetconv_resnet50(num_classes: int = 1000, part: int = 1, **kwargs) -> HetResNet:
-    """ResNet-50 with HetConv 3×3 layers."""
-    return HetResNet(part=part, num_classes=num_classes, **kwargs)
+def hetconv_resnet50(num_classes: int = 1000, part: int = 1, **kwargs) -> ResNet:
+    """ResNet-50 (torchvision's layout and keys, stride-8 entry) with every bottleneck's 3×3 conv as HetConv."""
+    part = _check_part(part)
+
+    def middle_conv(in_ch: int, out_ch: int, kernel_size: int, stride: int) -> nn.Module:
+        if kernel_size != 3:
+            raise ValueError(f"HetConv ResNet-50 replaces 3×3 convs only, got a {kernel_size}×{kernel_size}")
+        return _conv3x3(in_ch, out_ch, part, stride)
+
+    model = ResNet(num_classes=num_classes, conv_layer=middle_conv, **kwargs)
+    model.part = part
+    for m in model.modules():  # ResNet's init covers every other layer
+        if isinstance(m, HetConv2d):
+            _init_hetconv(m)
+    return model

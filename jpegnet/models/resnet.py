@@ -69,11 +69,13 @@ class Bottleneck(nn.Module):
 
     fusable_conv_bn = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))  # for jpegnet.layers.fuse_bn
 
-    def __init__(self, in_channels: int, width: int, out_channels: int, stride: int = 1, kernel_size: int = 3):
+    def __init__(self, in_channels: int, width: int, out_channels: int, stride: int = 1, kernel_size: int = 3,
+                 conv_layer=make_conv2d):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = make_conv2d(width, width, kernel_size, stride)
+        # conv_layer(in, out, kernel_size, stride) builds the middle conv: other families swap it (HetConv).
+        self.conv2 = conv_layer(width, width, kernel_size, stride)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
@@ -94,7 +96,8 @@ class Bottleneck(nn.Module):
 
 
 def make_stage(in_channels: int, width: int, out_channels: int, num_blocks: int, stride: int = 1,
-               kernel_sizes: Sequence[int] | None = None, first_index: int = 0) -> nn.Sequential:
+               kernel_sizes: Sequence[int] | None = None, first_index: int = 0,
+               conv_layer=make_conv2d) -> nn.Sequential:
     """A ResNet stage: one ConvBlock (carrying the stride) then `num_blocks - 1` IdentityBlocks.
 
     kernel_sizes gives each block's middle kernel (default all 3). Blocks are named `first_index`,
@@ -108,7 +111,7 @@ def make_stage(in_channels: int, width: int, out_channels: int, num_blocks: int,
     stage = nn.Sequential()
     for i, k in enumerate(kernel_sizes):
         stage.add_module(str(first_index + i), Bottleneck(in_channels if i == 0 else out_channels, width,
-                                                          out_channels, stride if i == 0 else 1, k))
+                                                          out_channels, stride if i == 0 else 1, k, conv_layer))
     return stage
 
 
@@ -157,7 +160,7 @@ class ResNet(ResNetBase):
     fusable_conv_bn = (("conv1", "bn1"),)  # the stem, for jpegnet.layers.fuse_bn
 
     def __init__(self, blocks: Sequence[int] = RESNET50_BLOCKS, num_classes: int = 1000,
-                 width_multiplier: float = 1.0, depth_multiplier: float = 1.0):
+                 width_multiplier: float = 1.0, depth_multiplier: float = 1.0, conv_layer=make_conv2d):
         super().__init__()
         width_multiplier = check_multiplier("width_multiplier", width_multiplier)
         depth_multiplier = check_multiplier("depth_multiplier", depth_multiplier)
@@ -178,7 +181,8 @@ class ResNet(ResNetBase):
         for i, (base_width, n) in enumerate(zip(STAGE_WIDTHS, self.blocks)):
             width = scale_channels(base_width, width_multiplier)
             out_ch = width * EXPANSION
-            setattr(self, f"layer{i + 1}", make_stage(in_ch, width, out_ch, n, stride=1 if i == 0 else 2))
+            setattr(self, f"layer{i + 1}", make_stage(in_ch, width, out_ch, n, stride=1 if i == 0 else 2,
+                                                      conv_layer=conv_layer))
             self.feature_info.append(dict(module=f"layer{i + 1}", num_chs=out_ch, reduction=4 * 2 ** i))
             in_ch = out_ch
         self._init_head(in_ch, num_classes)
