@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..layers.octconv import OctBatchNorm2d, OctConv2d, OctReLU
-from .registry import JpegNetModel, check_num_classes, linear_classifier, register_model
+from .registry import register_model
+from .resnet import ResNetBase, init_resnet_weights
 
 __all__ = ["OctBottleneck", "OctResNet", "OCT_ALPHAS"]
 
@@ -55,7 +56,7 @@ class OctBottleneck(nn.Module):
         return self.relu((high, low))
 
 
-class OctResNet(JpegNetModel):
+class OctResNet(ResNetBase):
     """Oct-ResNet-50 with low-frequency ratio `alpha` in stages 1–3 (stage 4 ordinary)."""
 
     def __init__(self, alpha: float = 0.5, num_classes: int = 1000, layers=(3, 4, 6, 3)):
@@ -82,15 +83,8 @@ class OctResNet(JpegNetModel):
             self.add_module(f"tap{i + 1}", _HighFrequencyTap())
             self.feature_info.append(dict(module=f"tap{i + 1}", num_chs=ch - int(ratios[i] * ch),
                                           reduction=4 * 2 ** i))
-        self.num_features = 2048
-        self.num_classes = num_classes
-        self.fc = nn.Linear(2048, num_classes) if num_classes > 0 else nn.Identity()
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        self._init_head(2048, num_classes)  # pooling and `fc` as ResNet-50's
+        init_resnet_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -99,15 +93,6 @@ class OctResNet(JpegNetModel):
             pair = getattr(self, f"layer{i}")(pair)
             getattr(self, f"tap{i}")(pair[0])
         return pair[0]
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(x.mean(dim=(2, 3)), 1)
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.fc = linear_classifier(self.num_features, num_classes)
-
 
 class _HighFrequencyTap(nn.Identity):
     """A named no-op on a stage's high-frequency output, so `features_only` can hook one tensor per stage."""
