@@ -158,6 +158,17 @@ static void on_emit_message(j_common_ptr cinfo, int msg_level) {
 
 static void on_output_message(j_common_ptr cinfo) { /* never print to stderr */ }
 
+/* Every decompressor here reports through this manager: errors longjmp to jerr->jump, nothing is printed. */
+static void install_error_manager(j_decompress_ptr cinfo, ErrorManager *jerr, int strict, DecodeResult *res) {
+    cinfo->err = jpeg_std_error(&jerr->pub);
+    jerr->pub.error_exit = on_error_exit;
+    jerr->pub.emit_message = on_emit_message;
+    jerr->pub.output_message = on_output_message;
+    jerr->strict = strict;
+    jerr->stopped_early = 0;
+    jerr->result = res;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* In-memory source that can stop early. Like jpeg_mem_src, but when a crop ends above the image's     */
 /* bottom in a single-scan file, a progress hook (libjpeg calls it between iMCU rows) empties the      */
@@ -313,13 +324,7 @@ static int decode_one(const unsigned char *data, size_t size, const DecodeOption
         return -1;
     }
 
-    (d->cinfo).err = jpeg_std_error(&(d->jerr).pub);
-    (d->jerr).pub.error_exit = on_error_exit;
-    (d->jerr).pub.emit_message = on_emit_message;
-    (d->jerr).pub.output_message = on_output_message;
-    (d->jerr).strict = opt->strict;
-    (d->jerr).stopped_early = 0;
-    (d->jerr).result = res;
+    install_error_manager(&(d->cinfo), &(d->jerr), opt->strict, res);
 
     if (setjmp((d->jerr).jump)) {
         if (created) jpeg_destroy_decompress(&(d->cinfo));
@@ -888,12 +893,7 @@ static PyObject *py_bare_seconds(PyObject *self, PyObject *args) {
         ErrorManager jerr;
         DecodeResult scratch;
         memset(&scratch, 0, sizeof(scratch));
-        cinfo.err = jpeg_std_error(&jerr.pub);
-        jerr.pub.error_exit = on_error_exit;
-        jerr.pub.emit_message = on_emit_message;
-        jerr.pub.output_message = on_output_message;
-        jerr.strict = 0;
-        jerr.result = &scratch;
+        install_error_manager(&cinfo, &jerr, 0, &scratch);
         double t0 = now_seconds();
         if (setjmp(jerr.jump)) {
             jpeg_destroy_decompress(&cinfo);
@@ -928,12 +928,7 @@ static PyObject *py_decode_pixels(PyObject *self, PyObject *args) {
     DecodeResult scratch;
     memset(&scratch, 0, sizeof(scratch));
     unsigned char *volatile pixels = NULL;
-    cinfo.err = jpeg_std_error(&jerr.pub);
-    jerr.pub.error_exit = on_error_exit;
-    jerr.pub.emit_message = on_emit_message;
-    jerr.pub.output_message = on_output_message;
-    jerr.strict = 1;
-    jerr.result = &scratch;
+    install_error_manager(&cinfo, &jerr, 1, &scratch);
     if (setjmp(jerr.jump)) {
         jpeg_destroy_decompress(&cinfo);
         free(pixels);
