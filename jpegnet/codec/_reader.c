@@ -33,18 +33,17 @@
 #define ERR_LEN 256
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Owned buffer: a malloc'd block exposed through the buffer protocol, so numpy can wrap it without a  */
-/* copy and frees it when the last view goes away. Allocated without the GIL by the decode workers.    */
+/* The owner of a decoded plane's memory, set as the numpy array's base: either a malloc'd block (crops and */
+/* flips are copied out) or a whole libjpeg decoder whose coefficient arrays the planes view (full reads).  */
+/* Freed when the last array goes away. The memory is allocated without the GIL by the decode workers.      */
 
 typedef struct Decoder Decoder;
 static void decoder_free(Decoder *d);
 
 typedef struct {
     PyObject_HEAD
-    void *data;         /* malloc'd planes (copy-out), or NULL */
-    Py_ssize_t size;
-    Py_ssize_t exports;
-    Decoder *decoder;   /* or a whole libjpeg decoder whose coefficient arrays the planes view (no copy) */
+    void *data;         /* malloc'd plane, or NULL */
+    Decoder *decoder;   /* or the decoder holding the coefficient arrays, or NULL */
 } CoefBuffer;
 
 static void CoefBuffer_dealloc(CoefBuffer *self) {
@@ -53,39 +52,23 @@ static void CoefBuffer_dealloc(CoefBuffer *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static int CoefBuffer_getbuffer(CoefBuffer *self, Py_buffer *view, int flags) {
-    int rc = PyBuffer_FillInfo(view, (PyObject *)self, self->data, self->size, 0, flags);
-    if (rc == 0) self->exports++;
-    return rc;
-}
-
-static void CoefBuffer_releasebuffer(CoefBuffer *self, Py_buffer *view) { self->exports--; }
-
-static PyBufferProcs CoefBuffer_as_buffer = {
-    (getbufferproc)CoefBuffer_getbuffer,
-    (releasebufferproc)CoefBuffer_releasebuffer,
-};
-
 static PyTypeObject CoefBufferType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "jpegnet.codec._reader.CoefBuffer",
     .tp_basicsize = sizeof(CoefBuffer),
     .tp_dealloc = (destructor)CoefBuffer_dealloc,
-    .tp_as_buffer = &CoefBuffer_as_buffer,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Memory owned by a decoded coefficient plane.",
+    .tp_doc = "Owner of the memory behind decoded coefficient planes.",
 };
 
 /* Takes ownership of `data` (freed on failure too). */
-static PyObject *wrap_buffer(void *data, Py_ssize_t size) {
+static PyObject *wrap_owner(void *data) {
     CoefBuffer *buf = PyObject_New(CoefBuffer, &CoefBufferType);
     if (buf == NULL) {
         free(data);
         return NULL;
     }
     buf->data = data;
-    buf->size = size;
-    buf->exports = 0;
     buf->decoder = NULL;
     return (PyObject *)buf;
 }
@@ -539,7 +522,7 @@ static PyObject *result_to_python(DecodeResult *res, PyObject *where, int header
     PyObject *sampling = PyTuple_New(res->num_components);
     if (!planes || !quants || !sampling) goto fail;
     if (res->decoder) {
-        owner = wrap_buffer(NULL, 0);
+        owner = wrap_owner(NULL);
         if (!owner) goto fail;
         ((CoefBuffer *)owner)->decoder = res->decoder;
         res->decoder = NULL;
@@ -559,23 +542,22 @@ static PyObject *result_to_python(DecodeResult *res, PyObject *where, int header
             }
             PyTuple_SET_ITEM(planes, c, view);
         } else {
-        Py_ssize_t nbytes = (Py_ssize_t)res->blocks_h[c] * res->blocks_w[c] * DCTSIZE2 * (Py_ssize_t)sizeof(int16_t);
-        PyObject *buf = wrap_buffer(res->planes[c], nbytes);
-        res->planes[c] = NULL; /* owned by buf now (or freed) */
-        if (!buf) goto fail;
-        /* A numpy view on the C memory: (blocks_h, blocks_w, 64) int16, the buffer object as its base. */
-        npy_intp dims[3] = {res->blocks_h[c], res->blocks_w[c], DCTSIZE2};
-        PyObject *arr = PyArray_New(&PyArray_Type, 3, dims, NPY_INT16, NULL, ((CoefBuffer *)buf)->data, 0,
-                                    NPY_ARRAY_CARRAY, NULL);
-        if (!arr) {
-            Py_DECREF(buf);
-            goto fail;
-        }
-        if (PyArray_SetBaseObject((PyArrayObject *)arr, buf) < 0) { /* steals buf */
-            Py_DECREF(arr);
-            goto fail;
-        }
-        PyTuple_SET_ITEM(planes, c, arr);
+            PyObject *buf = wrap_owner(res->planes[c]);
+            res->planes[c] = NULL; /* owned by buf now (or freed) */
+            if (!buf) goto fail;
+            /* A numpy view on the C memory: (blocks_h, blocks_w, 64) int16, the buffer object as its base. */
+            npy_intp dims[3] = {res->blocks_h[c], res->blocks_w[c], DCTSIZE2};
+            PyObject *arr = PyArray_New(&PyArray_Type, 3, dims, NPY_INT16, NULL, ((CoefBuffer *)buf)->data, 0,
+                                        NPY_ARRAY_CARRAY, NULL);
+            if (!arr) {
+                Py_DECREF(buf);
+                goto fail;
+            }
+            if (PyArray_SetBaseObject((PyArrayObject *)arr, buf) < 0) { /* steals buf */
+                Py_DECREF(arr);
+                goto fail;
+            }
+            PyTuple_SET_ITEM(planes, c, arr);
         }
         npy_intp qdims[1] = {DCTSIZE2};
         PyObject *q = PyArray_SimpleNew(1, qdims, NPY_UINT16);
