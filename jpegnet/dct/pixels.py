@@ -39,7 +39,7 @@ def component_planes(coefs) -> list[np.ndarray]:
     max_h = max(h for h, _ in coefs.sampling)
     max_v = max(v for _, v in coefs.sampling)
     out = []
-    for c, plane in enumerate(coefs.planes):
+    for c in range(len(coefs.planes)):
         h, v = coefs.sampling[c]
         samples = blocks_to_plane(coefs.dequantized(c))
         samples = np.repeat(np.repeat(samples, max_v // v, axis=0), max_h // h, axis=1)

@@ -24,7 +24,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from .registry import InputConfig, JpegNetModel, create_model, register_model
+from .registry import JpegNetModel, create_model, register_model
 
 DCT_Y_CHANNELS = 64
 DCT_CBCR_CHANNELS = 128
@@ -93,5 +93,4 @@ def register_dct_variant(rgb_name: str) -> None:
     register_model(builder)
 
 
-# InputConfig is re-exported for families that build DCT configs by hand.
-__all__ = ["DctAdapter", "DctStem", "InputConfig", "register_dct_variant", "supports_dct_entry"]
+__all__ = ["DctAdapter", "DctStem", "register_dct_variant", "supports_dct_entry"]
