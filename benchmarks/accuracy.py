@@ -67,10 +67,16 @@ class Run:
     model: str
     seed: int = 0
     dct_stats: bool = True  # DCT models only: normalize by the train split's statistics
+    extra_kwargs: tuple = ()  # (name, value) pairs on top of the profile's model kwargs (ablations)
 
     @property
     def representation(self) -> str:
         return "dct" if self.model.startswith("dct_") else "rgb"
+
+    @property
+    def variant(self) -> str:
+        """The architecture trained: the model name, with its extra kwargs if any (speed is per variant)."""
+        return self.model + "".join(f"[{k}={v}]" for k, v in self.extra_kwargs)
 
 
 def study_runs() -> list[Run]:
@@ -79,7 +85,10 @@ def study_runs() -> list[Run]:
             Run("resnet50_s1", "resnet50", 1), Run("dct_late_concat_rfa_thinner_s1", "dct_late_concat_rfa_thinner", 1),
             Run("efficientnet_b0", "efficientnet_b0"), Run("dct_efficientnet_b0", "dct_efficientnet_b0"),
             Run("vgnetg_1_0mp", "vgnetg_1_0mp"), Run("dct_vgnetg_1_0mp", "dct_vgnetg_1_0mp"),
-            Run("dct_late_concat_rfa_thinner_nostats", "dct_late_concat_rfa_thinner", 0, dct_stats=False)]
+            Run("dct_late_concat_rfa_thinner_nostats", "dct_late_concat_rfa_thinner", 0, dct_stats=False),
+            # Ablation: the generic adapter's stem for narrow stride-8 entries (see jpegnet.models.dct_adapter)
+            Run("dct_efficientnet_b0_blockstem", "dct_efficientnet_b0", extra_kwargs=(("dct_stem", "block"),)),
+            Run("dct_vgnetg_1_0mp_blockstem", "dct_vgnetg_1_0mp", extra_kwargs=(("dct_stem", "block"),))]
     runs += [Run(name, name) for name in DCT_RESNETS[1:]]
     return runs
 
@@ -119,6 +128,10 @@ PROFILES = {
 
 # --- training ---------------------------------------------------------------------------------------------
 
+def run_kwargs(run: Run, prof: Profile) -> dict:
+    return {**prof.model_kwargs(run.model), **dict(run.extra_kwargs)}
+
+
 def stats_path(out: Path) -> Path:
     return out / "dct_stats.json"
 
@@ -138,7 +151,7 @@ def train_config(run: Run, prof: Profile, data: Path, out: Path, threads: int | 
     from jpegnet.engine import TrainConfig
 
     use_stats = run.representation == "dct" and run.dct_stats
-    return TrainConfig(data=str(data), model=run.model, model_kwargs=prof.model_kwargs(run.model),
+    return TrainConfig(data=str(data), model=run.model, model_kwargs=run_kwargs(run, prof),
                        out_dir=str(out / run.run_id), epochs=prof.epochs, batch_size=prof.batch_size,
                        optimizer=prof.optimizer, lr=prof.lr, warmup_epochs=prof.warmup_epochs,
                        label_smoothing=prof.label_smoothing, input_size=prof.size, precision=prof.precision,
@@ -225,11 +238,10 @@ def measure_throughput(runs: list[Run], prof: Profile, data: Path, out: Path, de
     rows = []
     seen = set()
     for run in runs:
-        if run.model in seen:
+        if run.variant in seen:
             continue
-        seen.add(run.model)
-        kwargs = prof.model_kwargs(run.model)
-        model = create_model(run.model, num_classes=10, **kwargs)
+        seen.add(run.variant)
+        model = create_model(run.model, num_classes=10, **run_kwargs(run, prof))
         cfg = model.input_config.with_size(prof.size)
         if run.representation == "dct" and stats_path(out).exists():
             mean, std = load_dct_stats(stats_path(out))
@@ -240,7 +252,7 @@ def measure_throughput(runs: list[Run], prof: Profile, data: Path, out: Path, de
         if channels_last:
             model.to(memory_format=torch.channels_last)
         autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prof.precision == "bf16")
-        row = {"model": run.model, "input": run.representation, "params_m": round(params / 1e6, 3),
+        row = {"model": run.variant, "input": run.representation, "params_m": round(params / 1e6, 3),
                "gflops": round(flops / 1e9, 4)}
         for phase in ("train", "inference"):
             train = phase == "train"
@@ -305,9 +317,9 @@ def collect(runs: list[Run], out: Path, throughput: dict[str, dict]) -> list[dic
         twin = TWIN.get(run.model, run.model)
         twin_scores = by_model.get(twin)
         twin_top1 = sum(twin_scores) / len(twin_scores) if twin_scores else None
-        speed = throughput.get(run.model, {})
+        speed = throughput.get(run.variant, {})
         rows.append({
-            "run": run.run_id, "model": run.model, "input": run.representation, "seed": run.seed,
+            "run": run.run_id, "model": run.variant, "input": run.representation, "seed": run.seed,
             "dct_stats": run.dct_stats if run.representation == "dct" else "",
             "model_kwargs": json.dumps(res["model_kwargs"]), "params_m": speed.get("params_m", ""),
             "gflops": speed.get("gflops", ""),
@@ -350,7 +362,7 @@ def pareto_png(rows: list[dict], x: str, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for name, p in points.items():
         y = sum(p["ys"]) / len(p["ys"])
-        twin = points.get(TWIN.get(name, ""))
+        twin = points.get(TWIN.get(name.split("[")[0], ""))
         if twin is not None:
             ax.plot([twin["x"], p["x"]], [sum(twin["ys"]) / len(twin["ys"]), y], color="0.8", lw=1, zorder=1)
         rgb = p["input"] == "rgb"

@@ -166,6 +166,25 @@ def test_dct_variant_enters_at_stride_8():
     assert [(f.shape[1], 64 // f.shape[-1]) for f in feats] == [(40, 8), (112, 16), (320, 32)]
 
 
+def test_dct_block_stem():
+    """dct_stem='block': an inverted bottleneck at stride 8 (1x1 to 192, depthwise 3x3, 1x1 to the entry width)
+    instead of one linear 1x1 squeezing 192 coefficient channels into B0's 40."""
+    linear = create_model("dct_efficientnet_b0", num_classes=5)
+    block = create_model("dct_efficientnet_b0", num_classes=5, dct_stem="block")
+    hidden, out = 192, 40
+    bn = lambda c: 2 * c  # noqa: E731 - affine weight and bias
+    stem_params = (bn(64) + bn(128) + 192 * hidden + bn(hidden)       # input BNs, 1x1 fusion
+                   + 9 * hidden + bn(hidden) + hidden * out + bn(out))  # depthwise 3x3, 1x1 projection
+    assert count_params(block.stem) == stem_params
+    assert count_params(block) - count_params(block.stem) == count_params(linear) - count_params(linear.stem)
+    y, cbcr = block.example_inputs(2, 64)
+    out_map = block.stem(y, cbcr)
+    assert out_map.shape == (2, 40, 8, 8) and bool((out_map >= 0).all())
+    assert block(y, cbcr).shape == (2, 5)
+    with pytest.raises(ValueError, match="dct_stem"):
+        create_model("dct_efficientnet_b0", dct_stem="wide")
+
+
 def test_torch_compile_matches_eager():
     model = create_model("efficientnet_b0", num_classes=10).eval()
     x = torch.randn(1, 3, 32, 32)

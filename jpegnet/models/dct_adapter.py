@@ -9,6 +9,13 @@ a small learned stem over the coefficients, as the paper's UpSampling variant do
                                             ├ concat (192) ─ 1×1 conv ─ BN ─ ReLU ─▶ backbone from stride 8
     cbcr (128, H/16, W/16) ─ BN ─ 2× nearest ┘
 
+That is the `dct_stem="linear"` stem. It is not the paper's UpSampling variant: it adds the 1×1 fusion conv,
+and the backbone's own stride-8 stage is dropped with everything before it. For a backbone whose stride-8
+width is small (EfficientNet-B0: 40 channels, 24 at width 0.5) the single linear 1×1 squeezes 192 coefficient
+channels through that width before any non-linearity; `dct_stem="block"` instead runs an inverted-bottleneck
+block at stride 8 (1×1 to 192, BN-ReLU, depthwise 3×3, BN-ReLU, 1×1 to the entry width, BN-ReLU), which the
+accuracy study (benchmarks/accuracy.py) compares with the linear stem.
+
 A backbone supports the adapter by implementing the *stride-8 entry protocol*:
 - `stride8_channels` (int): channels of the activation at its stride-8 entry point;
 - `forward_from_stride8(x)`: runs the rest of `forward_features` from that activation;
@@ -47,6 +54,25 @@ class DctStem(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
+class DctBlockStem(DctStem):
+    """The linear stem widened into an inverted-bottleneck block at stride 8 (see the module docstring)."""
+
+    def __init__(self, out_channels: int, hidden_channels: int = DCT_Y_CHANNELS + DCT_CBCR_CHANNELS):
+        super().__init__(hidden_channels)
+        self.conv_dw = nn.Conv2d(hidden_channels, hidden_channels, 3, padding=1, groups=hidden_channels, bias=False)
+        self.bn_dw = nn.BatchNorm2d(hidden_channels)
+        self.conv_project = nn.Conv2d(hidden_channels, out_channels, 1, bias=False)
+        self.bn_project = nn.BatchNorm2d(out_channels)
+
+    def forward(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+        x = super().forward(y, cbcr)
+        x = self.act(self.bn_dw(self.conv_dw(x)))
+        return self.act(self.bn_project(self.conv_project(x)))
+
+
+DCT_STEMS = {"linear": DctStem, "block": DctBlockStem}
+
+
 def supports_dct_entry(model: nn.Module) -> bool:
     return all(hasattr(model, a) for a in ("stride8_channels", "forward_from_stride8", "drop_before_stride8"))
 
@@ -54,12 +80,14 @@ def supports_dct_entry(model: nn.Module) -> bool:
 class DctAdapter(JpegNetModel):
     """A backbone entered at stride 8 from DCT coefficients: `model(y, cbcr)`."""
 
-    def __init__(self, backbone: JpegNetModel):
+    def __init__(self, backbone: JpegNetModel, dct_stem: str = "linear"):
         super().__init__()
         if not supports_dct_entry(backbone):
             raise TypeError(f"{type(backbone).__name__} does not implement the stride-8 entry protocol")
+        if dct_stem not in DCT_STEMS:
+            raise ValueError(f"dct_stem must be one of {sorted(DCT_STEMS)}, got {dct_stem!r}")
         backbone.drop_before_stride8()
-        self.stem = DctStem(backbone.stride8_channels)
+        self.stem = DCT_STEMS[dct_stem](backbone.stride8_channels)
         self.backbone = backbone
         self.num_classes = backbone.num_classes
         self.num_features = backbone.num_features
@@ -84,8 +112,8 @@ class DctAdapter(JpegNetModel):
 def register_dct_variant(rgb_name: str) -> None:
     """Register `dct_<rgb_name>`: the registered RGB model `rgb_name` behind the DCT adapter."""
 
-    def builder(num_classes: int = 1000, **kwargs) -> DctAdapter:
-        return DctAdapter(create_model(rgb_name, num_classes=num_classes, **kwargs))
+    def builder(num_classes: int = 1000, dct_stem: str = "linear", **kwargs) -> DctAdapter:
+        return DctAdapter(create_model(rgb_name, num_classes=num_classes, **kwargs), dct_stem=dct_stem)
 
     builder.__name__ = f"dct_{rgb_name}"
     builder.__qualname__ = builder.__name__
@@ -93,4 +121,4 @@ def register_dct_variant(rgb_name: str) -> None:
     register_model(builder)
 
 
-__all__ = ["DctAdapter", "DctStem", "register_dct_variant", "supports_dct_entry"]
+__all__ = ["DCT_STEMS", "DctAdapter", "DctBlockStem", "DctStem", "register_dct_variant", "supports_dct_entry"]
