@@ -339,7 +339,9 @@ static int decode_one(const unsigned char *data, size_t size, const DecodeOption
     res->progressive = (d->cinfo).progressive_mode ? 1 : 0;
     res->arithmetic = (d->cinfo).arith_code ? 1 : 0;
 
-    /* Refuse decompression bombs from the header, before any coefficient memory is allocated. */
+    /* Refuse decompression bombs from the header, before any coefficient memory is allocated. jpeg_read_header
+     * has refused sides above JPEG_MAX_DIMENSION (65500), so the product fits a long long, and every block
+     * count and byte size derived from the image below fits a long / size_t. */
     long long pixels = (long long)(d->cinfo).image_width * (long long)(d->cinfo).image_height;
     if (opt->max_pixels > 0 && pixels > opt->max_pixels) {
         res->error = ERR_TOO_LARGE;
