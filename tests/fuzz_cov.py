@@ -168,7 +168,7 @@ def _resample_target(data: bytes, ctl: _Control) -> None:
         odd = ctl.byte()
         comp = ctl.byte() % 3 if odd % 8 else ctl.pick((3, -1, 2**31 - 1))
         image = ctl.byte() % n_images if odd % 7 else ctl.pick((n_images, -1, 2**62))
-        sizes = (1, 8, 16, 40, 100) if odd % 5 else (0, -5, 2**20, 2**20 + 1, 2**31 - 1)
+        sizes = (1, 8, 16, 40, 100) if odd % 5 else (0, -5, 2**16, 2**16 + 1, 2**31 - 1)
         fx, fy = (ctl.pick((1.0, 0.5, 0.25)), ctl.pick((1.0, 0.5))) if odd % 3 else (_number(ctl, 0.1),
                                                                                      _number(ctl, 0.1))
         planes.append((coefs, quant, image, comp, fx, fy, ctl.pick(sizes), ctl.pick(sizes)))

@@ -41,7 +41,7 @@
 #define MAX_THREADS 64
 /* Argument bounds, far above any JPEG (65535 px a side) and far below where the int / long arithmetic on
  * pixel and block positions (out_blocks * 8, positions converted from double) could overflow. */
-#define MAX_PIXELS_SIDE (1 << 20)      /* plane width / height, stored blocks ×8, window origin and size */
+#define MAX_PIXELS_SIDE (1 << 16)      /* plane width / height, stored blocks ×8: a JPEG side is at most 65500 */
 #define MAX_OUT_BLOCKS (1 << 16)       /* output blocks per side */
 #define MAX_PLANE_SCALE 16.0           /* fx, fy: a plane's pixels per luma pixel */
 
@@ -568,13 +568,16 @@ static int parse_plane(PyObject *item, Py_ssize_t index, PlaneJob *job, Py_ssize
         PyErr_Format(PyExc_ValueError, "image %zd: empty window", image);
         return -1;
     }
-    /* NaN / inf or far-off windows would reach floor() -> long conversions in build_axis (undefined) and size
-     * the operator memory: refused here. */
-    if (!(fabs(job->x) <= MAX_PIXELS_SIDE) || !(fabs(job->y) <= MAX_PIXELS_SIDE) || !(job->w <= MAX_PIXELS_SIDE) ||
-        !(job->h <= MAX_PIXELS_SIDE)) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "image %zd: window (%g, %g, %g, %g) is not finite or beyond %d pixels", image,
-                 win[0], win[1], win[2], win[3], MAX_PIXELS_SIDE);
+    /* NaN / inf windows would reach floor() -> long conversions in build_axis (undefined behaviour), and the
+     * operators' size and build time grow with the window's extent (a band of blocks per output block): a
+     * window lies on its plane, give or take one plane size (the data pipeline's windows lie inside the
+     * image), so the work stays proportional to the plane whatever the caller passes. */
+    const double slack_x = (double)width + BLOCK, slack_y = (double)height + BLOCK;
+    if (!(job->x >= -slack_x) || !(job->y >= -slack_y) || !(job->w <= 2 * slack_x) || !(job->h <= 2 * slack_y) ||
+        !(job->x + job->w <= 2 * slack_x) || !(job->y + job->h <= 2 * slack_y)) {
+        char msg[240];
+        snprintf(msg, sizeof msg, "image %zd: window (%g, %g, %g, %g) is not finite or lies off the %dx%d plane "
+                 "%zd", image, win[0], win[1], win[2], win[3], width, height, index);
         PyErr_SetString(PyExc_ValueError, msg);
         return -1;
     }
