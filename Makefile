@@ -40,7 +40,8 @@ asan: $(STAMP)
 	cd build/asan && $(ASAN_ENV) $(abspath $(PY)) -m tests.fuzz_reader --seconds $${FUZZ_SECONDS:-60}
 
 # Coverage-guided fuzzing (atheris = libFuzzer for Python) of both C extensions built with clang, ASan and
-# UBSan in a scratch copy (build/fuzz; its corpus/ is kept between runs). FUZZ_RUNS inputs (default 1,000,000);
+# UBSan in a scratch copy (build/fuzz; its corpus/ is kept between runs). FUZZ_RUNS inputs (default 1,000,000),
+# or fewer when FUZZ_TIME seconds (default 0: no limit) run out first;
 # libFuzzer's last lines give the inputs run, the coverage (cov: edges, ft: features) and the time. A finding
 # stops the run and is saved as build/fuzz/artifacts/crash-*: keep it in tests/fuzz_regressions/ (make test
 # replays every file there). Needs clang (apt-get install clang) and the `fuzz` extra (atheris).
@@ -58,7 +59,8 @@ fuzz-cov: $(STAMP)
 	  --build-temp build/fuzz-tmp --force
 	cd build/fuzz && $(FUZZ_ENV) $(abspath $(PY)) -m tests.fuzz_cov --write-seeds seeds
 	cd build/fuzz && $(FUZZ_ENV) $(abspath $(PY)) -m tests.fuzz_cov corpus seeds tests/fuzz_regressions \
-	  -runs=$${FUZZ_RUNS:-1000000} -max_len=16384 -artifact_prefix=artifacts/ -print_final_stats=1
+	  -runs=$${FUZZ_RUNS:-1000000} -max_total_time=$${FUZZ_TIME:-0} -max_len=16384 -artifact_prefix=artifacts/ \
+	  -print_final_stats=1
 
 bench: $(STAMP)
 	$(PY) benchmarks/reader.py

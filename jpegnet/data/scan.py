@@ -51,7 +51,9 @@ def list_class_files(folder: str | os.PathLike, extensions=JPEG_EXTENSIONS, *, f
                     try:
                         if e.is_dir():
                             pending.append(e.path)
-                        elif e.name.lower().endswith(exts) and e.is_file():
+                        elif e.name.lower().endswith(exts):
+                            # not only regular files: a FIFO or a dangling link named *.jpg is listed, and the
+                            # reader reports it as unreadable (never blocking on it) instead of it vanishing
                             files.append(e.name)
                     except OSError:
                         continue
