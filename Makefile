@@ -36,6 +36,7 @@ asan: $(STAMP)
 	JPEGNET_ASAN=1 $(PY) setup.py -q build_ext --build-lib build/asan --build-temp build/asan-tmp --force
 	cd build/asan && $(ASAN_ENV) $(abspath $(PY)) -m pytest -q -p no:cacheprovider tests/test_reader.py tests/test_fuzz.py \
 	  tests/test_reader_hardening.py tests/test_fuzz_regressions.py tests/test_resample_kernel.py \
+	  tests/test_resample_hardening.py \
 	  -k "not jpeglib and not resident_memory"  # jpeglib dlopens its libjpeg in a way ASan refuses; ASan quarantine grows RSS
 	cd build/asan && $(ASAN_ENV) $(abspath $(PY)) -m tests.fuzz_reader --seconds $${FUZZ_SECONDS:-60}
 
