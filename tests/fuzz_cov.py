@@ -21,7 +21,6 @@ to tests/fuzz_regressions/ and is replayed by tests/test_fuzz_regressions.py in 
 from __future__ import annotations
 
 import math
-import struct
 import sys
 import warnings
 from pathlib import Path
