@@ -139,12 +139,11 @@ def _check_crop(crop, where) -> tuple[int, int, int, int] | None:
     return values
 
 
-def _is_crop_list(crop) -> bool:
+def _is_crop_list(crop: list) -> bool:
     """A batch's crop argument is one crop per item (each None or a sequence) or one crop for every item (four
     numbers): told apart by the elements' kind, not their type, so four floats are a (refused) shared crop."""
-    items = list(crop)
-    return bool(items) and all(c is None or (hasattr(c, "__len__") and not isinstance(c, (str, bytes)))
-                               for c in items)
+    return bool(crop) and all(c is None or (hasattr(c, "__len__") and not isinstance(c, (str, bytes)))
+                              for c in crop)
 
 
 def _check_limit(value, name: str) -> int:
@@ -215,8 +214,8 @@ def read_coefficients_batch(srcs: Iterable[Source], *, threads: int | None = Non
     shared, per_item = None, None
     refused: dict[int, JpegError] = {}  # items whose crop is refused before C: an error in their place
     if crop is not None:
-        if _is_crop_list(crop):
-            crop_list = list(crop)
+        crop_list = list(crop)  # once: a generator of crops is consumed by reading it
+        if _is_crop_list(crop_list):
             if len(crop_list) != len(items):
                 raise ValueError(f"got {len(crop_list)} crops for {len(items)} items")
             per_item = []
@@ -232,7 +231,7 @@ def read_coefficients_batch(srcs: Iterable[Source], *, threads: int | None = Non
                     items[i], flags[i] = b"", 0
                 flags = bytes(flags)
         else:
-            shared = _check_crop(crop, "crop")
+            shared = _check_crop(crop_list, "crop")
     raw = _reader.decode_batch(items, flags, _check_threads(threads), strict, _check_max_pixels(max_pixels),
                                shared, per_item, hflip, False, wheres, _check_limit(max_bytes, "max_bytes"))
     for i, e in refused.items():
