@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv rebuild fuzz asan bench clean
+.PHONY: demo test venv rebuild fuzz fuzz-cov asan bench clean
 
 # Create the venv and install jpegnet editable with its test dependencies. Re-run when the
 # project metadata or the C source changes.
@@ -27,15 +27,41 @@ fuzz: $(STAMP)
 
 # Address-sanitizer build of the reader in a scratch copy (build/asan), so the working tree's extension is
 # untouched; then the reader tests and a fuzz burst (FUZZ_SECONDS, default 60) under it.
+SHARED_DATA ?= $(abspath ../shared/data)
 ASAN_ENV = ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$(gcc -print-file-name=libasan.so) PYTHONPATH=. \
-	JPEGNET_SHARED_DATA=$(abspath ../shared/data)
+	JPEGNET_SHARED_DATA=$(SHARED_DATA)
 asan: $(STAMP)
 	rm -rf build/asan && mkdir -p build/asan && cp -r jpegnet tests build/asan/
 	rm -f build/asan/jpegnet/codec/*.so
 	JPEGNET_ASAN=1 $(PY) setup.py -q build_ext --build-lib build/asan --build-temp build/asan-tmp --force
-	cd build/asan && $(ASAN_ENV) ../../$(PY) -m pytest -q -p no:cacheprovider tests/test_reader.py tests/test_fuzz.py \
+	cd build/asan && $(ASAN_ENV) $(abspath $(PY)) -m pytest -q -p no:cacheprovider tests/test_reader.py tests/test_fuzz.py \
+	  tests/test_reader_hardening.py tests/test_fuzz_regressions.py tests/test_resample_kernel.py \
+	  tests/test_resample_hardening.py \
 	  -k "not jpeglib and not resident_memory"  # jpeglib dlopens its libjpeg in a way ASan refuses; ASan quarantine grows RSS
-	cd build/asan && $(ASAN_ENV) ../../$(PY) -m tests.fuzz_reader --seconds $${FUZZ_SECONDS:-60}
+	cd build/asan && $(ASAN_ENV) $(abspath $(PY)) -m tests.fuzz_reader --seconds $${FUZZ_SECONDS:-60}
+
+# Coverage-guided fuzzing (atheris = libFuzzer for Python) of both C extensions built with clang, ASan and
+# UBSan in a scratch copy (build/fuzz; its corpus/ is kept between runs). FUZZ_RUNS inputs (default 1,000,000),
+# or fewer when FUZZ_TIME seconds (default 0: no limit) run out first;
+# libFuzzer's last lines give the inputs run, the coverage (cov: edges, ft: features) and the time. A finding
+# stops the run and is saved as build/fuzz/artifacts/crash-*: keep it in tests/fuzz_regressions/ (make test
+# replays every file there). Needs clang (apt-get install clang) and the `fuzz` extra (atheris).
+FUZZ_ENV = ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	LD_PRELOAD=$$($(abspath $(PY)) -c 'import atheris; print(atheris.path())')/asan_with_fuzzer.so PYTHONPATH=. \
+	JPEGNET_SHARED_DATA=$(SHARED_DATA)
+fuzz-cov: $(STAMP)
+	@command -v clang >/dev/null || { echo "fuzz-cov needs clang: apt-get install clang"; exit 1; }
+	$(PY) -c 'import atheris' 2>/dev/null || $(PY) -m pip install -q -e '.[fuzz]'
+	rm -rf build/fuzz/jpegnet build/fuzz/tests build/fuzz/seeds build/fuzz/artifacts
+	mkdir -p build/fuzz/corpus build/fuzz/artifacts && cp -r jpegnet tests build/fuzz/
+	rm -f build/fuzz/jpegnet/*/*.so
+	CC=clang LDSHARED="clang -shared" JPEGNET_FUZZ=1 $(PY) setup.py -q build_ext --build-lib build/fuzz \
+	  --build-temp build/fuzz-tmp --force
+	cd build/fuzz && $(FUZZ_ENV) $(abspath $(PY)) -m tests.fuzz_cov --write-seeds seeds
+	cd build/fuzz && $(FUZZ_ENV) $(abspath $(PY)) -m tests.fuzz_cov corpus seeds tests/fuzz_regressions \
+	  -runs=$${FUZZ_RUNS:-1000000} -max_total_time=$${FUZZ_TIME:-0} -max_len=16384 -artifact_prefix=artifacts/ \
+	  -print_final_stats=1
 
 bench: $(STAMP)
 	$(PY) benchmarks/reader.py

@@ -13,6 +13,13 @@ if os.environ.get("JPEGNET_ASAN"):
     # Address-sanitizer build (make asan): catch out-of-bounds access in the C code.
     sanitize_args = ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"]
     extra_link_args += ["-fsanitize=address"]
+if os.environ.get("JPEGNET_FUZZ"):
+    # Coverage-guided fuzzing build (make fuzz-cov, with CC=clang): libFuzzer's coverage counters and
+    # comparison tracing without its main (atheris brings libFuzzer), plus ASan and UBSan. Undefined behaviour
+    # aborts (no recovery), so libFuzzer records the input as a crash.
+    sanitize_args = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined,fuzzer-no-link",
+                     "-fno-sanitize-recover=undefined"]
+    extra_link_args += ["-fsanitize=address,undefined,fuzzer-no-link"]
 extra_compile_args = ["-O2", "-std=c11", *warnings, *sanitize_args]
 
 setup(

@@ -22,6 +22,8 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import JpegnetError
+
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
@@ -211,9 +213,11 @@ def add_profile_parser(sub) -> None:
 
 def cmd_profile(args) -> int:
     from .engine import profile_model
+    from .engine.checkpoint import check_model_kwargs
     from .models import create_model
 
-    model = create_model(args.name, num_classes=args.num_classes, **args.model_kwargs)
+    model = create_model(args.name, num_classes=args.num_classes,
+                         **check_model_kwargs(args.model_kwargs, "--model-kwargs"))
     size = args.size or model.input_config.input_size
     result = profile_model(model, size)
     print(f"{args.name}: {model.input_config.representation} input {result['input']} (batch 1)")
@@ -373,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jpegnet: error: {_one_line(exc) if str(exc) else 'out of memory; lower --batch-size'}",
               file=sys.stderr)
         return EXIT_ERROR
-    except (ValueError, TypeError, OSError, KeyError, RuntimeError, ImportError) as exc:
+    except (JpegnetError, ValueError, TypeError, OSError, KeyError, RuntimeError, ImportError) as exc:
         # Typed errors of jpegnet (EngineError subclasses, UnknownModelError, JpegError) and the library's
         # argument checks: the message is the whole story, a traceback would only hide it.
         if os.environ.get("JPEGNET_DEBUG"):

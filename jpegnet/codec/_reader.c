@@ -14,6 +14,8 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -22,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
@@ -83,6 +87,7 @@ typedef struct {
     long crop_x, crop_y, crop_w, crop_h;
     int hflip;
     int header_only;          /* stop after the header: geometry, no coefficients */
+    long long max_bytes;      /* paths: refuse files larger than this; <= 0: no limit */
 } DecodeOptions;
 
 typedef enum { ERR_NONE = 0, ERR_JPEG, ERR_TOO_LARGE, ERR_BAD_CROP, ERR_NO_MEMORY, ERR_IO } ErrorKind;
@@ -104,6 +109,7 @@ typedef struct {
     uint16_t quant[MAX_PLANES][DCTSIZE2];
     int num_warnings;
     char warning[ERR_LEN];
+    int ran_out;                  /* the source reached the end of the data it was given (not a crop's stop) */
 } DecodeResult;
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -192,7 +198,11 @@ static void on_progress(j_common_ptr common) {
 static boolean source_fill(j_decompress_ptr cinfo) {
     MemorySource *src = (MemorySource *)cinfo->src;
     if (src->stopped || src->pos >= src->size) {
-        if (!src->stopped) WARNMS(cinfo, JWRN_JPEG_EOF); /* truncated file, as jpeg_mem_src reports it */
+        if (!src->stopped) {
+            /* A header read from a file's prefix asks for the rest of the file only in this case. */
+            ((ErrorManager *)cinfo->err)->result->ran_out = 1;
+            WARNMS(cinfo, JWRN_JPEG_EOF); /* truncated file, as jpeg_mem_src reports it */
+        }
         src->pub.next_input_byte = fake_eoi;
         src->pub.bytes_in_buffer = 2;
         return TRUE;
@@ -329,7 +339,9 @@ static int decode_one(const unsigned char *data, size_t size, const DecodeOption
     res->progressive = (d->cinfo).progressive_mode ? 1 : 0;
     res->arithmetic = (d->cinfo).arith_code ? 1 : 0;
 
-    /* Refuse decompression bombs from the header, before any coefficient memory is allocated. */
+    /* Refuse decompression bombs from the header, before any coefficient memory is allocated. jpeg_read_header
+     * has refused sides above JPEG_MAX_DIMENSION (65500), so the product fits a long long, and every block
+     * count and byte size derived from the image below fits a long / size_t. */
     long long pixels = (long long)(d->cinfo).image_width * (long long)(d->cinfo).image_height;
     if (opt->max_pixels > 0 && pixels > opt->max_pixels) {
         res->error = ERR_TOO_LARGE;
@@ -366,8 +378,13 @@ static int decode_one(const unsigned char *data, size_t size, const DecodeOption
     long x0 = 0, y0 = 0, w = (long)(d->cinfo).image_width, h = (long)(d->cinfo).image_height;
     if (opt->crop) {
         x0 = opt->crop_x; y0 = opt->crop_y; w = opt->crop_w; h = opt->crop_h;
-        if (x0 < 0 || y0 < 0 || w <= 0 || h <= 0 || x0 + w > (long)(d->cinfo).image_width ||
-            y0 + h > (long)(d->cinfo).image_height) {
+        /* Never form x0 + w from caller values (it wraps for x0 near LONG_MAX, and the block offsets below
+         * wrapped with it: a heap read far past the plane). An origin past the image is refused first, so
+         * `image_width - x0` is positive and the size is compared with what is left of the image. Once these
+         * pass, every value is at most the image size (< 2^16, JPEG_MAX_DIMENSION) and nothing below overflows. */
+        const long image_w = (long)(d->cinfo).image_width, image_h = (long)(d->cinfo).image_height;
+        if (x0 < 0 || y0 < 0 || w <= 0 || h <= 0 || x0 >= image_w || y0 >= image_h || w > image_w - x0 ||
+            h > image_h - y0) {
             res->error = ERR_BAD_CROP;
             snprintf(res->message, ERR_LEN, "crop (x=%ld, y=%ld, w=%ld, h=%ld) is outside the %ux%u image",
                      x0, y0, w, h, (d->cinfo).image_width, (d->cinfo).image_height);
@@ -423,6 +440,13 @@ static int decode_one(const unsigned char *data, size_t size, const DecodeOption
         long bh = ((h * comp->v_samp_factor + max_v - 1) / max_v + DCTSIZE - 1) / DCTSIZE;
         if (bx0 + bw > (long)comp->width_in_blocks) bw = (long)comp->width_in_blocks - bx0;
         if (by0 + bh > (long)comp->height_in_blocks) bh = (long)comp->height_in_blocks - by0;
+        if (bw <= 0 || bh <= 0 || bx0 < 0 || by0 < 0) { /* cannot happen after the crop check: never copy then */
+            res->error = ERR_BAD_CROP;
+            snprintf(res->message, ERR_LEN, "crop covers no block of component %d", c);
+            jpeg_destroy_decompress(&(d->cinfo));
+            free(d);
+            return -1;
+        }
         res->blocks_w[c] = (int)bw;
         res->blocks_h[c] = (int)bh;
 
@@ -633,6 +657,7 @@ static PyObject *py_decode(PyObject *self, PyObject *args) {
 typedef struct {
     Py_buffer view;     /* for in-memory items */
     int is_path;
+    int bad_path;       /* the path holds a NUL byte: reported as an error, never truncated and opened */
     const char *path;   /* borrowed from a bytes object kept alive by the caller */
     DecodeOptions opt;  /* per item: crops may differ */
     DecodeResult res;
@@ -649,62 +674,111 @@ typedef struct {
     Py_ssize_t finished;
 } BatchJob;
 
+static void path_error(DecodeResult *res, ErrorKind kind, const char *what, const char *detail) {
+    memset(res, 0, sizeof(*res));
+    res->error = kind;
+    snprintf(res->message, ERR_LEN, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+}
+
+/* read() until `want` bytes or the end of the file; EINTR retried. Returns the bytes read, or -1 (errno). */
+static long long read_upto(int fd, unsigned char *buf, size_t want) {
+    size_t got = 0;
+    while (got < want) {
+        size_t chunk = want - got > (1u << 30) ? (1u << 30) : want - got;
+        ssize_t n = read(fd, buf + got, chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        if (n == 0) break;
+        got += (size_t)n;
+    }
+    return (long long)got;
+}
+
+static const char *file_type_name(mode_t mode) {
+    return S_ISDIR(mode) ? "a directory" : S_ISFIFO(mode) ? "a FIFO" : S_ISCHR(mode) ? "a character device"
+         : S_ISBLK(mode) ? "a block device" : S_ISSOCK(mode) ? "a socket" : "not a regular file";
+}
+
+/* Read a file and decode it. Only regular files are read: the file is opened without blocking (a FIFO with no
+ * writer would block open() and read() forever) and fstat'ed before any read, so a FIFO, a device such as
+ * /dev/zero (endless data), a directory or a socket is refused. At most opt->max_bytes are read. A header read
+ * takes the first HEADER_PREFIX bytes and reads on only when the header parse ran out of them. */
 static void decode_path(const char *path, const DecodeOptions *opt, DecodeResult *res) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        memset(res, 0, sizeof(*res));
-        res->error = ERR_IO;
-        snprintf(res->message, ERR_LEN, "cannot open file: %s", strerror(errno));
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        path_error(res, ERR_IO, "cannot read file", strerror(errno));
         return;
     }
-    unsigned char *data = NULL;
-    size_t size = 0, cap = 0;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long end = ftell(f);
-        if (end > 0) cap = (size_t)end;
-        fseek(f, 0, SEEK_SET);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        path_error(res, ERR_IO, "cannot stat file", strerror(errno));
+        close(fd);
+        return;
     }
-    if (cap == 0) cap = 1 << 16;
-    /* A header usually sits in the first 64 KiB: read only that, and all of it only if the parse needs more. */
-    size_t whole = cap;
-    int prefix = opt->header_only && cap > HEADER_PREFIX;
-    if (prefix) cap = HEADER_PREFIX;
-    data = (unsigned char *)malloc(cap);
-    while (data != NULL) {
-        size_t got = fread(data + size, 1, cap - size, f);
-        size += got;
-        if (size < cap || prefix) break;
-        unsigned char *bigger = (unsigned char *)realloc(data, cap * 2);
-        if (bigger == NULL) { free(data); data = NULL; break; }
-        data = bigger;
-        cap *= 2;
+    if (!S_ISREG(st.st_mode)) {
+        path_error(res, ERR_IO, "cannot read file: not a regular file", file_type_name(st.st_mode));
+        close(fd);
+        return;
     }
-    int read_error = ferror(f);
-    if (prefix && !read_error && data != NULL) {
+    /* O_NONBLOCK has no effect on a regular file's reads; clear it anyway so nothing depends on that. */
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    unsigned long long file_size = st.st_size > 0 ? (unsigned long long)st.st_size : 0;
+    unsigned long long limit = opt->max_bytes > 0 ? (unsigned long long)opt->max_bytes : ULLONG_MAX;
+    if (limit > (unsigned long long)SSIZE_MAX) limit = (unsigned long long)SSIZE_MAX;
+    int prefix = opt->header_only && file_size > HEADER_PREFIX;
+    if (!prefix && file_size > limit) {
+        close(fd);
+        memset(res, 0, sizeof(*res));
+        res->error = ERR_TOO_LARGE;
+        snprintf(res->message, ERR_LEN, "file is %llu bytes, above max_bytes=%lld", file_size, opt->max_bytes);
+        return;
+    }
+    size_t want = prefix ? HEADER_PREFIX : (size_t)file_size;
+    unsigned char *data = (unsigned char *)malloc(want + 1);
+    if (data == NULL) {
+        close(fd);
+        path_error(res, ERR_NO_MEMORY, "out of memory reading file", NULL);
+        return;
+    }
+    long long got = read_upto(fd, data, want);
+    if (got >= 0 && prefix) {
         DecodeOptions strict_header = *opt;
         strict_header.strict = 1; /* running out of the prefix must not pass as a good header */
-        if (decode_one(data, size, &strict_header, res) == 0) {
-            fclose(f);
+        if (decode_one(data, (size_t)got, &strict_header, res) == 0 || !res->ran_out || (size_t)got < want) {
+            /* a header, or an error that more data would not cure (e.g. "Not a JPEG file") */
+            close(fd);
             free(data);
             return;
         }
-        unsigned char *bigger = (unsigned char *)realloc(data, whole);
-        if (bigger == NULL) { free(data); data = NULL; }
-        else {
-            data = bigger;
-            size += fread(data + size, 1, whole - size, f);
-            read_error = ferror(f);
+        if (file_size > limit) {
+            close(fd);
+            free(data);
+            memset(res, 0, sizeof(*res));
+            res->error = ERR_TOO_LARGE;
+            snprintf(res->message, ERR_LEN, "the header runs past the first %d bytes and the file is %llu "
+                     "bytes, above max_bytes=%lld", HEADER_PREFIX, file_size, opt->max_bytes);
+            return;
         }
+        unsigned char *bigger = (unsigned char *)realloc(data, (size_t)file_size + 1);
+        if (bigger == NULL) {
+            close(fd);
+            free(data);
+            path_error(res, ERR_NO_MEMORY, "out of memory reading file", NULL);
+            return;
+        }
+        data = bigger;
+        long long more = read_upto(fd, data + got, (size_t)file_size - (size_t)got);
+        got = more < 0 ? -1 : got + more;
     }
-    fclose(f);
-    if (data == NULL || read_error) {
+    int read_errno = errno;
+    close(fd);
+    if (got < 0) {
         free(data);
-        memset(res, 0, sizeof(*res));
-        res->error = data == NULL ? ERR_NO_MEMORY : ERR_IO;
-        snprintf(res->message, ERR_LEN, data == NULL ? "out of memory reading file" : "read error");
+        path_error(res, ERR_IO, "read error", strerror(read_errno));
         return;
     }
-    decode_one(data, size, opt, res);
+    decode_one(data, (size_t)got, opt, res);
     free(data);
 }
 
@@ -714,7 +788,9 @@ static void *batch_worker(void *arg) {
         Py_ssize_t i = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
         if (i >= job->count) break;
         BatchItem *it = &job->items[i];
-        if (it->is_path)
+        if (it->bad_path)
+            path_error(&it->res, ERR_IO, "cannot read file", "the path contains a NUL byte");
+        else if (it->is_path)
             decode_path(it->path, &it->opt, &it->res);
         else
             decode_one((const unsigned char *)it->view.buf, (size_t)it->view.len, &it->opt, &it->res);
@@ -734,13 +810,14 @@ static void *batch_worker(void *arg) {
 static PyObject *py_decode_batch(PyObject *self, PyObject *args) {
     PyObject *seq, *crop, *crops, *wheres, *path_flags;
     int threads, strict, hflip, header_only;
-    long long max_pixels;
-    if (!PyArg_ParseTuple(args, "OOipLOOppO", &seq, &path_flags, &threads, &strict, &max_pixels, &crop, &crops,
-                          &hflip, &header_only, &wheres))
+    long long max_pixels, max_bytes = 0;
+    if (!PyArg_ParseTuple(args, "OOipLOOppO|L", &seq, &path_flags, &threads, &strict, &max_pixels, &crop, &crops,
+                          &hflip, &header_only, &wheres, &max_bytes))
         return NULL;
     DecodeOptions opt;
     if (parse_options(crop, strict, max_pixels, hflip, &opt) < 0) return NULL;
     opt.header_only = header_only;
+    opt.max_bytes = max_bytes;
     PyObject *fast = PySequence_Fast(seq, "items must be a sequence");
     if (!fast) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
@@ -772,11 +849,13 @@ static PyObject *py_decode_batch(PyObject *self, PyObject *args) {
             Py_XDECREF(c);
             if (rc < 0) break;
             it->opt.header_only = header_only;
+            it->opt.max_bytes = max_bytes;
         }
         if (((const char *)PyBytes_AS_STRING(path_flags))[acquired]) {
             it->is_path = 1;
             it->path = PyBytes_AsString(obj);
             if (!it->path) break;
+            it->bad_path = strlen(it->path) != (size_t)PyBytes_GET_SIZE(obj);
         } else if (PyObject_GetBuffer(obj, &it->view, PyBUF_SIMPLE) < 0) {
             break;
         }

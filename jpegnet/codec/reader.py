@@ -5,6 +5,7 @@ All decoding happens in `_reader` (C, GIL released). This module only turns its 
 """
 from __future__ import annotations
 
+import operator
 import os
 import warnings
 from typing import Iterable, Sequence, Union
@@ -18,6 +19,15 @@ _reader.set_error_classes(JpegError, JpegWarning)
 
 #: Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS): images above it are refused from the header.
 DEFAULT_MAX_PIXELS = 89_478_485
+
+#: Files larger than this are refused before they are read (paths only; bytes are already in memory). The
+#: largest ImageNet original is ~15 MB; a JPEG at the max_pixels limit is rarely above 100 MB.
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+
+# Limits above what any JPEG can reach (65535 x 65535 pixels) mean "no limit": clamped so that C's 64-bit
+# integers never overflow.
+_NO_LIMIT = 2**62
+_INT64 = 2**63
 
 Source = Union[bytes, bytearray, memoryview, str, os.PathLike]
 
@@ -113,22 +123,44 @@ def _to_coefficients(raw: tuple) -> JpegCoefficients:
                             bool(arithmetic), (image_w, image_h)), warning
 
 
-def _check_crop(crop) -> tuple[int, int, int, int] | None:
+def _check_crop(crop, where) -> tuple[int, int, int, int] | None:
+    """(x, y, width, height) as Python ints. Floats and strings are refused, not rounded (0.9 is not 0)."""
     if crop is None:
         return None
     try:
-        x, y, w, h = (int(v) for v in crop)
-    except (TypeError, ValueError):
-        raise TypeError(f"crop must be (x, y, width, height) in pixels, got {crop!r}") from None
-    return (x, y, w, h)
+        values = tuple(operator.index(v) for v in crop)
+    except TypeError:
+        raise TypeError(f"crop must be (x, y, width, height), four integers in pixels, got {crop!r}") from None
+    if len(values) != 4:
+        raise TypeError(f"crop must be (x, y, width, height), four integers in pixels, got {crop!r}")
+    if any(not -_INT64 <= v < _INT64 for v in values):
+        # Beyond 64 bits: outside every image. The C side checks everything within 64 bits itself.
+        raise JpegError(f"crop {values!r} is outside the image", where, "bad_crop")
+    return values
+
+
+def _is_crop_list(crop: list) -> bool:
+    """A batch's crop argument is one crop per item (each None or a sequence) or one crop for every item (four
+    numbers): told apart by the elements' kind, not their type, so four floats are a (refused) shared crop."""
+    return bool(crop) and all(c is None or (hasattr(c, "__len__") and not isinstance(c, (str, bytes)))
+                              for c in crop)
+
+
+def _check_limit(value, name: str) -> int:
+    """A positive integer limit (max_pixels, max_bytes), or None for no limit (0 for C)."""
+    if value is None:
+        return 0
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a positive integer or None, got {value!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive or None, got {value!r}")
+    return min(value, _NO_LIMIT)
 
 
 def _check_max_pixels(max_pixels) -> int:
-    if max_pixels is None:
-        return 0
-    if int(max_pixels) <= 0:
-        raise ValueError(f"max_pixels must be positive or None, got {max_pixels!r}")
-    return int(max_pixels)
+    return _check_limit(max_pixels, "max_pixels")
 
 
 def _warn(warning: str | None, where) -> None:
@@ -137,7 +169,8 @@ def _warn(warning: str | None, where) -> None:
 
 
 def read_coefficients(src: Source, *, strict: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                      crop: tuple[int, int, int, int] | None = None, hflip: bool = False) -> JpegCoefficients:
+                      crop: tuple[int, int, int, int] | None = None, hflip: bool = False,
+                      max_bytes: int | None = DEFAULT_MAX_BYTES) -> JpegCoefficients:
     """Read a JPEG's quantized DCT coefficients (entropy decoding only).
 
     src: the file's bytes (bytes, bytearray, memoryview) or its path (str, os.PathLike).
@@ -152,19 +185,23 @@ def read_coefficients(src: Source, *, strict: bool = True, max_pixels: int | Non
     hflip: mirror horizontally in the DCT domain (block columns reversed, odd horizontal frequencies
         negated). A partial MCU column on the right is trimmed first (as `jpegtran -flip horizontal -trim`),
         so the result is exactly the mirror of the (trimmed) image.
-    Raises JpegError for anything that cannot be read.
+    max_bytes: a path to a larger file is refused (kind 'too_large') before it is read (None: no limit).
+        Only regular files are read: a FIFO, a device or a directory is refused (kind 'io') without blocking.
+    Raises JpegError for anything that cannot be read; TypeError / ValueError for bad arguments.
     """
-    crop = _check_crop(crop)
+    where = _where(src)
+    crop = _check_crop(crop, where)
     limit = _check_max_pixels(max_pixels)
-    data, where = _load(src)
-    coefs, warning = _to_coefficients(_reader.decode(data, strict, limit, crop, hflip, where))
+    byte_limit = _check_limit(max_bytes, "max_bytes")
+    raw = _decode_one(src, where, strict, limit, crop, hflip, False, byte_limit)
+    coefs, warning = _to_coefficients(raw)
     _warn(warning, where)
     return coefs
 
 
 def read_coefficients_batch(srcs: Iterable[Source], *, threads: int | None = None, on_error: str = "raise",
                             strict: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                            crop=None, hflip: bool = False) -> list:
+                            crop=None, hflip: bool = False, max_bytes: int | None = DEFAULT_MAX_BYTES) -> list:
     """Read many JPEGs on a pool of C threads (the GIL is released for the whole batch).
 
     Results come in input order. Paths are read inside the worker threads. threads=None uses every core
@@ -175,30 +212,50 @@ def read_coefficients_batch(srcs: Iterable[Source], *, threads: int | None = Non
     """
     items, flags, wheres = _batch_items(srcs)
     shared, per_item = None, None
+    refused: dict[int, JpegError] = {}  # items whose crop is refused before C: an error in their place
     if crop is not None:
-        crop_list = list(crop)
-        if crop_list and all(c is None or not isinstance(c, (int, np.integer)) for c in crop_list):
+        crop_list = list(crop)  # once: a generator of crops is consumed by reading it
+        if _is_crop_list(crop_list):
             if len(crop_list) != len(items):
                 raise ValueError(f"got {len(crop_list)} crops for {len(items)} items")
-            per_item = [_check_crop(c) for c in crop_list]
+            per_item = []
+            for i, (c, where) in enumerate(zip(crop_list, wheres)):
+                try:
+                    per_item.append(_check_crop(c, where))
+                except JpegError as e:
+                    refused[i] = e
+                    per_item.append(None)
+            if refused:
+                flags = bytearray(flags)
+                for i in refused:  # nothing to decode for these
+                    items[i], flags[i] = b"", 0
+                flags = bytes(flags)
         else:
-            shared = _check_crop(crop)
+            shared = _check_crop(crop_list, "crop")
     raw = _reader.decode_batch(items, flags, _check_threads(threads), strict, _check_max_pixels(max_pixels),
-                               shared, per_item, hflip, False, wheres)
+                               shared, per_item, hflip, False, wheres, _check_limit(max_bytes, "max_bytes"))
+    for i, e in refused.items():
+        raw[i] = e
     return _batch_results(raw, wheres, on_error, _to_coefficients)
 
 
-def read_header(src: Source) -> JpegHeader:
-    """The geometry of a JPEG from its header alone (no entropy decoding); JpegError if it has none."""
-    data, where = _load(src)
-    header, _ = _to_header(_reader.decode(data, True, 0, None, False, where, True))
+def read_header(src: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES) -> JpegHeader:
+    """The geometry of a JPEG from its header alone (no entropy decoding); JpegError if it has none.
+
+    A path is read only as far as its header: its first 64 KiB, and the rest (up to max_bytes) only when the
+    header runs past them."""
+    where = _where(src)
+    raw = _decode_one(src, where, True, 0, None, False, True, _check_limit(max_bytes, "max_bytes"))
+    header, _ = _to_header(raw)
     return header
 
 
-def read_headers_batch(srcs: Iterable[Source], *, threads: int | None = None, on_error: str = "raise") -> list:
+def read_headers_batch(srcs: Iterable[Source], *, threads: int | None = None, on_error: str = "raise",
+                       max_bytes: int | None = DEFAULT_MAX_BYTES) -> list:
     """`read_header` for many inputs on C threads; a path is read only as far as its header (64 KiB first)."""
     items, flags, wheres = _batch_items(srcs)
-    raw = _reader.decode_batch(items, flags, _check_threads(threads), True, 0, None, None, False, True, wheres)
+    raw = _reader.decode_batch(items, flags, _check_threads(threads), True, 0, None, None, False, True, wheres,
+                               _check_limit(max_bytes, "max_bytes"))
     return _batch_results(raw, wheres, on_error, _to_header)
 
 
@@ -206,17 +263,30 @@ def _to_header(raw: tuple):
     return JpegHeader(*raw), None
 
 
-def _load(src: Source):
+def _where(src) -> str:
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return src, "<bytes>"
+        return "<bytes>"
     if isinstance(src, (str, os.PathLike)):
-        where = os.fspath(src)
-        try:
-            with open(src, "rb") as f:
-                return f.read(), where
-        except OSError as e:
-            raise JpegError(f"cannot read file: {e.strerror or e}", where, "io") from e
+        return os.fsdecode(os.fspath(src))
     raise TypeError(f"src must be bytes-like or a path, got {type(src).__name__}")
+
+
+def _check_buffer(src, where):
+    if isinstance(src, memoryview) and not src.c_contiguous:
+        raise ValueError(f"{where}: a memoryview source must be C-contiguous (pass bytes(view) to copy it)")
+    return src
+
+
+def _decode_one(src, where, strict, limit, crop, hflip, header_only, max_bytes) -> tuple:
+    """One input through C. A path goes through the batch call with one item, so that the file is opened and
+    read by the same C code as in a batch (regular files only, max_bytes, header prefix)."""
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return _reader.decode(_check_buffer(src, where), strict, limit, crop, hflip, where, header_only)
+    (raw,) = _reader.decode_batch([os.fsencode(src)], b"\x01", 1, strict, limit, crop, None, hflip, header_only,
+                                  [where], max_bytes)
+    if isinstance(raw, JpegError):
+        raise raw
+    return raw
 
 
 def _batch_items(srcs):
@@ -226,7 +296,7 @@ def _batch_items(srcs):
     wheres: list = []
     for i, src in enumerate(srcs):
         if isinstance(src, (bytes, bytearray, memoryview)):
-            items.append(src)
+            items.append(_check_buffer(src, f"item {i}"))
             flags.append(0)
             wheres.append(f"item {i}")
         elif isinstance(src, (str, os.PathLike)):
@@ -241,9 +311,13 @@ def _batch_items(srcs):
 def _check_threads(threads) -> int:
     if threads is None:
         return default_threads()
-    if int(threads) < 1:
+    try:
+        threads = operator.index(threads)
+    except TypeError:
+        raise TypeError(f"threads must be an integer or None, got {threads!r}") from None
+    if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads!r}")
-    return int(threads)
+    return min(threads, 256)  # the C pool's own cap
 
 
 def _batch_results(raw, wheres, on_error, convert) -> list:

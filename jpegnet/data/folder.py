@@ -15,10 +15,9 @@ import torch
 
 from ..codec import DEFAULT_MAX_PIXELS
 from .augment import center_crop_windows, random_resized_crop_windows
+from .scan import JPEG_EXTENSIONS, scan_image_folder
 
 logger = logging.getLogger("jpegnet.data")
-
-JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -72,17 +71,11 @@ class JpegFolder(torch.utils.data.Dataset):
         self._configure(representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
                         seed, strict, max_pixels)
         exts = tuple(e.lower() for e in extensions)
-        self.classes = sorted(e.name for e in os.scandir(self.root) if e.is_dir())
+        # Hidden entries skipped, each real directory visited once: the same scan as the engine's folder check.
+        self.classes, self.samples = scan_image_folder(self.root, exts)
         if not self.classes:
             raise FileNotFoundError(f"no class subfolders in {self.root} (expected root/<class>/<image>)")
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-        self.samples: list[tuple[str, int]] = []
-        for c in self.classes:
-            folder = os.path.join(self.root, c)
-            for dirpath, _, files in sorted(os.walk(folder, followlinks=True)):
-                for f in sorted(files):
-                    if f.lower().endswith(exts):
-                        self.samples.append((os.path.join(dirpath, f), self.class_to_idx[c]))
         if not self.samples:
             raise FileNotFoundError(f"no JPEG files ({', '.join(exts)}) under {self.root}")
         self.targets = [t for _, t in self.samples]

@@ -39,6 +39,11 @@
 
 #define BLOCK 8
 #define MAX_THREADS 64
+/* Argument bounds, far above any JPEG (65535 px a side) and far below where the int / long arithmetic on
+ * pixel and block positions (out_blocks * 8, positions converted from double) could overflow. */
+#define MAX_PIXELS_SIDE (1 << 16)      /* plane width / height, stored blocks ×8: a JPEG side is at most 65500 */
+#define MAX_OUT_BLOCKS (1 << 16)       /* output blocks per side */
+#define MAX_PLANE_SCALE 16.0           /* fx, fy: a plane's pixels per luma pixel */
 
 typedef float v8f __attribute__((vector_size(32)));
 /* the same vector for loads / stores at any 4-byte alignment (output slots, user arrays) */
@@ -114,7 +119,7 @@ static inline long floor_div(long a, long b) { return a >= 0 ? a / b : -((-a + b
 static int frequencies_kept(double ratio, double margin) {
     if (margin < 0) return BLOCK;   /* k_margin None: the exact composition */
     double k = ceil(BLOCK * ratio * margin);
-    if (k > BLOCK) k = BLOCK;
+    if (!(k < BLOCK)) k = BLOCK;    /* also NaN (0 · inf): never converted to int */
     if (k < 1) k = 1;
     return (int)k;
 }
@@ -522,13 +527,21 @@ static int parse_plane(PyObject *item, Py_ssize_t index, PlaneJob *job, Py_ssize
                      "blocks", index);
         return -1;
     }
+    if (PyArray_DIM(coefs, 0) > MAX_PIXELS_SIDE / BLOCK || PyArray_DIM(coefs, 1) > MAX_PIXELS_SIDE / BLOCK) {
+        PyErr_Format(PyExc_ValueError, "plane %zd: coefs of %zd x %zd blocks is above the %d-block limit", index,
+                     (Py_ssize_t)PyArray_DIM(coefs, 0), (Py_ssize_t)PyArray_DIM(coefs, 1),
+                     MAX_PIXELS_SIDE / BLOCK);
+        return -1;
+    }
     if (image < 0 || image >= n_images || comp < 0 || comp > 2) {
         PyErr_Format(PyExc_ValueError, "plane %zd: image %zd / component %d out of range", index, image, comp);
         return -1;
     }
-    if (!(fx > 0) || !(fy > 0) || width < 1 || height < 1) {
-        PyErr_Format(PyExc_ValueError, "plane %zd: bad geometry fx=%g fy=%g size %dx%d", index, fx, fy, width,
-                     height);
+    if (!(fx > 0) || !(fy > 0) || !(fx <= MAX_PLANE_SCALE) || !(fy <= MAX_PLANE_SCALE) || width < 1 ||
+        height < 1 || width > MAX_PIXELS_SIDE || height > MAX_PIXELS_SIDE) {
+        char msg[200]; /* PyErr_Format has no %g */
+        snprintf(msg, sizeof msg, "plane %zd: bad geometry fx=%g fy=%g size %dx%d", index, fx, fy, width, height);
+        PyErr_SetString(PyExc_ValueError, msg);
         return -1;
     }
     PyArrayObject *quant = (PyArrayObject *)PyArray_FROM_OTF(quant_obj, NPY_FLOAT32, NPY_ARRAY_IN_ARRAY);
@@ -553,6 +566,19 @@ static int parse_plane(PyObject *item, Py_ssize_t index, PlaneJob *job, Py_ssize
     job->h = win[3] * fy;
     if (!(job->w > 0) || !(job->h > 0)) {
         PyErr_Format(PyExc_ValueError, "image %zd: empty window", image);
+        return -1;
+    }
+    /* NaN / inf windows would reach floor() -> long conversions in build_axis (undefined behaviour), and the
+     * operators' size and build time grow with the window's extent (a band of blocks per output block): a
+     * window lies on its plane, give or take one plane size (the data pipeline's windows lie inside the
+     * image), so the work stays proportional to the plane whatever the caller passes. */
+    const double slack_x = (double)width + BLOCK, slack_y = (double)height + BLOCK;
+    if (!(job->x >= -slack_x) || !(job->y >= -slack_y) || !(job->w <= 2 * slack_x) || !(job->h <= 2 * slack_y) ||
+        !(job->x + job->w <= 2 * slack_x) || !(job->y + job->h <= 2 * slack_y)) {
+        char msg[240];
+        snprintf(msg, sizeof msg, "image %zd: window (%g, %g, %g, %g) is not finite or lies off the %dx%d plane "
+                 "%zd", image, win[0], win[1], win[2], win[3], width, height, index);
+        PyErr_SetString(PyExc_ValueError, msg);
         return -1;
     }
     job->width = width;
@@ -589,6 +615,10 @@ static PyObject *py_resample_planes(PyObject *self, PyObject *args, PyObject *kw
         PyErr_Format(PyExc_ValueError, "threads must be >= 1, got %d", threads);
         return NULL;
     }
+    if (isnan(margin)) {
+        PyErr_SetString(PyExc_ValueError, "k_margin must be a number (negative: keep every frequency), got nan");
+        return NULL;
+    }
     PyArrayObject *y = output_array(y_obj, "y", 64);
     if (!y) return NULL;
     PyArrayObject *cbcr = output_array(cbcr_obj, "cbcr", 128);
@@ -597,6 +627,11 @@ static PyObject *py_resample_planes(PyObject *self, PyObject *args, PyObject *kw
     if (PyArray_DIM(cbcr, 0) != n_images || PyArray_DIM(y, 1) != 2 * PyArray_DIM(cbcr, 1) ||
         PyArray_DIM(y, 2) != 2 * PyArray_DIM(cbcr, 2) || PyArray_DIM(cbcr, 1) < 1 || PyArray_DIM(cbcr, 2) < 1) {
         PyErr_SetString(PyExc_ValueError, "cbcr must be (N, h/2, w/2, 128) for y (N, h, w, 64)");
+        return NULL;
+    }
+    if (PyArray_DIM(y, 1) > MAX_OUT_BLOCKS || PyArray_DIM(y, 2) > MAX_OUT_BLOCKS) {
+        PyErr_Format(PyExc_ValueError, "y of %zd x %zd blocks is above the %d-block limit",
+                     (Py_ssize_t)PyArray_DIM(y, 1), (Py_ssize_t)PyArray_DIM(y, 2), MAX_OUT_BLOCKS);
         return NULL;
     }
     const float *scale = float_vector(scale_obj, "scale", 192);

@@ -7,7 +7,7 @@ from .bench import run_bench
 from .checkpoint import (atomic_write, capture_rng_state, load_checkpoint, model_from_checkpoint,
                          restore_rng_state, save_checkpoint)
 from .distributed import DistInfo, ShardSampler, cleanup_distributed, init_distributed
-from .errors import CheckpointError, DataFolderError, EngineError, OutOfMemoryError
+from .errors import CheckpointError, DataFolderError, EngineError, OutOfMemoryError, TrainingError
 from .evaluate import evaluate, plot_confusion
 from .folders import check_image_folder, check_train_val_folder
 from .inference import evaluate_checkpoint, predict_files
@@ -21,8 +21,9 @@ from .visual import visualize
 from .zoo import model_table
 
 __all__ = ["CheckpointError", "DataFolderError", "DistInfo", "EngineError", "OutOfMemoryError", "ShardSampler",
-           "TrainConfig", "WarmupCosineLR", "atomic_write", "capture_rng_state", "check_image_folder",
-           "check_train_val_folder", "cleanup_distributed", "confusion_matrix", "dataset_dct_stats", "evaluate",
-           "evaluate_checkpoint", "init_distributed", "load_checkpoint", "model_from_checkpoint", "model_table",
-           "pareto_front", "plot_confusion", "plot_pareto", "predict_files", "profile_model", "restore_rng_state",
-           "run_bench", "save_checkpoint", "topk_correct", "train", "visualize", "warmup_cosine_factor"]
+           "TrainConfig", "TrainingError", "WarmupCosineLR", "atomic_write", "capture_rng_state",
+           "check_image_folder", "check_train_val_folder", "cleanup_distributed", "confusion_matrix",
+           "dataset_dct_stats", "evaluate", "evaluate_checkpoint", "init_distributed", "load_checkpoint",
+           "model_from_checkpoint", "model_table", "pareto_front", "plot_confusion", "plot_pareto", "predict_files",
+           "profile_model", "restore_rng_state", "run_bench", "save_checkpoint", "topk_correct", "train",
+           "visualize", "warmup_cosine_factor"]

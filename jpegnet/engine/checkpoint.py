@@ -6,10 +6,19 @@ the class names as a list; the model is rebuilt from its registry name and keywo
 
 Files are first written to a temporary file in the same folder, flushed to disk and then renamed over the
 target with `os.replace`, which is atomic on POSIX: a run killed at any moment leaves either the old
-checkpoint or the new one, never a torn file.
+checkpoint or the new one, never a torn file. A full disk is reported as such (the old file is kept).
+
+Checkpoints come from elsewhere too (downloads, shared storage), so nothing in one is trusted before it is
+checked: the weights carry a SHA-256 digest (version 2 on) that must match, and the model a checkpoint names is
+first built on PyTorch's "meta" device (shapes only, no memory) and must have exactly the tensors the file
+holds before it is built for real (see `model_from_checkpoint`).
 """
 from __future__ import annotations
 
+import errno
+import hashlib
+import math
+import numbers
 import os
 import random
 import tempfile
@@ -22,7 +31,14 @@ import torch
 from .errors import CheckpointError
 
 FORMAT = "jpegnet-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the weights' digest (model_sha256); version 1 files load without one
+
+# Builder keyword arguments from a checkpoint: plain values only, numbers at most this large. Multipliers of
+# widths and depths are the only ones that size a model, and the registry's go up to 2; 64 leaves room for any
+# real model and keeps even the shape-only ("meta") build of a bogus one to a few seconds. The memory a model
+# may take is bounded exactly afterwards: its tensors must be the file's own.
+MAX_KWARG_MAGNITUDE = 64
+_BUILD_ONLY_KWARGS = ("features_only", "out_indices")  # a backbone is not a classifier: nothing to load into
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -54,39 +70,145 @@ def _umask() -> int:
     return mask
 
 
+class _FlushingWriter:
+    """Hands each write straight to the file. torch.save buffers nothing itself, but through a buffered file a
+    full disk surfaces inside its zip writer as "[enforce fail at inline_container.cc] unexpected pos"; written
+    through, the OSError (ENOSPC) reaches us intact."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, data) -> int:
+        n = self._f.write(data)
+        self._f.flush()
+        return n
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def weights_digest(model_state: dict) -> str:
+    """SHA-256 over a state dict's tensors in key order: names, dtypes, shapes and raw bytes."""
+    h = hashlib.sha256()
+    for key in sorted(model_state):
+        t = model_state[key]
+        h.update(key.encode())
+        if not isinstance(t, torch.Tensor):
+            h.update(repr(t).encode())
+            continue
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
-    """Write a checkpoint dict atomically (see module docstring)."""
+    """Write a checkpoint dict atomically (see module docstring), with the digest of its weights.
+
+    CheckpointError when it cannot be written (no space left, read-only folder...); the old file is kept."""
     state = {"format": FORMAT, "version": VERSION, **state}
-    atomic_write(path, lambda f: torch.save(state, f))
+    if "model" in state:
+        state["model_sha256"] = weights_digest(state["model"])
+    try:
+        atomic_write(path, lambda f: torch.save(state, _FlushingWriter(f)))
+    except OSError as exc:
+        reason = "no space left on device" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or
+                                                                                              str(exc))
+        kept = f"; the previous {Path(path).name} is kept" if Path(path).exists() else ""
+        raise CheckpointError(f"cannot write checkpoint {path}: {reason}{kept}") from None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Load a jpegnet checkpoint with the safe unpickler; CheckpointError if it is not one."""
+    """Load a jpegnet checkpoint with the safe unpickler; CheckpointError if it is not one, or if its weights do
+    not match their digest."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # every torch.save since PyTorch 1.6 is a zip archive
+        raise CheckpointError(f"{path} is not a readable checkpoint (not a PyTorch zip archive)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for foreign files
+        # Only the first line, and never torch's advice to retry with weights_only=False: that would run
+        # whatever code the file carries.
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in first_line or "Weights only" in first_line:
+            first_line = "it holds objects other than tensors and plain values, refused unread"
         raise CheckpointError(f"{path} is not a readable checkpoint ({first_line})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a jpegnet checkpoint (no '{FORMAT}' marker)")
-    if state.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path} was written by a newer jpegnet (checkpoint version "
-                              f"{state['version']} > {VERSION})")
+    version = state.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(f"{path} was written by a newer jpegnet (checkpoint version {version!r} > {VERSION})")
     for key in ("model_name", "model", "num_classes", "input_config"):
         if key not in state:
             raise CheckpointError(f"{path} lacks the entry {key!r}")
+    if not isinstance(state["model"], dict):
+        raise CheckpointError(f"{path}: its 'model' entry is not a state dict")
+    if version >= 2:
+        if state.get("model_sha256") != weights_digest(state["model"]):
+            raise CheckpointError(f"{path} is corrupt: its weights do not match their SHA-256 digest")
     return state
+
+
+def check_model_kwargs(kwargs, where: str = "model_kwargs") -> dict:
+    """Builder keyword arguments as a checkpoint or the command line may give them: plain values, numbers finite
+    and at most MAX_KWARG_MAGNITUDE; no features_only / out_indices (a backbone cannot be trained or loaded as
+    a classifier). Raises ValueError / TypeError with a message; the callers say where the arguments came from."""
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise TypeError(f"{where} must be a dict of keyword arguments, got {type(kwargs).__name__}")
+    for key, value in kwargs.items():
+        if key in _BUILD_ONLY_KWARGS:
+            raise ValueError(f"{where}: {key} builds a feature backbone without a classifier head; it cannot be "
+                             f"trained, evaluated or loaded from a checkpoint")
+        for v in (value if isinstance(value, (tuple, list)) else (value,)):
+            if v is None or isinstance(v, (bool, str)):
+                continue
+            if not isinstance(v, numbers.Real):
+                raise TypeError(f"{where}: {key}={value!r} is not a plain value (number, bool, string, None)")
+            if not math.isfinite(v) or abs(v) > MAX_KWARG_MAGNITUDE:
+                raise ValueError(f"{where}: {key}={value!r} is out of range (finite, at most "
+                                 f"{MAX_KWARG_MAGNITUDE} in magnitude)")
+    return dict(kwargs)
+
+
+def build_checked_model(state: dict, path: str = "checkpoint"):
+    """The model a checkpoint names, built only once it is known to fit the checkpoint's own tensors (which are
+    in memory already): so a checkpoint can never make us allocate more than it holds. Weights not loaded."""
+    from ..models import create_model
+
+    kwargs = check_checkpoint_model(state, path)
+    return create_model(state["model_name"], num_classes=state["num_classes"], **kwargs)
+
+
+def check_checkpoint_model(state: dict, path: str = "checkpoint") -> dict:
+    """CheckpointError unless the model a checkpoint names, with its num_classes and model_kwargs, has exactly
+    the tensors of the checkpoint's weights. Built on the meta device: nothing is allocated, whatever the
+    checkpoint asks for. Returns the checked model_kwargs."""
+    from ..models import create_model
+
+    name, num_classes = state["model_name"], state["num_classes"]
+    if not isinstance(name, str):
+        raise CheckpointError(f"{path}: model_name must be a string, got {type(name).__name__}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise CheckpointError(f"{path}: num_classes must be a positive integer, got {num_classes!r}")
+    try:
+        kwargs = check_model_kwargs(state.get("model_kwargs", {}), f"{path}: model_kwargs")
+        with torch.device("meta"):  # shapes only: nothing allocated, whatever the arguments ask for
+            skeleton = create_model(name, num_classes=num_classes, **kwargs)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: cannot build {name!r} from it: {str(exc).splitlines()[0]}") from None
+    check_state_fits(skeleton.state_dict(), state["model"], path)
+    return kwargs
 
 
 def model_from_checkpoint(state: dict, path: str = "checkpoint"):
     """Rebuild the model a checkpoint was trained with and load its weights (eval mode, CPU)."""
-    from ..models import InputConfig, create_model
+    from ..models import InputConfig
 
-    model = create_model(state["model_name"], num_classes=state["num_classes"],
-                         **state.get("model_kwargs", {}))
+    model = build_checked_model(state, path)
     load_model_state(model, state["model"], path)
     model.input_config = InputConfig.from_dict(state["input_config"])
     return model.eval()
@@ -94,7 +216,14 @@ def model_from_checkpoint(state: dict, path: str = "checkpoint"):
 
 def load_model_state(model: torch.nn.Module, model_state: dict, path: str = "checkpoint") -> None:
     """load_state_dict with strict checking, turned into a one-line CheckpointError on mismatch."""
-    own = model.state_dict()
+    check_state_fits(model.state_dict(), model_state, path)
+    model.load_state_dict(model_state)
+
+
+def check_state_fits(own: dict, model_state: dict, path: str = "checkpoint") -> None:
+    """CheckpointError unless model_state has exactly the keys and shapes of `own` (a model's state dict)."""
+    if not all(isinstance(v, torch.Tensor) for v in model_state.values()):
+        raise CheckpointError(f"{path}: its weights hold values that are not tensors")
     missing = [k for k in own if k not in model_state]
     unexpected = [k for k in model_state if k not in own]
     wrong_shape = [k for k in own if k in model_state and own[k].shape != model_state[k].shape]
@@ -109,7 +238,6 @@ def load_model_state(model: torch.nn.Module, model_state: dict, path: str = "che
             parts.append(f"{len(wrong_shape)} of another shape (e.g. {k}: "
                          f"{tuple(model_state[k].shape)} in file, {tuple(own[k].shape)} in model)")
         raise CheckpointError(f"{path} does not fit the model: " + "; ".join(parts))
-    model.load_state_dict(model_state)
 
 
 # --- random number generator states, in weights_only-safe form ---------------------------------------------

@@ -1,8 +1,10 @@
 """Typed errors of the training engine, each with a message meant to be printed on one line."""
 from __future__ import annotations
 
+from ..errors import JpegnetError
 
-class EngineError(Exception):
+
+class EngineError(JpegnetError):
     """Base of the engine's errors: the CLI prints the message and exits non-zero."""
 
 
@@ -16,3 +18,8 @@ class CheckpointError(EngineError, ValueError):
 
 class OutOfMemoryError(EngineError, MemoryError):
     """The model or batch did not fit in memory; the message says what to reduce."""
+
+
+class TrainingError(EngineError):
+    """The run produced non-finite values (loss, weights, validation loss) or had nothing to train on; the
+    last checkpoint written before it is kept."""

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data.scan import JPEG_EXTENSIONS, list_class_files, list_classes
 from .errors import DataFolderError
 
-JPEG_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif"}
+JPEG_SUFFIXES = set(JPEG_EXTENSIONS)
 
 
 def check_image_folder(root: str | Path, role: str = "data") -> list[str]:
@@ -19,11 +20,11 @@ def check_image_folder(root: str | Path, role: str = "data") -> list[str]:
         raise DataFolderError(f"{role} folder not found: {root}")
     if not root.is_dir():
         raise DataFolderError(f"{role} folder is not a directory: {root}")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    # The data pipeline's own scan (jpegnet.data.scan): hidden entries skipped, symlink loops visited once.
+    classes = list_classes(root)
     if not classes:
         raise DataFolderError(f"{role} folder {root} has no class subfolders (expected {root}/<class>/*.jpg)")
-    empty = [c for c in classes if not any(f.suffix.lower() in JPEG_SUFFIXES for f in (root / c).rglob("*")
-                                            if f.is_file())]
+    empty = [c for c in classes if not list_class_files(root / c, first_only=True)]
     if empty:
         shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
         raise DataFolderError(f"{role} folder {root} has {len(empty)} class folder(s) without JPEG files: {shown}")

@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import (capture_rng_state, load_checkpoint, load_model_state, restore_rng_state,
-                         save_checkpoint)
+from .checkpoint import (capture_rng_state, check_checkpoint_model, check_model_kwargs, load_checkpoint,
+                         load_model_state, restore_rng_state, save_checkpoint)
 from .distributed import DistInfo, ShardSampler, all_reduce_sum, cleanup_distributed, init_distributed
-from .errors import CheckpointError, DataFolderError, EngineError, OutOfMemoryError
+from .errors import CheckpointError, DataFolderError, EngineError, OutOfMemoryError, TrainingError
 from .evaluate import autocast_context, evaluate
 from .folders import check_train_val_folder
 from .logger import RunLogger
@@ -44,6 +44,10 @@ from .schedule import WarmupCosineLR
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adamw")
+
+# Above this share of unreadable training files in an epoch, a warning with the count is printed: a few bad
+# files are normal in a scraped dataset, a large share usually means a broken copy or a wrong folder.
+UNREADABLE_WARN_SHARE = 0.10
 
 
 @dataclass
@@ -95,16 +99,30 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        # Every float option must be a finite number: nan passes `x < 0` checks and inf passes `x > 0`, and
+        # either one turns every weight into nan at the first step.
+        for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "min_lr_factor", "label_smoothing",
+                     "save_every_minutes"):
+            value = getattr(self, name)
+            if value is None and name in ("lr", "weight_decay"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.weight_decay is not None and self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not 0.0 <= self.min_lr_factor <= 1.0:
+            raise ValueError(f"min_lr_factor must be in [0, 1], got {self.min_lr_factor}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if self.save_every_minutes < 0 or self.save_every_steps < 0:
             raise ValueError("save_every_minutes and save_every_steps must be >= 0 (0 turns them off)")
+        check_model_kwargs(self.model_kwargs, "model_kwargs")
         if self.input_size is not None and (self.input_size < 16 or self.input_size % 16):
             raise ValueError(f"input_size must be a multiple of 16 (DCT blocks of 4:2:0 chroma), "
                              f"got {self.input_size}")
@@ -136,6 +154,9 @@ _RESUME_FREE = {"out_dir", "save_every_minutes", "save_every_steps", "tensorboar
 def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
     """Run (or resume) a training run; returns a summary dict (best / final metrics, paths)."""
     config.validate()
+    if config.dct_stats is not None:
+        load_dct_stats(config.dct_stats)  # checked before anything runs
+    check_out_dir(config.out_dir)
     info = init_distributed(config.device)
     try:
         return _Run(config, info, resume).run()
@@ -149,6 +170,27 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
         raise
     finally:
         cleanup_distributed()
+
+
+def check_out_dir(out_dir: str | os.PathLike) -> None:
+    """The run folder must be writable before training starts, not when the first checkpoint is due."""
+    import tempfile
+
+    out = Path(out_dir)
+    created = [p for p in (out, *out.parents) if not p.exists()]  # removed again: a failed run leaves nothing
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise EngineError(f"cannot write to the run folder {out} (--out): {exc.strerror or exc}") from None
+    finally:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
 
 
 def seed_everything(seed: int) -> None:
@@ -198,6 +240,12 @@ def load_dct_stats(path: str | os.PathLike) -> tuple[tuple[float, ...], tuple[fl
     if len(mean) != 192 or len(std) != 192:
         raise DataFolderError(f"{path} must hold 192 DCT means and stds (64 Y + 128 CbCr), got "
                               f"{len(mean)} and {len(std)}")
+    if not all(math.isfinite(m) for m in mean):
+        raise DataFolderError(f"{path}: every dct_mean must be a finite number")
+    bad_std = [i for i, s in enumerate(std) if not (math.isfinite(s) and s > 0)]
+    if bad_std:
+        raise DataFolderError(f"{path}: every dct_std must be a positive finite number (entry {bad_std[0]} is "
+                              f"{std[bad_std[0]]}): inputs are divided by it")
     return mean, std
 
 
@@ -220,6 +268,7 @@ class _Run:
             self.resume_state = load_checkpoint(resume)
             if "train_config" not in self.resume_state or "optimizer" not in self.resume_state:
                 raise CheckpointError(f"{resume} holds weights only and cannot resume a run (no training state)")
+            check_checkpoint_model(self.resume_state, str(resume))  # before anything is built from it
             self._check_resume_compatible(config, self.resume_state, str(resume))
         self.config = config
         self.device = info.device
@@ -370,9 +419,27 @@ class _Run:
         }
 
     def _save(self, name: str = "last.pt", state: dict | None = None) -> None:
+        state = state if state is not None else self._state()
+        self._check_finite(state)
         if self.info.is_main:
-            save_checkpoint(state if state is not None else self._state(), Path(self.config.out_dir) / name)
+            save_checkpoint(state, Path(self.config.out_dir) / name)
         self._last_save = time.monotonic()
+        self._last_saved_step = self.global_step
+
+    def _check_finite(self, state: dict) -> None:
+        """Never replace a good checkpoint with a diverged one: the weights, the optimizer's state and the
+        epoch's summed loss (nan or inf in any step's loss stays in the sum) must all be finite."""
+        tensors = [t for t in state["model"].values() if t.is_floating_point()]
+        for slot in state["optimizer"].get("state", {}).values():
+            tensors += [t for t in slot.values() if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        finite = all(bool(torch.isfinite(t).all()) for t in tensors)
+        if finite and math.isfinite(state["epoch_sums"]["loss_sum"]):
+            return
+        kept = (f"last.pt from step {self._last_saved_step} is kept" if self._last_saved_step is not None
+                else "no checkpoint was written")
+        raise TrainingError(f"training diverged: the loss or the weights became nan/inf by step {self.global_step} "
+                            f"(lr {self.config.resolved_lr():g}); {kept}. Lower --lr or --wd, or use --precision "
+                            f"fp32")
 
     # --- the loop ----------------------------------------------------------------------------------------
 
@@ -391,6 +458,7 @@ class _Run:
             restore_rng_state(self.resume_state["rng"])
             self.resume_state = None
         self._last_save = time.monotonic()
+        self._last_saved_step = self.global_step if self.global_step else None
         try:
             while self.epoch < cfg.epochs:
                 self._train_epoch()
@@ -433,6 +501,7 @@ class _Run:
         if self.batch >= self.steps_per_epoch:
             return  # killed during the end-of-epoch evaluation: only that remains to do
         self.train_model.train()
+        start_batch = self.batch
         self.train_loader.set_epoch(self.epoch, start_batch=self.batch)
         bar = self._progress()
         window_start, window_images = time.perf_counter(), 0
@@ -454,8 +523,11 @@ class _Run:
                 if self.global_step % cfg.log_every == 0 or self.batch == self.steps_per_epoch:
                     loss_value = float(loss.detach())
                     if not math.isfinite(loss_value):
-                        raise EngineError(f"the training loss became {loss_value} at step {self.global_step}; "
-                                          f"lower --lr or use --precision fp32")
+                        kept = (f"last.pt from step {self._last_saved_step} is kept"
+                                if self._last_saved_step is not None else "no checkpoint was written")
+                        raise TrainingError(f"the training loss became {loss_value} at step {self.global_step} "
+                                            f"(lr {cfg.resolved_lr():g}); {kept}. Lower --lr or --wd, or use "
+                                            f"--precision fp32")
                     now = time.perf_counter()
                     rate = window_images / max(now - window_start, 1e-9)
                     window_start, window_images = now, 0
@@ -468,8 +540,20 @@ class _Run:
                     self._save()
         finally:
             bar.close()
+        self._report_unreadable(start_batch)
         # The loader leaves out a batch whose files were all unreadable; the epoch is over all the same.
         self.batch = self.steps_per_epoch
+
+    def _report_unreadable(self, start_batch: int) -> None:
+        """A loud warning with the count when a large share of this process's training files could not be
+        read this epoch (an epoch without any usable image is an error, raised at its end)."""
+        skipped = self.train_loader.skipped
+        tried = (self.steps_per_epoch - start_batch) * self.per_rank_batch
+        if tried and len(skipped) > UNREADABLE_WARN_SHARE * tried:
+            path, reason = skipped[0]
+            self.logger.print(f"WARNING: epoch {self.epoch + 1}: {len(skipped)} of {tried} training files "
+                              f"({100.0 * len(skipped) / tried:.0f}%) could not be read and were skipped "
+                              f"(first: {path}: {reason.splitlines()[0] if reason else 'unreadable'})")
 
     def _step(self, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor):
         cfg = self.config
@@ -497,10 +581,21 @@ class _Run:
     def _end_epoch(self) -> None:
         sums = all_reduce_sum(torch.cat([self.loss_sum.reshape(1), self.correct.double(),
                                          self.seen.double().reshape(1)]))
-        seen = max(1.0, float(sums[3]))
+        if float(sums[3]) == 0:
+            raise TrainingError(f"epoch {self.epoch + 1} had no usable training image: all "
+                                f"{self.num_train_images} files under {Path(self.config.data) / 'train'} "
+                                f"could not be read (see the warnings above); nothing was trained or saved")
+        seen = float(sums[3])
         metrics = evaluate(self.eval_model, self.val_loader, self.device, precision=self.config.precision,
                            num_classes=len(self.classes), criterion=self.criterion,
                            channels_last=self.config.channels_last)
+        if metrics["images"] == 0:
+            raise TrainingError(f"no validation image of {Path(self.config.data) / 'val'} could be read; "
+                                f"nothing was saved for epoch {self.epoch + 1}")
+        if not math.isfinite(metrics["loss"]):
+            raise TrainingError(f"the validation loss became {metrics['loss']} after epoch {self.epoch + 1}; "
+                                f"the checkpoints of earlier epochs are kept. Lower --lr or --wd, or use "
+                                f"--precision fp32")
         row = {
             "epoch": self.epoch + 1,
             "step": self.global_step,
