@@ -184,7 +184,12 @@ def read_url(url: str, what: str) -> bytes:
 # --- the tar stream ---------------------------------------------------------------------------------------
 
 class TruncatedShard(ShardError):
-    """The tar ends inside a member (or a header is damaged): what came before is usable."""
+    """The tar ends inside a member (or a header is damaged): what came before is usable. member: the name
+    of the member being read when its data was cut (None when a header was)."""
+
+    def __init__(self, message: str, member: str | None = None):
+        super().__init__(message)
+        self.member = member
 
 
 @dataclass
@@ -240,7 +245,8 @@ def iter_tar(stream, *, read_data: bool = True, start: int = 0, seekable: bool =
         if wanted:
             data = read_exact(size)
             if len(data) < size:
-                raise TruncatedShard(f"tar ends inside member data at offset {data_offset}")
+                raise TruncatedShard(f"tar ends inside member data at offset {data_offset}",
+                                     long_name or _header_name(header))
             skip = padded - size
         else:
             data, skip = None, padded
@@ -248,7 +254,8 @@ def iter_tar(stream, *, read_data: bool = True, start: int = 0, seekable: bool =
             if seekable:
                 stream.seek(skip, io.SEEK_CUR)
             elif len(read_exact(skip)) < skip and kind in (b"0", b"\0", b"7"):
-                raise TruncatedShard(f"tar ends inside member data at offset {data_offset}")
+                raise TruncatedShard(f"tar ends inside member data at offset {data_offset}",
+                                     long_name or _header_name(header))
         offset = data_offset + padded
         if kind == b"x":  # pax extended header: "LEN path=VALUE\n" records
             long_name = _pax_path(data) or long_name
@@ -259,15 +266,14 @@ def iter_tar(stream, *, read_data: bool = True, start: int = 0, seekable: bool =
         if kind not in (b"0", b"\0", b"7"):  # directories, links, global headers...: not samples
             long_name, header_offset = None, None
             continue
-        if long_name is not None:
-            name = long_name
-        else:
-            name = header[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            prefix = header[345:500].split(b"\0", 1)[0] if header[257:262] == b"ustar" else b""
-            if prefix:
-                name = prefix.decode("utf-8", "surrogateescape") + "/" + name
-        yield TarMember(name, header_offset, data_offset, size, data)
+        yield TarMember(long_name or _header_name(header), header_offset, data_offset, size, data)
         long_name, header_offset = None, None
+
+
+def _header_name(header: bytes) -> str:
+    name = header[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    prefix = header[345:500].split(b"\0", 1)[0] if header[257:262] == b"ustar" else b""
+    return prefix.decode("utf-8", "surrogateescape") + "/" + name if prefix else name
 
 
 def _pax_path(data: bytes) -> str | None:
@@ -295,15 +301,21 @@ def split_key(name: str) -> tuple[str, str]:
 
 
 def iter_samples(members):
-    """Group consecutive members with the same key: yields (key, start offset, {ext: TarMember})."""
+    """Group consecutive members with the same key: yields (key, start offset, {ext: TarMember}). When the
+    tar is cut, the sample before the cut is still yielded unless the cut member belongs to it."""
     key, start, group = None, 0, {}
-    for m in members:
-        k, ext = split_key(m.name)
-        if k != key:
-            if key is not None:
-                yield key, start, group
-            key, start, group = k, m.header_offset, {}
-        group[ext] = m
+    try:
+        for m in members:
+            k, ext = split_key(m.name)
+            if k != key:
+                if key is not None:
+                    yield key, start, group
+                key, start, group = k, m.header_offset, {}
+            group[ext] = m
+    except TruncatedShard as e:
+        if key is not None and (e.member is None or split_key(e.member)[0] != key):
+            yield key, start, group
+        raise
     if key is not None:
         yield key, start, group
 

@@ -304,6 +304,15 @@ class ShardLoader(JpegLoader):
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, self.epoch, self.rank])))
         return shuffle_buffer_order(n, self.shuffle_buffer, rng)
 
+    def sample_order(self) -> list[tuple[str, str]]:
+        """(shard URL, key) of this rank's samples in this epoch's order, from the indexes alone (nothing
+        read): what the epoch's batches hold from set_epoch's start_batch on, bad members included."""
+        runs = self.dataset.rank_runs(self.seed, self.epoch, self.shuffle, self.rank, self.world_size)
+        stream = [(self.dataset.urls[shard], self.dataset.indexes[shard].keys[i]) for shard, a, b in runs
+                  for i in range(a, b)]
+        order = self.order()[self.start_batch * self.batch_size:len(self) * self.batch_size]
+        return [stream[p] for p in order.tolist()]
+
     def _batch_specs(self):
         runs = self.dataset.rank_runs(self.seed, self.epoch, self.shuffle, self.rank, self.world_size)
         order = self.order()
