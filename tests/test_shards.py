@@ -115,7 +115,8 @@ def test_brace_expansion_and_specs():
     assert is_shard_spec("s/train-{0..3}.tar") and is_shard_spec("pipe:curl -s http://h/x") \
         and not is_shard_spec("/data/imagenet")
     assert sidecar_url("pipe:aws s3 cp s3://b/train-000001.tar -") == "pipe:aws s3 cp s3://b/train-000001.idx.json -"
-    assert sidecar_url("pipe:aws s3 cp s3://b/train-000001.tar -", "classes.json") == "pipe:aws s3 cp s3://b/classes.json -"
+    assert sidecar_url("pipe:aws s3 cp s3://b/train-000001.tar -", "classes.json") == \
+        "pipe:aws s3 cp s3://b/classes.json -"
     assert parse_size("1GB") == 10 ** 9 and parse_size("64KiB") == 65536 and parse_size(1234) == 1234
     with pytest.raises(ValueError):
         parse_size("lots")

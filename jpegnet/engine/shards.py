@@ -13,7 +13,8 @@ from .folders import check_image_folder
 
 def write_split_shards(data: str | Path, out: str, *, split: str | None = "train", max_size="1GB",
                        shuffle_seed: int = 0, max_count: int | None = None, log=None) -> dict:
-    """`jpegnet shards`: DATA/SPLIT/<class>/*.jpg (DATA's own class folders when split is None or '.') written as shards named by the printf pattern `out` (e.g. OUT/train-%06d.tar)."""
+    """`jpegnet shards`: DATA/SPLIT/<class>/*.jpg (DATA's own class folders when split is None or '.')
+    written as shards named by the printf pattern `out` (e.g. OUT/train-%06d.tar)."""
     from ..data import write_shards
 
     folder = Path(data) / split if split not in (None, "", ".") else Path(data)

@@ -13,8 +13,9 @@ def dataset_dct_stats(root: str | Path, out_json: str | Path, max_images: int | 
     """Compute per-channel mean/std of the dequantized DCT input (64 Y + 128 CbCr) and write them as JSON.
 
     `root` is a folder of class folders, a dataset folder with train/ (then train/ is used: statistics
-    must never come from validation images), or training tar shards (a .tar pattern or pipe: command). input_size: the size the model will be trained at (resizing
-    changes the coefficients' statistics); the evaluation transform (resize, centre crop) is used.
+    must never come from validation images), or training tar shards (a .tar pattern or pipe: command).
+    input_size: the size the model will be trained at (resizing changes the coefficients' statistics); the
+    evaluation transform (resize, centre crop) is used.
     """
     from ..data import JpegFolder, JpegShards, compute_dct_stats, is_shard_spec
 
