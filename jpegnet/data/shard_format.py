@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -27,6 +28,7 @@ INDEX_SUFFIX = ".idx.json"
 CLASSES_FILE = "classes.json"
 INDEX_FORMAT = "jpegnet-shard-index/1"
 PIPE = "pipe:"
+logger = logging.getLogger("jpegnet.data")
 _READ_BUFFER = 1 << 20
 
 
@@ -366,12 +368,18 @@ class ShardIndex:
                     keys.append(key)
                     starts.append(start)
                     members.append({e: (m.offset, m.size) for e, m in group.items()})
-            except TruncatedShard:
-                pass
+            except TruncatedShard as e:
+                cut = e
+            else:
+                cut = None
         size = os.path.getsize(path)
         # data is seeked over, so a member cut by the end of the file shows only here
         while members and max(o + n for o, n in members[-1].values()) > size:
             keys.pop(), starts.pop(), members.pop()
+            cut = cut or TruncatedShard("the tar ends inside member data")
+        if cut is not None:  # without an index, what follows the cut is unknown: it cannot be listed
+            logger.warning("%s has no index and is cut after %d samples (%s): the rest is left out", path,
+                           len(keys), cut)
         return cls(keys, starts, members, size)
 
 
