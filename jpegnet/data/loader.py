@@ -1,4 +1,6 @@
 """create_loader: batches of a JpegFolder decoded on threads, augmented and normalized on the target device.
+`build_batch_from` is the one batch builder: it takes paths or the JPEG bytes themselves, so tar shards
+(jpegnet.data.shards) go through exactly the code files go through.
 
 DCT: the batch's headers are read first (`read_headers_batch`), each image's window is drawn from (seed,
 epoch, index) and its size, and only the MCUs under the window are entropy-decoded (`read_coefficients_batch`

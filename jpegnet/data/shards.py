@@ -181,6 +181,8 @@ class JpegShards(JpegSource):
 def shuffle_buffer_order(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """The order in which a shuffle buffer of `size` emits a stream of n items: fill it, then for each new
     item emit a random slot's item and put the new one there; at the end emit the rest in random order."""
+    if n == 0:  # a rank with nothing to read (more ranks than samples)
+        return np.empty(0, dtype=np.int64)
     size = max(1, min(size, n))
     buf = list(range(size))
     out = np.empty(n, dtype=np.int64)
