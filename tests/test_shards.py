@@ -255,6 +255,10 @@ def test_train_eval_stats_commands_take_shards(data, tmp_path, capsys):
     top1 = lambda text: text.split("top-1 ")[1].split("%")[0]  # noqa: E731
     assert "6 images" in from_shards and top1(from_shards) == top1(from_folder)
 
+    capsys.readouterr()
+    assert main(["eval", "--data", str(out / "val-{000000..000003}.tar"), "--checkpoint", str(run / "last.pt")]) == 1
+    assert capsys.readouterr().err == f"jpegnet: error: shard not found: {out}/val-000001.tar (and 2 more of 4)\n"
+
     assert main(["stats", train["pattern"], "--out", str(tmp_path / "s.json"), "--size", "32"]) == 0
     assert main(["stats", str(root), "--out", str(tmp_path / "f.json"), "--size", "32"]) == 0
     s, f = (json.loads((tmp_path / n).read_text()) for n in ("s.json", "f.json"))

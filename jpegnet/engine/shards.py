@@ -5,6 +5,7 @@ A --data value names shards when it is a .tar path or brace pattern, or a `pipe:
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import DataFolderError
@@ -23,10 +24,15 @@ def write_split_shards(data: str | Path, out: str, *, split: str | None = "train
 
 
 def shard_classes(spec) -> list[str]:
-    """The class names of shards (their classes.json)."""
-    from ..data.shard_format import expand_urls, load_classes
+    """The class names of shards (their classes.json); a missing local shard is named first, before any work."""
+    from ..data.shard_format import PIPE, ShardNotFoundError, expand_urls, load_classes
 
-    return load_classes(expand_urls(spec)[0])
+    urls = expand_urls(spec)
+    missing = [u for u in urls if not u.startswith(PIPE) and not os.path.isfile(u)]
+    if missing:
+        more = f" (and {len(missing) - 1} more of {len(urls)})" if len(missing) > 1 else ""
+        raise ShardNotFoundError(f"shard not found: {missing[0]}{more}")
+    return load_classes(urls[0])
 
 
 class TrainValShards:
