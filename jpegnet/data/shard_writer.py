@@ -9,6 +9,7 @@ written to temporary names and renamed when complete: an interrupted run leaves 
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import tarfile
@@ -105,7 +106,6 @@ class _ShardFile:
         self.index = ShardIndex([], [], [])
 
     def add(self, key: str, members: dict[str, bytes]) -> None:
-        import io
         start = self.tar.offset
         parts = {}
         for ext, data in members.items():

@@ -25,7 +25,6 @@ ShardNotFoundError when the dataset is opened; a `pipe:` command that fails is a
 from __future__ import annotations
 
 import math
-import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
