@@ -8,6 +8,7 @@
     jpegnet bench [--data DIR]                          end-to-end images/s, JPEG bytes to logits
     jpegnet plot CSV... --out PNG                       speed / accuracy Pareto chart
     jpegnet stats DIR --out JSON                        DCT mean / std of a dataset, for --dct-stats
+    jpegnet shards --data DIR --out OUT/train-%06d.tar  a split folder as WebDataset tar shards
     jpegnet visualize kernels|features ...              first-layer kernels, feature maps
 
 Errors (missing folders, unknown models, unusable checkpoints, out of memory) print one line on stderr,
@@ -62,7 +63,9 @@ def add_train_parser(sub) -> None:
                        description="Train a registered model on DIR/train, evaluating on DIR/val after every "
                                    "epoch. With --resume, every option not given again is taken from the "
                                    "checkpoint.", argument_default=argparse.SUPPRESS)
-    p.add_argument("--data", help="folder with train/<class>/*.jpg and val/<class>/*.jpg")
+    p.add_argument("--data", help="folder with train/<class>/*.jpg and val/<class>/*.jpg, or training tar shards "
+                                  "('shards/train-{000000..000146}.tar', 'pipe:CMD' URLs)")
+    p.add_argument("--val-data", dest="val_data", help="validation tar shards, when --data names shards")
     p.add_argument("--model", help="registered model name (see `jpegnet models`)")
     p.add_argument("--model-kwargs", dest="model_kwargs", type=parse_kwargs,
                    help="builder keyword arguments, e.g. width_multiplier=0.5,depth_multiplier=0.5")
@@ -131,7 +134,8 @@ def cmd_train(args) -> int:
 def add_eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint: top-1/top-5, images/s, confusion matrix",
                        description="Evaluate on DIR/val if it exists, else on DIR itself (class folders).")
-    p.add_argument("--data", required=True, help="folder with val/<class>/*.jpg, or class folders directly")
+    p.add_argument("--data", required=True, help="folder with val/<class>/*.jpg, class folders directly, or tar "
+                                                 "shards ('shards/val-{000000..000009}.tar', 'pipe:CMD')")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
@@ -288,7 +292,7 @@ def cmd_plot(args) -> int:
 
 def add_stats_parser(sub) -> None:
     p = sub.add_parser("stats", help="DCT mean/std of a dataset, saved as JSON for `train --dct-stats`")
-    p.add_argument("data", help="folder of class folders (or one with train/)")
+    p.add_argument("data", help="folder of class folders (or one with train/), or training tar shards")
     p.add_argument("--out", default="dct_stats.json")
     p.add_argument("--max-images", type=_positive_int, default=None)
     p.add_argument("--size", type=_positive_int, default=224, help="the training input size (default 224)")
@@ -326,6 +330,32 @@ def cmd_visualize(args) -> int:
     return 0
 
 
+def add_shards_parser(sub) -> None:
+    p = sub.add_parser("shards", help="write a split's class folders as WebDataset tar shards",
+                       description="Writes DIR/SPLIT/<class>/*.jpg as tar shards (KEY.jpg: the file's bytes, "
+                                   "KEY.cls: its class index), each with an index NAME.idx.json, and classes.json "
+                                   "beside them, in a shuffled order; unreadable files are reported, not written.")
+    p.add_argument("--data", required=True, help="dataset folder (DIR/SPLIT/<class>/*.jpg)")
+    p.add_argument("--split", default="train", help="subfolder to write (default train; '.' for DIR itself)")
+    p.add_argument("--out", required=True, help="printf pattern of the shard names, e.g. OUT/train-%%06d.tar")
+    p.add_argument("--max-size", default="1GB", help="largest shard size (default 1GB; e.g. 500MB, 64MiB)")
+    p.add_argument("--max-count", type=_positive_int, default=None, help="also at most N images per shard")
+    p.add_argument("--shuffle-seed", type=int, default=0, help="seed of the sample order (default 0)")
+    p.set_defaults(func=cmd_shards)
+
+
+def cmd_shards(args) -> int:
+    from .engine import write_split_shards
+
+    result = write_split_shards(args.data, args.out, split=args.split, max_size=args.max_size,
+                                shuffle_seed=args.shuffle_seed, max_count=args.max_count,
+                                log=lambda m: print(m, file=sys.stderr))
+    print(f"wrote {result['samples']} images of {len(result['classes'])} classes in {len(result['shards'])} "
+          f"shards ({result['bytes'] / 1e6:.1f} MB), {len(result['bad'])} unreadable files left out")
+    print(f"shards: {result['pattern']}")
+    return 0
+
+
 # --- plumbing ----------------------------------------------------------------------------------------------
 
 class UsageError(ValueError):
@@ -348,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jpegnet {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (add_train_parser, add_eval_parser, add_predict_parser, add_models_parser, add_profile_parser,
-                add_bench_parser, add_plot_parser, add_stats_parser, add_visualize_parser):
+                add_bench_parser, add_plot_parser, add_stats_parser, add_visualize_parser, add_shards_parser):
         add(sub)
     return parser
 

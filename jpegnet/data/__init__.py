@@ -1,4 +1,5 @@
-"""Folders of JPEG files → training and evaluation batches (DCT coefficients, or RGB for baselines).
+"""Folders of JPEG files, or tar shards of them (JpegShards), → training and evaluation batches (DCT
+coefficients, or RGB for baselines).
 
     ds = JpegFolder(root, 'dct', train=True, input_size=224)
     loader = create_loader(ds, 256, shuffle=True, device='cuda', input_config=model.input_config)
@@ -9,10 +10,14 @@
 from .augment import center_crop_windows, random_resized_crop_windows, uniforms
 from .dct_batch import DEFAULT_DCT_SCALE, UnsupportedImage, build_dct_batch, decode_crops, image_planes
 from .folder import JPEG_EXTENSIONS, JpegFolder
-from .loader import JpegLoader, build_batch, create_loader
+from .loader import JpegLoader, build_batch, build_batch_from, create_loader
+from .shard_format import PipeCommandError, ShardError, ShardNotFoundError, expand_braces, is_shard_spec
+from .shard_writer import write_shards
+from .shards import JpegShards, ShardLoader
 from .stats import compute_dct_stats
 
-__all__ = ["DEFAULT_DCT_SCALE", "JPEG_EXTENSIONS", "JpegFolder", "JpegLoader", "UnsupportedImage",
-           "build_batch", "build_dct_batch", "center_crop_windows", "compute_dct_stats", "create_loader",
-           "decode_crops",
-           "image_planes", "random_resized_crop_windows", "uniforms"]
+__all__ = ["DEFAULT_DCT_SCALE", "JPEG_EXTENSIONS", "JpegFolder", "JpegLoader", "JpegShards", "PipeCommandError",
+           "ShardError", "ShardLoader", "ShardNotFoundError", "UnsupportedImage", "build_batch", "build_batch_from",
+           "build_dct_batch", "center_crop_windows", "compute_dct_stats", "create_loader", "decode_crops",
+           "expand_braces", "image_planes", "is_shard_spec", "random_resized_crop_windows", "uniforms",
+           "write_shards"]

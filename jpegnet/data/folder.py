@@ -46,7 +46,54 @@ def _size(value) -> tuple[int, int]:
     return h, w
 
 
-class JpegFolder(torch.utils.data.Dataset):
+class JpegSource:
+    """The transform settings every JPEG source shares (a folder, tar shards): representation, train or
+    evaluation windows, input size, error policy, reader limits. `windows` draws each item's crop and flip
+    from (seed, epoch, key), the key being an integer fixed per sample (a folder's index)."""
+
+    def _configure(self, representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
+                   seed, strict, max_pixels) -> None:
+        if representation not in ("dct", "rgb"):
+            raise ValueError(f"representation must be 'dct' or 'rgb', got {representation!r}")
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        if not 0.0 <= hflip <= 1.0:
+            raise ValueError(f"hflip is a probability in [0, 1], got {hflip!r}")
+        if not 0 < crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"scale must be (min, max) area fractions with 0 < min <= max, got {scale!r}")
+        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"ratio must be (min, max) aspect ratios with 0 < min <= max, got {ratio!r}")
+        self.representation = representation
+        self.train = bool(train)
+        self.input_size = _size(input_size)
+        self.on_error = on_error
+        self.scale = tuple(scale)
+        self.ratio = tuple(ratio)
+        self.hflip = float(hflip)
+        self.crop_pct = float(crop_pct)
+        self.input_config = input_config
+        self.seed = int(seed)
+        self.epoch = 0
+        self.strict = bool(strict)
+        self.max_pixels = max_pixels
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    # -- augmentation windows ---------------------------------------------------------------------
+
+    def windows(self, indices, widths, heights, seed: int, epoch: int):
+        """(windows (N, 4) float pixels, flips (N,) bool) for these samples and image sizes."""
+        if self.train:
+            return random_resized_crop_windows(seed, epoch, indices, widths, heights, self.scale, self.ratio,
+                                               self.hflip)
+        return (center_crop_windows(widths, heights, self.input_size, self.crop_pct),
+                np.zeros(len(widths), dtype=bool))
+
+
+class JpegFolder(JpegSource, torch.utils.data.Dataset):
     """Images in root/<class>/<file>.jpg as a dataset.
 
     representation: 'dct' (items ((y, cbcr), target)) or 'rgb' (items ((x,), target)).
@@ -97,49 +144,8 @@ class JpegFolder(torch.utils.data.Dataset):
         self.targets = [-1] * len(self.samples)
         return self
 
-    def _configure(self, representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
-                   seed, strict, max_pixels) -> None:
-        if representation not in ("dct", "rgb"):
-            raise ValueError(f"representation must be 'dct' or 'rgb', got {representation!r}")
-        if on_error not in ("skip", "raise"):
-            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
-        if not 0.0 <= hflip <= 1.0:
-            raise ValueError(f"hflip is a probability in [0, 1], got {hflip!r}")
-        if not 0 < crop_pct <= 1:
-            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
-        if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
-            raise ValueError(f"scale must be (min, max) area fractions with 0 < min <= max, got {scale!r}")
-        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"ratio must be (min, max) aspect ratios with 0 < min <= max, got {ratio!r}")
-        self.representation = representation
-        self.train = bool(train)
-        self.input_size = _size(input_size)
-        self.on_error = on_error
-        self.scale = tuple(scale)
-        self.ratio = tuple(ratio)
-        self.hflip = float(hflip)
-        self.crop_pct = float(crop_pct)
-        self.input_config = input_config
-        self.seed = int(seed)
-        self.epoch = 0
-        self.strict = bool(strict)
-        self.max_pixels = max_pixels
-
     def __len__(self) -> int:
         return len(self.samples)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    # -- augmentation windows ---------------------------------------------------------------------
-
-    def windows(self, indices, widths, heights, seed: int, epoch: int):
-        """(windows (N, 4) float pixels, flips (N,) bool) for these samples and image sizes."""
-        if self.train:
-            return random_resized_crop_windows(seed, epoch, indices, widths, heights, self.scale, self.ratio,
-                                               self.hflip)
-        return (center_crop_windows(widths, heights, self.input_size, self.crop_pct),
-                np.zeros(len(widths), dtype=bool))
 
     # -- item access ------------------------------------------------------------------------------
 
@@ -174,4 +180,4 @@ class JpegFolder(torch.utils.data.Dataset):
                 f"input_size={self.input_size}, {len(self.samples)} images, {len(self.classes)} classes)")
 
 
-__all__ = ["JpegFolder", "JPEG_EXTENSIONS", "log_bad_file"]
+__all__ = ["JpegFolder", "JpegSource", "JPEG_EXTENSIONS", "log_bad_file"]

@@ -1,4 +1,6 @@
 """create_loader: batches of a JpegFolder decoded on threads, augmented and normalized on the target device.
+`build_batch_from` is the one batch builder: it takes paths or the JPEG bytes themselves, so tar shards
+(jpegnet.data.shards) go through exactly the code files go through.
 
 DCT: the batch's headers are read first (`read_headers_batch`), each image's window is drawn from (seed,
 epoch, index) and its size, and only the MCUs under the window are entropy-decoded (`read_coefficients_batch`
@@ -16,6 +18,7 @@ threads.
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -24,7 +27,7 @@ import torch
 from ..codec import JpegError, read_coefficients_batch, read_headers_batch
 from ..codec.reader import default_threads
 from .dct_batch import UnsupportedImage, build_dct_batch, decode_crops, image_planes
-from .folder import IMAGENET_MEAN, IMAGENET_STD, JpegFolder, log_bad_file, logger
+from .folder import IMAGENET_MEAN, IMAGENET_STD, JpegFolder, JpegSource, log_bad_file, logger
 
 
 def _normalization(ds: JpegFolder, input_config):
@@ -47,51 +50,73 @@ def build_batch(ds: JpegFolder, indices, *, seed: int, epoch: int, device="cpu",
                 normalize: bool = True, k_margin: float | None = 1.0):
     """Decode and transform the samples `indices` of ds. Returns (batch or None, bad) where batch is
     (inputs tuple, targets int64) on `device` and bad lists (path, reason, exception) of unusable files."""
+    indices = list(indices)
+    return build_batch_from(ds, [ds.samples[i][0] for i in indices], indices, [ds.samples[i][1] for i in indices],
+                            seed=seed, epoch=epoch, device=device, input_config=input_config,
+                            num_threads=num_threads, pool=pool, normalize=normalize, k_margin=k_margin)
+
+
+def build_batch_from(ds, sources, keys, targets, *, names=None, seed: int, epoch: int, device="cpu",
+                     input_config=None, num_threads: int | None = None, pool: ThreadPoolExecutor | None = None,
+                     normalize: bool = True, k_margin: float | None = 1.0):
+    """The batch of `sources` (file paths, or the JPEG bytes themselves, e.g. members of a tar shard) with
+    their labels `targets`, transformed by ds's settings (`ds.windows`, input size, strictness...). keys: the
+    integer each item's augmentation is drawn from with (seed, epoch) (a folder's sample index). names: how
+    a bad item is reported (default: its path). Returns (batch or None, bad) as `build_batch`."""
     device = torch.device(device)
     pin = device.type == "cuda"
-    indices = list(indices)
-    paths = [ds.samples[i][0] for i in indices]
-    bad: list = []
+    sources, keys, targets = list(sources), list(keys), list(targets)
+    names = [s if isinstance(s, (str, os.PathLike)) else f"item {j}" for j, s in enumerate(sources)] \
+        if names is None else list(names)
+    bad: list = []  # (position in the batch, name, reason, exception)
+
+    def reject(j: int, error: Exception) -> None:
+        # a bytes item's JpegError names "item N" of the reader's batch: report the caller's name instead
+        reason = error.message if isinstance(error, JpegError) and not isinstance(sources[j], (str, os.PathLike)) \
+            else str(error)
+        bad.append((j, names[j], reason, error))
+
+    def bad_in_order() -> list:
+        return [b[1:] for b in sorted(bad, key=lambda b: b[0])]
+
     if ds.representation == "dct":
         threads = num_threads or default_threads()
         # Headers first: each window is drawn from its image's size, and only the MCUs under it are decoded
         # (in single-scan files entropy decoding stops after the window's last MCU row).
-        headers = read_headers_batch(paths, threads=threads, on_error="return")
+        headers = read_headers_batch(sources, threads=threads, on_error="return")
         readable = []
         for j, h in enumerate(headers):
             if isinstance(h, JpegError):
-                bad.append((paths[j], str(h), h))
+                reject(j, h)
             else:
                 readable.append(j)
         if not readable:
-            return None, bad
+            return None, bad_in_order()
         widths = np.array([headers[j].width for j in readable])
         heights = np.array([headers[j].height for j in readable])
-        windows, flips = ds.windows([indices[j] for j in readable], widths, heights, seed, epoch)
+        windows, flips = ds.windows([keys[j] for j in readable], widths, heights, seed, epoch)
         crops = decode_crops(windows, widths, heights, [headers[j].mcu_size for j in readable])
-        results = read_coefficients_batch([paths[j] for j in readable], threads=threads, on_error="return",
+        results = read_coefficients_batch([sources[j] for j in readable], threads=threads, on_error="return",
                                           strict=ds.strict, max_pixels=ds.max_pixels,
                                           crop=[tuple(int(v) for v in c) for c in crops])
         keep, images, rows = [], [], []
         for row, (j, r) in enumerate(zip(readable, results)):
             if isinstance(r, JpegError):
-                bad.append((paths[j], str(r), r))
+                reject(j, r)
                 continue
             try:
                 planes = image_planes(r)
             except UnsupportedImage as e:
-                bad.append((paths[j], str(e), e))
+                reject(j, e)
                 continue
             keep.append(j)
             rows.append(row)
             images.append((r, planes))
         if not keep:
-            return None, bad
+            return None, bad_in_order()
         # the windows relative to the decoded area (crop origins are whole MCUs: exact in float64)
         windows = windows[rows] - np.concatenate([crops[rows, :2], np.zeros((len(rows), 2))], axis=1)
         flips = flips[rows]
-        # bad files are reported in input order, as before
-        bad.sort(key=lambda b: paths.index(b[0]))
         if normalize:
             mean, std = _normalization(ds, input_config)
         else:
@@ -102,24 +127,24 @@ def build_batch(ds: JpegFolder, indices, *, seed: int, epoch: int, device="cpu",
     else:
         from .rgb import load_rgb
         mean, std = _normalization(ds, input_config)
-        jobs = [(ds, i, p, seed, epoch, mean, std) for i, p in zip(indices, paths)]
+        jobs = [(ds, k, src, seed, epoch, mean, std) for k, src in zip(keys, sources)]
         outs = list(pool.map(load_rgb, jobs)) if pool is not None else [load_rgb(j) for j in jobs]
         keep = []
         for j, o in enumerate(outs):
             if isinstance(o, Exception):
-                bad.append((paths[j], f"{type(o).__name__}: {o}", o))
+                bad.append((j, names[j], f"{type(o).__name__}: {o}", o))
             else:
                 keep.append(j)
         if not keep:
-            return None, bad
+            return None, bad_in_order()
         x = torch.empty((len(keep), 3, *ds.input_size), dtype=torch.float32, pin_memory=pin)
         for row, j in enumerate(keep):
             x[row] = outs[j]
         inputs = (x.to(device, non_blocking=pin),)
-    targets = torch.tensor([ds.samples[indices[j]][1] for j in keep], dtype=torch.int64)
+    targets = torch.tensor([targets[j] for j in keep], dtype=torch.int64)
     if pin:
         targets = targets.pin_memory()
-    return (inputs, targets.to(device, non_blocking=pin)), bad
+    return (inputs, targets.to(device, non_blocking=pin)), bad_in_order()
 
 
 class JpegLoader:
@@ -128,8 +153,8 @@ class JpegLoader:
     def __init__(self, dataset: JpegFolder, batch_size: int, *, shuffle: bool = False, sampler=None,
                  drop_last: bool = False, device="cpu", num_threads: int | None = None, input_config=None,
                  seed: int = 0, prefetch: int = 2):
-        if not isinstance(dataset, JpegFolder):
-            raise TypeError(f"create_loader needs a JpegFolder, got {type(dataset).__name__}")
+        if not isinstance(dataset, JpegSource):
+            raise TypeError(f"create_loader needs a JpegFolder or JpegShards, got {type(dataset).__name__}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         if num_threads is not None and int(num_threads) < 1:
@@ -189,8 +214,17 @@ class JpegLoader:
             batches.pop()
         return batches[self.start_batch:]
 
+    def _batch_specs(self):
+        """What `_build` turns into each batch of the epoch from start_batch on (here: index lists)."""
+        return self.batch_indices()
+
+    def _build(self, spec, threads: int):
+        """(batch or None, bad) for one element of `_batch_specs()`."""
+        return build_batch(self.dataset, spec, seed=self.seed, epoch=self.epoch, device=self.device,
+                           input_config=self.input_config, num_threads=threads, pool=self._pool)
+
     def __iter__(self):
-        batches = self.batch_indices()
+        batches = self._batch_specs()
         skipped_before = len(self.skipped)
         if self.prefetch <= 0:
             for k, b in enumerate(batches, start=self.start_batch):
@@ -207,16 +241,14 @@ class JpegLoader:
         """Batches built by `prefetch` worker threads at once, yielded in order. Each worker decodes with
         num_threads / prefetch C threads and then runs its batch transforms, so the cores stay busy while
         one batch is being transformed (decode and the numpy / torch batch ops release the GIL)."""
-        workers = max(1, min(self.prefetch, len(batches)))
+        workers = max(1, min(self.prefetch, len(self) - self.start_batch))
         decode_threads = max(1, self.num_threads // workers)
         pool = ThreadPoolExecutor(workers, thread_name_prefix="jpegnet-loader")
         pending: list = []
+        it = iter(batches)
         try:
-            it = iter(batches)
             for b in it:
-                pending.append((b, pool.submit(build_batch, self.dataset, b, seed=self.seed, epoch=self.epoch,
-                                               device=self.device, input_config=self.input_config,
-                                               num_threads=decode_threads, pool=self._pool)))
+                pending.append((b, pool.submit(self._build, b, decode_threads)))
                 if len(pending) >= workers:
                     break
             k = self.start_batch - 1
@@ -226,10 +258,7 @@ class JpegLoader:
                 batch, bad = fut.result()
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.append((nxt, pool.submit(build_batch, self.dataset, nxt, seed=self.seed,
-                                                     epoch=self.epoch, device=self.device,
-                                                     input_config=self.input_config, num_threads=decode_threads,
-                                                     pool=self._pool)))
+                    pending.append((nxt, pool.submit(self._build, nxt, decode_threads)))
                 self._record(bad)
                 if batch is not None:
                     self.position = k + 1
@@ -238,6 +267,8 @@ class JpegLoader:
             for _, fut in pending:
                 fut.cancel()
             pool.shutdown(wait=True)
+            if hasattr(it, "close"):  # a generator of batch specs (shards) stops its reader threads
+                it.close()
 
     def _record(self, bad) -> None:
         for path, reason, error in bad:
@@ -246,9 +277,8 @@ class JpegLoader:
             self.skipped.append((path, reason))
             log_bad_file(path, reason)
 
-    def _produce(self, indices, threads):
-        batch, bad = build_batch(self.dataset, indices, seed=self.seed, epoch=self.epoch, device=self.device,
-                                 input_config=self.input_config, num_threads=threads, pool=self._pool)
+    def _produce(self, spec, threads):
+        batch, bad = self._build(spec, threads)
         self._record(bad)
         return batch
 
@@ -266,6 +296,14 @@ def create_loader(dataset: JpegFolder, batch_size: int, *, shuffle: bool = False
     on_error='raise'; a batch whose files all fail is left out (so a skip makes a batch smaller, never
     reshuffles). prefetch: batches built ahead, each on its own background thread with num_threads /
     prefetch decode threads (0: build in the caller's thread).
+    A JpegShards gets a ShardLoader (no sampler: each process reads its own part of the shards; shuffle
+    permutes the shards and runs a shuffle buffer; see jpegnet.data.shards).
     """
+    from .shards import JpegShards, ShardLoader
+    if isinstance(dataset, JpegShards):
+        if sampler is not None:
+            raise ValueError("shards take no sampler: the loader splits them between processes itself")
+        return ShardLoader(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, device=device,
+                           num_threads=num_threads, input_config=input_config, seed=seed, prefetch=prefetch)
     return JpegLoader(dataset, batch_size, shuffle=shuffle, sampler=sampler, drop_last=drop_last, device=device,
                       num_threads=num_threads, input_config=input_config, seed=seed, prefetch=prefetch)

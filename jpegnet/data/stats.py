@@ -3,30 +3,32 @@ from __future__ import annotations
 
 import math
 import os
+from types import SimpleNamespace
 
 import torch
 
 from ..codec.reader import default_threads
 from .folder import JpegFolder, log_bad_file
 from .loader import build_batch
+from .shards import JpegShards, ShardLoader
 
 
 def compute_dct_stats(dataset_or_root, max_images: int | None = None, *, input_size=(224, 224),
                       batch_size: int = 64, num_threads: int | None = None, seed: int = 0):
     """Mean and std of the 192 input channels (64 Y coefficients, then Cb's 64 and Cr's 64) over the
     dequantized, resized coefficients a model sees before normalization, per channel over images and block
-    positions. dataset_or_root: a 'dct' JpegFolder (its own transform, epoch 0) or a folder path (evaluation
-    transform at input_size). max_images: the first max_images samples (None: all). Unreadable files are
-    skipped. Returns (mean, std): two tuples of 192 floats.
+    positions. dataset_or_root: a 'dct' JpegFolder or JpegShards (its own transform, epoch 0; shards in the
+    order written) or a folder path (evaluation transform at input_size). max_images: the first max_images
+    samples (None: all). Unreadable files are skipped. Returns (mean, std): two tuples of 192 floats.
     """
-    if isinstance(dataset_or_root, JpegFolder):
+    if isinstance(dataset_or_root, (JpegFolder, JpegShards)):
         ds = dataset_or_root
         if ds.representation != "dct":
-            raise ValueError("compute_dct_stats needs a 'dct' JpegFolder")
+            raise ValueError(f"compute_dct_stats needs a 'dct' {type(ds).__name__}")
     elif isinstance(dataset_or_root, (str, os.PathLike)):
         ds = JpegFolder(dataset_or_root, "dct", train=False, input_size=input_size, on_error="skip")
     else:
-        raise TypeError(f"dataset_or_root must be a JpegFolder or a folder path, got "
+        raise TypeError(f"dataset_or_root must be a JpegFolder, JpegShards or a folder path, got "
                         f"{type(dataset_or_root).__name__}")
     if max_images is not None and int(max_images) < 1:
         raise ValueError(f"max_images must be >= 1 or None, got {max_images!r}")
@@ -35,24 +37,42 @@ def compute_dct_stats(dataset_or_root, max_images: int | None = None, *, input_s
     sums = torch.zeros(192, dtype=torch.float64)
     sums_sq = torch.zeros(192, dtype=torch.float64)
     positions = {0: 0, 64: 0}
-    for start in range(0, n, batch_size):
-        batch, bad = build_batch(ds, range(start, min(n, start + batch_size)), seed=seed, epoch=0,
-                                 num_threads=threads, normalize=False)
-        for path, reason, _ in bad:
-            log_bad_file(path, reason)
-        if batch is None:
-            continue
-        (y, cbcr), _ = batch
+    for y, cbcr in _raw_batches(ds, n, batch_size, threads, seed):
         for x, offset in ((y, 0), (cbcr, 64)):
             flat = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).to(torch.float64)
             sums[offset:offset + x.shape[1]] += flat.sum(0)
             sums_sq[offset:offset + x.shape[1]] += (flat * flat).sum(0)
             positions[offset] += flat.shape[0]
     if positions[0] == 0:
-        raise ValueError(f"no readable image among the first {n} of {ds.root}")
+        raise ValueError(f"no readable image among the first {n} of {getattr(ds, 'root', None) or ds}")
     counts = torch.cat([torch.full((64,), float(positions[0])), torch.full((128,), float(positions[64]))])
     mean = sums / counts
     var = (sums_sq / counts - mean * mean).clamp_min(0.0)
     # a channel that never varies (e.g. chroma of an all-grey set) keeps std 1 so normalization stays finite
     std = torch.where(var > 0, var.sqrt(), torch.ones_like(var))
     return tuple(float(v) for v in mean), tuple(float(v) if math.isfinite(v) else 1.0 for v in std)
+
+
+def _raw_batches(ds, n: int, batch_size: int, threads: int, seed: int):
+    """(y, cbcr) of the first n samples, dequantized and resized but not normalized; bad files logged."""
+    if isinstance(ds, JpegFolder):
+        for start in range(0, n, batch_size):
+            batch, bad = build_batch(ds, range(start, min(n, start + batch_size)), seed=seed, epoch=0,
+                                     num_threads=threads, normalize=False)
+            for path, reason, _ in bad:
+                log_bad_file(path, reason)
+            if batch is not None:
+                yield batch[0]
+        return
+    # shards: in the order written; mean 0 / std 1 "statistics" leave the coefficients as they are
+    raw = SimpleNamespace(dct_mean=(0.0,) * 192, dct_std=(1.0,) * 192)
+    loader = ShardLoader(ds, batch_size, rank=0, world_size=1, num_threads=threads, input_config=raw, seed=seed,
+                         prefetch=0)
+    loader.set_epoch(0)
+    seen = 0
+    for (y, cbcr), _ in loader:  # bad members are logged by the loader
+        take = min(len(y), n - seen)
+        yield y[:take], cbcr[:take]
+        seen += take
+        if seen >= n:
+            break

@@ -15,6 +15,7 @@ from .metrics import confusion_matrix, topk_correct
 from .plot import pareto_front, plot_pareto
 from .profiling import profile_model
 from .schedule import WarmupCosineLR, warmup_cosine_factor
+from .shards import write_split_shards
 from .stats import dataset_dct_stats
 from .trainer import TrainConfig, train
 from .visual import visualize
@@ -26,4 +27,4 @@ __all__ = ["CheckpointError", "DataFolderError", "DistInfo", "EngineError", "Out
            "dataset_dct_stats", "evaluate", "evaluate_checkpoint", "init_distributed", "load_checkpoint",
            "model_from_checkpoint", "model_table", "pareto_front", "plot_confusion", "plot_pareto", "predict_files",
            "profile_model", "restore_rng_state", "run_bench", "save_checkpoint", "topk_correct", "train",
-           "visualize", "warmup_cosine_factor"]
+           "visualize", "warmup_cosine_factor", "write_split_shards"]

@@ -9,6 +9,7 @@ from .checkpoint import load_checkpoint, model_from_checkpoint
 from .errors import CheckpointError, DataFolderError
 from .evaluate import autocast_context, evaluate, plot_confusion
 from .folders import check_image_folder
+from .shards import eval_shards, shard_classes
 
 
 def _device(device: str | None) -> torch.device:
@@ -20,12 +21,16 @@ def _device(device: str | None) -> torch.device:
 def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: int = 64, device: str | None = None,
                         precision: str | None = None, num_threads: int | None = None,
                         confusion_png: str | Path | None = None) -> dict:
-    """Top-1 / top-5 / loss / images/s of a checkpoint on DATA/val (or DATA's class folders)."""
-    from ..data import JpegFolder, create_loader
+    """Top-1 / top-5 / loss / images/s of a checkpoint on DATA/val, DATA's class folders, or tar shards."""
+    from ..data import JpegFolder, create_loader, is_shard_spec
 
-    data = Path(data)
-    folder = data / "val" if (data / "val").is_dir() else data
-    classes = check_image_folder(folder, "evaluation")
+    shards = is_shard_spec(data)
+    if shards:
+        folder, classes = str(data), shard_classes(data)
+    else:
+        data = Path(data)
+        folder = data / "val" if (data / "val").is_dir() else data
+        classes = check_image_folder(folder, "evaluation")
     state = load_checkpoint(checkpoint)
     names = state.get("class_names")
     if names is not None and list(names) != classes:
@@ -38,8 +43,9 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
     precision = precision or ("bf16" if dev.type == "cuda" else "fp32")
     model = model_from_checkpoint(state, str(checkpoint)).to(dev)
     cfg = model.input_config
-    dataset = JpegFolder(folder, representation=cfg.representation, train=False, input_size=cfg.input_size,
-                         crop_pct=cfg.crop_pct, on_error="skip")
+    dataset = eval_shards(data, cfg) if shards else JpegFolder(
+        folder, representation=cfg.representation, train=False, input_size=cfg.input_size, crop_pct=cfg.crop_pct,
+        on_error="skip")
     loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads, input_config=cfg)
     result = evaluate(model, loader, dev, precision=precision, num_classes=len(classes))
     result.update(model=state["model_name"], folder=str(folder), skipped=list(getattr(loader, "skipped", [])))

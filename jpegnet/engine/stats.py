@@ -12,16 +12,21 @@ def dataset_dct_stats(root: str | Path, out_json: str | Path, max_images: int | 
                       input_size: int = 224) -> dict:
     """Compute per-channel mean/std of the dequantized DCT input (64 Y + 128 CbCr) and write them as JSON.
 
-    `root` is a folder of class folders, or a dataset folder with train/ (then train/ is used: statistics
-    must never come from validation images). input_size: the size the model will be trained at (resizing
-    changes the coefficients' statistics); the evaluation transform (resize, centre crop) is used.
+    `root` is a folder of class folders, a dataset folder with train/ (then train/ is used: statistics
+    must never come from validation images), or training tar shards (a .tar pattern or pipe: command).
+    input_size: the size the model will be trained at (resizing changes the coefficients' statistics); the
+    evaluation transform (resize, centre crop) is used.
     """
-    from ..data import JpegFolder, compute_dct_stats
+    from ..data import JpegFolder, JpegShards, compute_dct_stats, is_shard_spec
 
-    root = Path(root)
-    folder = root / "train" if (root / "train").is_dir() else root
-    check_image_folder(folder, "data")
-    dataset = JpegFolder(folder, representation="dct", train=False, input_size=input_size, on_error="skip")
+    if is_shard_spec(root):  # training shards (never the validation ones)
+        folder = root
+        dataset = JpegShards(root, "dct", train=False, input_size=input_size, on_error="skip")
+    else:
+        root = Path(root)
+        folder = root / "train" if (root / "train").is_dir() else root
+        check_image_folder(folder, "data")
+        dataset = JpegFolder(folder, representation="dct", train=False, input_size=input_size, on_error="skip")
     mean, std = compute_dct_stats(dataset, max_images=max_images)
     images = len(dataset) if max_images is None else min(max_images, len(dataset))
     result = {"folder": str(folder), "images": images, "input_size": input_size, "dct_mean": [float(v) for v in mean],

@@ -41,6 +41,7 @@ from .folders import check_train_val_folder
 from .logger import RunLogger
 from .metrics import topk_correct
 from .schedule import WarmupCosineLR
+from .shards import TrainValShards
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adamw")
@@ -59,6 +60,8 @@ class TrainConfig:
     weight_decay None: 1e-4 for SGD, 0.05 for AdamW; it never applies to biases and normalization weights.
     precision None: bf16 autocast on CUDA, fp32 on the CPU. channels_last None: on for CUDA.
     warmup_epochs may be fractional. dct_stats: a JSON file from `jpegnet stats` (DCT mean/std).
+    data: a folder with train/ and val/, or training tar shards ('shards/train-{000000..000146}.tar', pipe:
+    commands; see jpegnet.data.shards) with val_data the validation shards.
     """
 
     data: str
@@ -89,6 +92,7 @@ class TrainConfig:
     tensorboard: bool = True
     progress: bool | None = None
     log_every: int = 20
+    val_data: str | None = None
 
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -148,7 +152,7 @@ class TrainConfig:
 
 # Options that may differ between a run and its resumption without breaking it.
 _RESUME_FREE = {"out_dir", "save_every_minutes", "save_every_steps", "tensorboard", "progress", "log_every",
-                "num_threads", "epochs", "data", "compile", "device", "channels_last", "deterministic"}
+                "num_threads", "epochs", "data", "val_data", "compile", "device", "channels_last", "deterministic"}
 
 
 def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
@@ -293,11 +297,17 @@ class _Run:
     # --- setup -------------------------------------------------------------------------------------------
 
     def _build(self) -> None:
-        from ..data import JpegFolder, create_loader
+        from ..data import JpegFolder, create_loader, is_shard_spec
         from ..models import create_model
 
         cfg, info = self.config, self.info
-        train_dir, val_dir, classes = check_train_val_folder(cfg.data)
+        shards = TrainValShards(cfg.data, cfg.val_data) if is_shard_spec(cfg.data) else None
+        if shards is not None:
+            classes = shards.classes
+        elif cfg.val_data is not None:
+            raise DataFolderError("--val-data goes with training shards; a data folder's validation set is DIR/val")
+        else:
+            train_dir, val_dir, classes = check_train_val_folder(cfg.data)
         if cfg.batch_size % info.world_size:
             raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} processes")
         self.per_rank_batch = cfg.batch_size // info.world_size
@@ -315,26 +325,31 @@ class _Run:
         self.input_config = input_config
         self.classes = classes
 
-        train_ds = JpegFolder(train_dir, representation=input_config.representation, train=True,
-                              input_size=input_config.input_size, on_error="skip")
-        val_ds = JpegFolder(val_dir, representation=input_config.representation, train=False,
-                            input_size=input_config.input_size, crop_pct=input_config.crop_pct, on_error="skip")
-        if list(train_ds.classes) != classes or list(val_ds.classes) != classes:
-            raise DataFolderError(f"the data pipeline found classes {list(train_ds.classes)[:5]}... that differ "
-                                  f"from the folder check {classes[:5]}...")
-        self.train_sampler = torch.utils.data.DistributedSampler(
-            train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=True)
         prefetch = loader_prefetch(self.device)
-        self.train_loader = create_loader(train_ds, self.per_rank_batch, sampler=self.train_sampler,
-                                          drop_last=True, device=self.device, num_threads=cfg.num_threads,
-                                          input_config=input_config, seed=cfg.seed, prefetch=prefetch)
-        self.val_loader = create_loader(val_ds, self.per_rank_batch,
-                                        sampler=ShardSampler(len(val_ds), info.rank, info.world_size),
-                                        drop_last=False, device=self.device, num_threads=cfg.num_threads,
-                                        input_config=input_config, seed=cfg.seed, prefetch=prefetch)
+        if shards is not None:
+            train_ds, val_ds, self.train_loader, self.val_loader = shards.loaders(
+                input_config, info.rank, info.world_size, self.per_rank_batch, seed=cfg.seed, device=self.device,
+                num_threads=cfg.num_threads, prefetch=prefetch)
+        else:
+            train_ds = JpegFolder(train_dir, representation=input_config.representation, train=True,
+                                  input_size=input_config.input_size, on_error="skip")
+            val_ds = JpegFolder(val_dir, representation=input_config.representation, train=False,
+                                input_size=input_config.input_size, crop_pct=input_config.crop_pct, on_error="skip")
+            if list(train_ds.classes) != classes or list(val_ds.classes) != classes:
+                raise DataFolderError(f"the data pipeline found classes {list(train_ds.classes)[:5]}... that differ "
+                                      f"from the folder check {classes[:5]}...")
+            self.train_sampler = torch.utils.data.DistributedSampler(
+                train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+            self.train_loader = create_loader(train_ds, self.per_rank_batch, sampler=self.train_sampler,
+                                              drop_last=True, device=self.device, num_threads=cfg.num_threads,
+                                              input_config=input_config, seed=cfg.seed, prefetch=prefetch)
+            self.val_loader = create_loader(val_ds, self.per_rank_batch,
+                                            sampler=ShardSampler(len(val_ds), info.rank, info.world_size),
+                                            drop_last=False, device=self.device, num_threads=cfg.num_threads,
+                                            input_config=input_config, seed=cfg.seed, prefetch=prefetch)
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
-            raise DataFolderError(f"{train_dir} has {len(train_ds)} images: fewer than one batch of "
+            raise DataFolderError(f"{cfg.data} has {len(train_ds)} training images: fewer than one batch of "
                                   f"{cfg.batch_size}; lower --batch-size")
         self.num_train_images = len(train_ds)
         self.num_val_images = len(val_ds)

@@ -1,0 +1,76 @@
+"""Tar shards in the engine: `jpegnet shards` (a split folder → shards) and the shard side of train / eval.
+
+A --data value names shards when it is a .tar path or brace pattern, or a `pipe:` command
+(`jpegnet.data.is_shard_spec`); anything else is a folder, as before.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import DataFolderError
+from .folders import check_image_folder
+
+
+def write_split_shards(data: str | Path, out: str, *, split: str | None = "train", max_size="1GB",
+                       shuffle_seed: int = 0, max_count: int | None = None, log=None) -> dict:
+    """`jpegnet shards`: DATA/SPLIT/<class>/*.jpg (DATA's own class folders when split is None or '.')
+    written as shards named by the printf pattern `out` (e.g. OUT/train-%06d.tar)."""
+    from ..data import write_shards
+
+    folder = Path(data) / split if split not in (None, "", ".") else Path(data)
+    check_image_folder(folder, f"{split} split" if split not in (None, "", ".") else "data")
+    return write_shards(folder, out, max_size=max_size, max_count=max_count, shuffle_seed=shuffle_seed, log=log)
+
+
+def shard_classes(spec) -> list[str]:
+    """The class names of shards (their classes.json); a missing local shard is named first, before any work."""
+    from ..data.shard_format import PIPE, ShardNotFoundError, expand_urls, load_classes
+
+    urls = expand_urls(spec)
+    missing = [u for u in urls if not u.startswith(PIPE) and not os.path.isfile(u)]
+    if missing:
+        more = f" (and {len(missing) - 1} more of {len(urls)})" if len(missing) > 1 else ""
+        raise ShardNotFoundError(f"shard not found: {missing[0]}{more}")
+    return load_classes(urls[0])
+
+
+class TrainValShards:
+    """Training and validation shards for the trainer: classes checked up front, datasets and loaders once the
+    model's input config is known."""
+
+    def __init__(self, train_spec: str, val_spec: str | None):
+        if not val_spec:
+            raise DataFolderError(f"--data {train_spec} names shards: give the validation shards with "
+                                  f"--val-data (e.g. 'shards/val-{{000000..000009}}.tar')")
+        self.train_spec, self.val_spec = train_spec, val_spec
+        self.classes = shard_classes(train_spec)
+        val_classes = shard_classes(val_spec)
+        if val_classes != self.classes:
+            raise DataFolderError(f"the training and validation shards have different classes.json "
+                                  f"({len(self.classes)} vs {len(val_classes)} classes)")
+
+    def loaders(self, input_config, rank: int, world_size: int, per_rank_batch: int, *, seed: int, device,
+                num_threads: int | None, prefetch: int):
+        """(train_ds, val_ds, train_loader, val_loader): training reads a shuffled near-equal part of the
+        shards per process with equal step counts (drop_last); validation each process's part once."""
+        from ..data import JpegShards, ShardLoader
+
+        common = dict(representation=input_config.representation, input_size=input_config.input_size,
+                      on_error="skip", classes=self.classes)
+        train_ds = JpegShards(self.train_spec, train=True, **common)
+        val_ds = JpegShards(self.val_spec, train=False, crop_pct=input_config.crop_pct, **common)
+        options = dict(rank=rank, world_size=world_size, device=device, num_threads=num_threads,
+                       input_config=input_config, seed=seed, prefetch=prefetch)
+        train_loader = ShardLoader(train_ds, per_rank_batch, shuffle=True, drop_last=True, **options)
+        val_loader = ShardLoader(val_ds, per_rank_batch, shuffle=False, drop_last=False, **options)
+        return train_ds, val_ds, train_loader, val_loader
+
+
+def eval_shards(spec: str, input_config):
+    """The dataset `jpegnet eval` reads from shards (evaluation transform, in the order written)."""
+    from ..data import JpegShards
+
+    return JpegShards(spec, input_config.representation, train=False, input_size=input_config.input_size,
+                      crop_pct=input_config.crop_pct, on_error="skip")
+
