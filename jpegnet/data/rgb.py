@@ -6,13 +6,15 @@ torchvision is imported here only (the DCT path does not need it).
 """
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 
 
 def load_rgb(job):
-    """One sample → float32 (3, H, W) tensor, or the exception that made the file unusable."""
+    """One sample → float32 (3, H, W) tensor, or the exception that made the file unusable. The sample is a
+    path, or the file's bytes (what a server receives)."""
     ds, index, path, seed, epoch, mean, std = job
     from PIL import Image
     import torchvision.transforms.functional as TF
@@ -20,7 +22,7 @@ def load_rgb(job):
 
     out_h, out_w = ds.input_size
     try:
-        with open(path, "rb") as f:
+        with (io.BytesIO(path) if isinstance(path, bytes) else open(path, "rb")) as f:
             img = Image.open(f)
             if ds.max_pixels is not None and img.size[0] * img.size[1] > ds.max_pixels:
                 raise ValueError(f"image of {img.size[0]}x{img.size[1]} pixels is above max_pixels={ds.max_pixels}")
