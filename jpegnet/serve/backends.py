@@ -10,7 +10,7 @@ execution provider).
   (default bf16 on CUDA, fp32 on the CPU).
 - `onnxruntime`: an InferenceSession over an exported file (`jpegnet export`) or over a model exported in
   memory; CUDA execution provider where the installed onnxruntime has it, else the CPU one, all graph
-  optimizations on.
+  optimizations on, pool threads that sleep rather than spin between runs (spinning=False).
 
 Backends quack like an eval-mode nn.Module (`eval()`, `train()`, `training`), so the engine's evaluation loop
 takes either.
@@ -64,7 +64,7 @@ class OnnxRuntimeBackend(_ModuleLike):
     name = "onnxruntime"
 
     def __init__(self, onnx_model: str | os.PathLike | bytes, *, threads: int | None = None,
-                 device: str | None = None):
+                 device: str | None = None, spinning: bool = False):
         import onnxruntime as ort
 
         from .export import parse_metadata
@@ -73,6 +73,11 @@ class OnnxRuntimeBackend(_ModuleLike):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = int(threads)
+        if not spinning:
+            # idle pool threads sleep instead of spinning: in a server the cores they would burn are the ones
+            # decoding the next requests
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         available = ort.get_available_providers()
         if device == "cuda" and "CUDAExecutionProvider" not in available:
             raise ValueError("--device cuda was asked for but this onnxruntime has no CUDA execution provider "
