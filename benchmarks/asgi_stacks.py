@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
-import re
 import subprocess
 import sys
 import time
@@ -75,14 +75,11 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     args = ap.parse_args()
     body = os.urandom(110_000)
-    print(f"| stack | requests/s | server CPU ms/request |\n|---|---|---|")
+    print("| stack | requests/s | server CPU ms/request |\n|---|---|---|")
     for port, (label, kind, loop, http) in enumerate(CANDIDATES, start=18431):
-        if kind == "fastapi":
-            try:
-                import fastapi  # noqa: F401
-            except ImportError:
-                print(f"| {label} | not installed | |")
-                continue
+        if kind == "fastapi" and importlib.util.find_spec("fastapi") is None:
+            print(f"| {label} | not installed | |")
+            continue
         proc = subprocess.Popen([sys.executable, "-c", SERVER, kind, str(port), loop, http], stdout=subprocess.PIPE,
                                 text=True)
         try:
