@@ -10,6 +10,8 @@
     jpegnet stats DIR --out JSON                        DCT mean / std of a dataset, for --dct-stats
     jpegnet shards --data DIR --out OUT/train-%06d.tar  a split folder as WebDataset tar shards
     jpegnet visualize kernels|features ...              first-layer kernels, feature maps
+    jpegnet export --checkpoint CKPT --out model.onnx   ONNX with its preprocessing in the metadata
+    jpegnet serve (--checkpoint CKPT | --onnx FILE)     HTTP classification server straight from JPEG bytes
 
 Errors (missing folders, unknown models, unusable checkpoints, out of memory) print one line on stderr,
 prefixed `jpegnet: error:`, and exit with status 1; bad usage exits with 2 (argparse), Ctrl-C with 130.
@@ -144,6 +146,7 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
     p.add_argument("--confusion", default=None,
                    help="confusion matrix PNG path (default: confusion.png beside the checkpoint)")
+    add_backend_argument(p)
     p.set_defaults(func=cmd_eval)
 
 
@@ -152,7 +155,8 @@ def cmd_eval(args) -> int:
 
     confusion = args.confusion or str(Path(args.checkpoint).with_name("confusion.png"))
     result = evaluate_checkpoint(args.data, args.checkpoint, batch_size=args.batch_size, device=args.device,
-                                 precision=args.precision, num_threads=args.num_threads, confusion_png=confusion)
+                                 precision=args.precision, num_threads=args.num_threads, confusion_png=confusion,
+                                 backend=args.backend)
     print(f"{result['model']} on {result['folder']}: {result['images']} images, top-1 {result['top1']:.2f}%, "
           f"top-5 {result['top5']:.2f}%, loss {result['loss']:.4f}, {result['images_per_s']:.1f} images/s")
     print(f"confusion matrix: {result['confusion_png']}")
@@ -165,13 +169,15 @@ def add_predict_parser(sub) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--topk", type=_positive_int, default=5)
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    add_backend_argument(p)
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args) -> int:
     from .engine import predict_files
 
-    for item in predict_files(args.files, args.checkpoint, topk=args.topk, device=args.device):
+    for item in predict_files(args.files, args.checkpoint, topk=args.topk, device=args.device,
+                              backend=args.backend):
         if "error" in item:
             print(f"{item['file']}: error: {item['error']}", file=sys.stderr)
             continue
@@ -251,6 +257,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
     p.add_argument("--repeat", type=_positive_int, default=1, help="best of N passes per timing")
     p.add_argument("--csv", default=None, help="also write the table as CSV")
+    add_backend_argument(p)
     p.set_defaults(func=cmd_bench)
 
 
@@ -260,9 +267,10 @@ def cmd_bench(args) -> int:
     result = run_bench(data=args.data, models=args.models, batch_size=args.batch_size, size=args.size,
                        max_images=args.max_images, device=args.device, precision=args.precision,
                        num_threads=args.num_threads, csv_path=args.csv, log=lambda m: print(m, flush=True),
-                       repeat=args.repeat)
+                       repeat=args.repeat, backend=args.backend)
     print(f"\n{result['images']} images from {result['folder']}, {result['size']}x{result['size']}, batch "
-          f"{result['batch_size']}, {result['device']} ({result['precision']}), {result['threads']} threads")
+          f"{result['batch_size']}, {result['device']} ({result['precision']}), {result['threads']} threads, "
+          f"{result['backend']} backend")
     rows = [[r["model"], r["input"], f"{r['decode_ms']:.2f}", f"{r['model_ms']:.2f}", f"{r['end_to_end_ms']:.2f}",
              f"{r['images_per_s']:.1f}", f"{r['speedup']:.2f}x"] for r in result["rows"]]
     print_table(["model", "input", "decode ms/img", "model ms/img", "end-to-end ms/img", "images/s",
@@ -356,6 +364,92 @@ def cmd_shards(args) -> int:
     return 0
 
 
+# --- export / serve (jpegnet.serve) ------------------------------------------------------------------------
+
+def add_backend_argument(p) -> None:
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                   help="inference backend: torch (eager, CPU or CUDA) or onnxruntime (the model exported to "
+                        "ONNX in memory; CUDA execution provider where installed). Default torch")
+
+
+def add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX, with its preprocessing in the metadata",
+                       description="Write the checkpoint's model as ONNX: inputs y, cbcr (DCT) or x (RGB) with a "
+                                   "dynamic batch dimension, output logits; representation, input size, crop_pct, "
+                                   "normalization and class names in the file's metadata_props.")
+    p.add_argument("--checkpoint", required=True, help="jpegnet checkpoint (or a plain state dict with --model)")
+    p.add_argument("--model", default=None, help="registered model name: checked against the checkpoint, "
+                                                  "required for a plain state dict")
+    p.add_argument("--out", required=True, help="ONNX file to write (e.g. model.onnx)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from .serve import export_checkpoint
+
+    r = export_checkpoint(args.checkpoint, args.out, model_name=args.model)
+    h, w = r["input_size"]
+    print(f"wrote {r['path']} ({r['bytes'] / 2**20:.1f} MiB): {r['model']}, inputs {', '.join(r['inputs'])} "
+          f"({r['representation']} {h}x{w}, dynamic batch), {r['classes']} classes"
+          + (", DCT statistics" if r["dct_stats"] else ""))
+    return 0
+
+
+def add_serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="HTTP server: POST a JPEG to /v1/classify, get its top-k labels",
+                       description="Classify JPEG uploads with dynamic batching. POST /v1/classify (body: one "
+                                   "JPEG, or multipart with several), GET /healthz, GET /metrics (Prometheus). "
+                                   "SIGTERM drains in-flight requests before exiting.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="jpegnet checkpoint")
+    src.add_argument("--onnx", help="ONNX file from `jpegnet export` (onnxruntime backend)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0: any free port (printed when ready)")
+    p.add_argument("--max-batch", type=_positive_int, default=32, help="images per forward pass at most")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long a batch's first image waits for more (default 5)")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
+                   help="default: onnxruntime for --onnx, torch for --checkpoint")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    p.add_argument("--max-queue", type=_positive_int, default=256,
+                   help="images admitted at once (decoding, waiting, running); more get 503 (default 256)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request before 504 (default 30)")
+    p.add_argument("--max-body-mb", type=float, default=16.0, help="largest upload per image (default 16 MiB)")
+    p.add_argument("--max-pixels", type=_positive_int, default=24_000_000,
+                   help="largest image, width x height, refused from its header (default 24,000,000)")
+    p.add_argument("--decode-threads", type=_positive_int, default=None, help="default: the cores available")
+    p.add_argument("--threads", type=_positive_int, default=None, help="model threads (torch / ONNX Runtime)")
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    import torch
+
+    from .serve import load_backend
+    from .serve.server import ServeConfig, run_server
+
+    backend = args.backend or ("onnxruntime" if args.onnx else "torch")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = ServeConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                         max_queue=args.max_queue, timeout_s=args.timeout,
+                         max_body_bytes=int(args.max_body_mb * 2**20), max_pixels=args.max_pixels,
+                         log_level=args.log_level,
+                         **({"decode_threads": args.decode_threads} if args.decode_threads else {}))
+    runner = load_backend(backend, checkpoint=args.checkpoint, onnx=args.onnx, device=args.device,
+                          threads=args.threads)
+    cfg = runner.input_config
+
+    def ready(host, port):
+        print(f"jpegnet serve: {runner.model_name} ({cfg.representation} {cfg.input_size[0]}x{cfg.input_size[1]}, "
+              f"{len(runner.class_names)} classes) on {runner.name}, listening on http://{host}:{port}", flush=True)
+
+    run_server(runner, config, on_ready=ready)
+    print("jpegnet serve: stopped", flush=True)
+    return 0
+
+
 # --- plumbing ----------------------------------------------------------------------------------------------
 
 class UsageError(ValueError):
@@ -378,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jpegnet {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (add_train_parser, add_eval_parser, add_predict_parser, add_models_parser, add_profile_parser,
-                add_bench_parser, add_plot_parser, add_stats_parser, add_visualize_parser, add_shards_parser):
+                add_bench_parser, add_plot_parser, add_stats_parser, add_visualize_parser, add_shards_parser,
+                add_export_parser, add_serve_parser):
         add(sub)
     return parser
 

@@ -35,6 +35,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _onnxruntime(backend: str, model, name: str, size: int, threads: int, device: torch.device):
+    from ..serve.backends import BACKENDS, OnnxRuntimeBackend
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    runner = OnnxRuntimeBackend.from_model(model, model_name=name, input_size=size, threads=threads,
+                                           device=device.type)
+    return runner, runner.device
+
+
 def _timed_pass(loader, fn, device) -> tuple[float, int, list]:
     """Seconds for one pass of `fn(inputs)` over `loader`, images seen, and fn's returns."""
     outs, images = [], 0
@@ -50,8 +60,10 @@ def _timed_pass(loader, fn, device) -> tuple[float, int, list]:
 def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, size: int = 224,
               max_images: int | None = None, device: str | None = None, precision: str | None = None,
               num_threads: int | None = None, csv_path: str | Path | None = None, log=None,
-              repeat: int = 1) -> dict:
-    """Time decode, model and end to end for each model; returns {'rows': [...], ...} (see module doc)."""
+              repeat: int = 1, backend: str = "torch") -> dict:
+    """Time decode, model and end to end for each model; returns {'rows': [...], ...} (see module doc).
+    backend: 'torch' (eager) or 'onnxruntime' (the model exported in memory, run on ONNX Runtime's CPU or
+    CUDA execution provider; its inputs are built on the CPU)."""
     from ..data import JpegFolder, create_loader
     from ..models import create_model
     from ..samples import SAMPLES_DIR
@@ -77,15 +89,18 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
         if device.type == "cuda":
             model.to(memory_format=torch.channels_last)
         cfg = model.input_config.with_size(size)
+        dev = device  # where the inputs go: the model's device, or the CPU for ONNX Runtime
+        if backend != "torch":
+            model, dev = _onnxruntime(backend, model, name, size, num_threads, device)
         dataset = JpegFolder(folder, representation=cfg.representation, train=False, input_size=cfg.input_size,
                              crop_pct=cfg.crop_pct, on_error="skip")
         if max_images is not None and max_images < len(dataset):
             dataset.samples = dataset.samples[:max_images]
-        loader = create_loader(dataset, batch_size, device=device, num_threads=num_threads, input_config=cfg,
-                               prefetch=loader_prefetch(device))
+        loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads, input_config=cfg,
+                               prefetch=loader_prefetch(dev))
 
         def forward(inputs):
-            with torch.inference_mode(), autocast_context(device, precision):
+            with torch.inference_mode(), autocast_context(dev, precision):
                 return model(*inputs)
 
         # Warm-up: first calls allocate, pick kernels, fault pages in; not what steady state costs.
@@ -93,15 +108,15 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
         forward(first_inputs)
         decode_s, model_s, e2e_s = math.inf, math.inf, math.inf
         for _ in range(repeat):  # best of `repeat`: other work on the machine only ever adds time
-            seconds, images, batches = _timed_pass(loader, lambda inputs: inputs, device)
+            seconds, images, batches = _timed_pass(loader, lambda inputs: inputs, dev)
             decode_s = min(decode_s, seconds)
             model_start = time.perf_counter()
             for inputs in batches:
                 forward(inputs)
-            _sync(device)
+            _sync(dev)
             model_s = min(model_s, time.perf_counter() - model_start)
             del batches
-            e2e_s = min(e2e_s, _timed_pass(loader, forward, device)[0])
+            e2e_s = min(e2e_s, _timed_pass(loader, forward, dev)[0])
         row = {"model": name, "input": f"{cfg.representation} {size}x{size}", "images": images,
                "decode_ms": 1000 * decode_s / images, "model_ms": 1000 * model_s / images,
                "end_to_end_ms": 1000 * e2e_s / images, "images_per_s": images / e2e_s}
@@ -119,5 +134,5 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
         writer.writerows(rows)
         data_bytes = buf.getvalue().encode()
         atomic_write(csv_path, lambda f: f.write(data_bytes))
-    return {"rows": rows, "folder": str(folder), "images": rows[0]["images"], "size": size,
+    return {"rows": rows, "folder": str(folder), "images": rows[0]["images"], "size": size, "backend": backend,
             "batch_size": batch_size, "device": str(device), "precision": precision, "threads": num_threads}

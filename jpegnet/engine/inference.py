@@ -7,7 +7,7 @@ import torch
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .errors import CheckpointError, DataFolderError
-from .evaluate import autocast_context, evaluate, plot_confusion
+from .evaluate import evaluate, plot_confusion
 from .folders import check_image_folder
 from .shards import eval_shards, shard_classes
 
@@ -20,8 +20,9 @@ def _device(device: str | None) -> torch.device:
 
 def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: int = 64, device: str | None = None,
                         precision: str | None = None, num_threads: int | None = None,
-                        confusion_png: str | Path | None = None) -> dict:
-    """Top-1 / top-5 / loss / images/s of a checkpoint on DATA/val, DATA's class folders, or tar shards."""
+                        confusion_png: str | Path | None = None, backend: str = "torch") -> dict:
+    """Top-1 / top-5 / loss / images/s of a checkpoint on DATA/val, DATA's class folders, or tar shards, run on
+    the `torch` or the `onnxruntime` backend (jpegnet.serve.backends)."""
     from ..data import JpegFolder, create_loader, is_shard_spec
 
     shards = is_shard_spec(data)
@@ -43,6 +44,8 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
     precision = precision or ("bf16" if dev.type == "cuda" else "fp32")
     model = model_from_checkpoint(state, str(checkpoint)).to(dev)
     cfg = model.input_config
+    if backend != "torch":
+        model, dev = _onnxruntime_backend(backend, model, state, device)
     dataset = eval_shards(data, cfg) if shards else JpegFolder(
         folder, representation=cfg.representation, train=False, input_size=cfg.input_size, crop_pct=cfg.crop_pct,
         on_error="skip")
@@ -53,6 +56,17 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
         result["confusion_png"] = str(plot_confusion(result["confusion"], classes, confusion_png,
                                                      title=f"{state['model_name']}: top-1 {result['top1']:.1f}%"))
     return result
+
+
+def _onnxruntime_backend(backend: str, model, state: dict, device: str | None):
+    """(the model exported and run by ONNX Runtime, the device its inputs go to)."""
+    from ..serve.backends import BACKENDS, OnnxRuntimeBackend
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    runner = OnnxRuntimeBackend.from_model(model, class_names=state.get("class_names"),
+                                           model_name=state["model_name"], device=device)
+    return runner, runner.device
 
 
 def file_inputs(files, input_config, device: torch.device | str = "cpu", num_threads: int | None = None,
@@ -92,20 +106,23 @@ def file_inputs(files, input_config, device: torch.device | str = "cpu", num_thr
 
 
 @torch.no_grad()
-def predict_files(files, checkpoint: str | Path, topk: int = 5, device: str | None = None) -> list[dict]:
-    """[{'file', 'top': [(class name, probability), ...]} or {'file', 'error'}] for each file."""
-    state = load_checkpoint(checkpoint)
-    dev = _device(device)
-    model = model_from_checkpoint(state, str(checkpoint)).to(dev)
-    names = state.get("class_names") or [str(i) for i in range(state["num_classes"])]
+def predict_files(files, checkpoint: str | Path, topk: int = 5, device: str | None = None,
+                  backend: str = "torch") -> list[dict]:
+    """[{'file', 'top': [(class name, probability), ...]} or {'file', 'error'}] for each file, run on the
+    `torch` or the `onnxruntime` backend (jpegnet.serve.backends)."""
+    from ..serve.backends import load_backend
+
+    if device is not None:
+        _device(device)  # a clear error when CUDA is asked for and absent
+    runner = load_backend(backend, checkpoint=checkpoint, device=device)
+    names = runner.class_names
     k = min(topk, len(names))
     results = []
-    for path, inputs, error in file_inputs(files, model.input_config, dev):
+    for path, inputs, error in file_inputs(files, runner.input_config, runner.device):
         if error is not None:
             results.append({"file": path, "error": error})
             continue
-        with autocast_context(dev, "bf16" if dev.type == "cuda" else "fp32"):
-            logits = model(*inputs)
+        logits = runner(*inputs)
         probs = logits.float().softmax(1)[0]
         top = probs.topk(k)
         results.append({"file": path, "top": [(names[i], float(p)) for p, i in zip(top.values, top.indices)]})
