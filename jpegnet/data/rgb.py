@@ -6,9 +6,24 @@ torchvision is imported here only (the DCT path does not need it).
 """
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
+
+from ..codec.exif import read_orientation
+
+# EXIF orientation → Pillow transpose method (the displayed image; Pillow's ROTATE_* turn counter-clockwise)
+_PIL_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+                  7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def upright(img, orientation: int):
+    """The image as displayed under its EXIF orientation (a transpose after decoding)."""
+    if orientation == 1:
+        return img
+    from PIL import Image
+    return img.transpose(getattr(Image.Transpose, _PIL_TRANSPOSE[orientation]))
 
 
 def load_rgb(job):
@@ -20,13 +35,15 @@ def load_rgb(job):
 
     out_h, out_w = ds.input_size
     try:
-        with open(path, "rb") as f:
+        with (io.BytesIO(path) if isinstance(path, bytes) else open(path, "rb")) as f:
             img = Image.open(f)
             if ds.max_pixels is not None and img.size[0] * img.size[1] > ds.max_pixels:
                 raise ValueError(f"image of {img.size[0]}x{img.size[1]} pixels is above max_pixels={ds.max_pixels}")
             img = img.convert("RGB")
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError...
         return e
+    if getattr(ds, "exif_orientation", True):
+        img = upright(img, read_orientation(path))
     width, height = img.size
     windows, flips = ds.windows([index], np.array([width]), np.array([height]), seed, epoch)
     if ds.train:

@@ -1,8 +1,10 @@
 """Typed errors of the training engine, each with a message meant to be printed on one line."""
 from __future__ import annotations
 
+from ..errors import JpegnetError
 
-class EngineError(Exception):
+
+class EngineError(JpegnetError):
     """Base of the engine's errors: the CLI prints the message and exits non-zero."""
 
 

@@ -20,8 +20,11 @@ def _device(device: str | None) -> torch.device:
 def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: int = 64, device: str | None = None,
                         precision: str | None = None, num_threads: int | None = None,
                         confusion_png: str | Path | None = None) -> dict:
-    """Top-1 / top-5 / loss / images/s of a checkpoint on DATA/val (or DATA's class folders)."""
-    from ..data import JpegFolder, create_loader
+    """Top-1 / top-5 / loss / images/s of a checkpoint on DATA/val (or DATA's class folders).
+
+    The loss is the one the training log calls val_loss: cross-entropy with the run's label smoothing
+    (`loss_kind` says which). The confusion-matrix PNG is written only when confusion_png is given."""
+    from .inputs import build_data
 
     data = Path(data)
     folder = data / "val" if (data / "val").is_dir() else data
@@ -38,11 +41,15 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
     precision = precision or ("bf16" if dev.type == "cuda" else "fp32")
     model = model_from_checkpoint(state, str(checkpoint)).to(dev)
     cfg = model.input_config
-    dataset = JpegFolder(folder, representation=cfg.representation, train=False, input_size=cfg.input_size,
-                         crop_pct=cfg.crop_pct, on_error="skip")
-    loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads, input_config=cfg)
-    result = evaluate(model, loader, dev, precision=precision, num_classes=len(classes))
-    result.update(model=state["model_name"], folder=str(folder), skipped=list(getattr(loader, "skipped", [])))
+    exif = bool(state.get("train_config", {}).get("exif_orientation", True))
+    _, loader = build_data(folder, cfg, train=False, batch_size=batch_size, device=dev, num_threads=num_threads,
+                           exif_orientation=exif)
+    smoothing = float(state.get("train_config", {}).get("label_smoothing", 0.0))
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=smoothing)
+    result = evaluate(model, loader, dev, precision=precision, num_classes=len(classes), criterion=criterion)
+    result.update(model=state["model_name"], folder=str(folder), skipped=list(getattr(loader, "skipped", [])),
+                  loss_kind=(f"cross-entropy with label smoothing {smoothing:g}" if smoothing
+                             else "cross-entropy without label smoothing"))
     if confusion_png is not None:
         result["confusion_png"] = str(plot_confusion(result["confusion"], classes, confusion_png,
                                                      title=f"{state['model_name']}: top-1 {result['top1']:.1f}%"))
@@ -85,22 +92,60 @@ def file_inputs(files, input_config, device: torch.device | str = "cpu", num_thr
         next_out += 1
 
 
+def _source_name(item, i: int) -> str:
+    return f"<bytes {i}>" if isinstance(item, (bytes, bytearray, memoryview)) else str(item)
+
+
 @torch.no_grad()
-def predict_files(files, checkpoint: str | Path, topk: int = 5, device: str | None = None) -> list[dict]:
-    """[{'file', 'top': [(class name, probability), ...]} or {'file', 'error'}] for each file."""
+def predict_files(files, checkpoint: str | Path, topk: int = 5, device: str | None = None,
+                  batch_size: int = 32, exif_orientation: bool | None = None) -> list[dict]:
+    """[{'file', 'top': [(class name, probability), ...]} or {'file', 'error'}] for each input, in order.
+
+    files: paths or JPEG bytes (named '<bytes i>' in the results). Decoded in batches of batch_size and run
+    through the model a batch at a time; a bad input costs only its own result."""
+    from ..data import JpegFolder
+    from ..data.loader import build_batch
+
     state = load_checkpoint(checkpoint)
     dev = _device(device)
     model = model_from_checkpoint(state, str(checkpoint)).to(dev)
+    cfg = model.input_config
+    if exif_orientation is None:
+        exif_orientation = bool(state.get("train_config", {}).get("exif_orientation", True))
     names = state.get("class_names") or [str(i) for i in range(state["num_classes"])]
     k = min(topk, len(names))
+    items = [bytes(f) if isinstance(f, (bytearray, memoryview)) else f for f in files]
     results = []
-    for path, inputs, error in file_inputs(files, model.input_config, dev):
-        if error is not None:
-            results.append({"file": path, "error": error})
-            continue
-        with autocast_context(dev, "bf16" if dev.type == "cuda" else "fp32"):
-            logits = model(*inputs)
-        probs = logits.float().softmax(1)[0]
-        top = probs.topk(k)
-        results.append({"file": path, "top": [(names[i], float(p)) for p, i in zip(top.values, top.indices)]})
+    for start in range(0, len(items), batch_size):
+        chunk = list(range(start, min(start + batch_size, len(items))))
+        out: dict[int, dict] = {}
+        present = []
+        for i in chunk:
+            if isinstance(items[i], bytes) or Path(items[i]).is_file():
+                present.append(i)
+            else:
+                out[i] = {"file": _source_name(items[i], i), "error": "no such file"}
+        if present:
+            dataset = JpegFolder.from_files([items[i] for i in present], representation=cfg.representation,
+                                            train=False, input_size=cfg.input_size, crop_pct=cfg.crop_pct,
+                                            on_error="skip", exif_orientation=exif_orientation)
+            batch, bad = build_batch(dataset, range(len(present)), seed=0, epoch=0, device=dev, input_config=cfg)
+            reasons = {id(path): reason for path, reason, _ in bad}
+            reasons_by_value = {path: reason for path, reason, _ in bad}
+            good = [i for row, i in enumerate(present)
+                    if id(dataset.samples[row][0]) not in reasons and dataset.samples[row][0] not in reasons_by_value]
+            for row, i in enumerate(present):
+                path = dataset.samples[row][0]
+                if i not in good:
+                    reason = reasons.get(id(path)) or reasons_by_value.get(path) or "unreadable"
+                    out[i] = {"file": _source_name(items[i], i), "error": reason.splitlines()[0] or "unreadable"}
+            if good:
+                with autocast_context(dev, "bf16" if dev.type == "cuda" else "fp32"):
+                    logits = model(*batch[0])
+                probs = logits.float().softmax(1)
+                top = probs.topk(k, dim=1)
+                for row, i in enumerate(good):
+                    out[i] = {"file": _source_name(items[i], i),
+                              "top": [(names[int(j)], float(p)) for p, j in zip(top.values[row], top.indices[row])]}
+        results.extend(out[i] for i in chunk)
     return results
