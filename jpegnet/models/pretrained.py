@@ -180,7 +180,7 @@ def init_from(model: nn.Module, spec: str, model_name: str | None = None,
     if twin_name is None:  # an RGB model: its own converter
         named, fmt = _named_for(model, state_dict, meta, model_name)
         loaded, new = load_by_module(model, named)
-        return InitReport(spec, fmt, loaded, new, sorted(set(named) - set(model.state_dict())))
+        return InitReport(spec, fmt, loaded, new, sorted(set(named) - set(loaded)))
     kwargs = dict(model_kwargs or {}) if isinstance(model, DctAdapter) else {}
     with torch.device("meta"):  # only the key names and shapes of the twin are needed
         twin = create_model(twin_name, num_classes=getattr(model, "num_classes", 1000), **kwargs)
