@@ -170,3 +170,28 @@ def test_jpegnet_errors_share_one_base():
 
     for cls in (JpegError, CheckpointError, DataFolderError, EngineError, UnknownModelError, WeightImportError):
         assert issubclass(cls, JpegnetError)
+
+
+def test_plot_draws_one_point_per_run_labelled_from_its_config(tmp_path, capsys):
+    from jpegnet.engine.plot import read_points
+
+    logs = []
+    for name, model, rep, speeds in (("a", "resnet50", "rgb", (90, 100)), ("b", "dct_upsampling", "dct", (150, 160))):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model": model, "representation": rep}))
+        (folder / "log.csv").write_text("epoch,val_top1,train_images_per_s\n" + "".join(
+            f"{e + 1},{60 + e},{s}\n" for e, s in enumerate(speeds)))
+        logs.append(folder / "log.csv")
+    points, x, y = read_points(logs)
+    assert (x, y) == ("train_images_per_s", "val_top1")
+    assert [(p["model"], p["x"], p["y"], p["representation"]) for p in points] == [
+        ("resnet50 (rgb, a)", 100.0, 61.0, "rgb"), ("dct_upsampling (dct, b)", 160.0, 61.0, "dct")]
+    png = tmp_path / "p.png"
+    assert main(["plot", *map(str, logs), "--out", str(png)]) == 0
+    assert "2 models" in capsys.readouterr().out and png.read_bytes()[:4] == b"\x89PNG"
+    other = tmp_path / "other.csv"
+    other.write_text("city,population\nParis,2100000\n")
+    err = _error(capsys, ["plot", str(logs[0]), str(other), "--out", str(tmp_path / "q.png")])
+    assert err.startswith(f"jpegnet: error: {other} is not a results CSV")
+    assert not (tmp_path / "q.png").exists()
