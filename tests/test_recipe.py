@@ -156,3 +156,30 @@ def test_gradient_clipping():
     clipped, _, _ = _step_gradients(1, clip=0.01)
     assert torch.linalg.vector_norm(clipped) <= 0.01 + 1e-6  # the weight is part of the clipped total
     assert torch.allclose(clipped / torch.linalg.vector_norm(clipped), g / torch.linalg.vector_norm(g), atol=1e-5)
+
+
+def test_train_with_every_recipe_piece(tmp_path, capsys):
+    """One short DCT run with MixUp + CutMix, EMA, clipping, accumulation and colour jitter: it trains, keeps the
+    EMA in its checkpoint, and `eval` measures the EMA weights, as the run's validation did."""
+    import csv
+    import sys as _sys
+
+    from jpegnet.cli import main
+    _sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_engine_resume import make_tiny_dataset
+
+    data = make_tiny_dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), "--model", "dct_late_concat_rfa_thinner",
+                 "--model-kwargs", "width_multiplier=0.125", "--input-size", "32", "--batch-size", "4",
+                 "--threads", "1", "--no-progress", "--no-tensorboard", "--epochs", "1", "--mixup", "0.2",
+                 "--cutmix", "1.0", "--ema", "0.5", "--clip-grad", "1.0", "--grad-accum-steps", "2",
+                 "--brightness", "0.2", "--contrast", "0.2", "--saturation", "0.2"]) == 0
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["train_config"]["grad_accum_steps"] == 2 and "ema" in state
+    assert any(not torch.equal(state["ema"][k], state["model"][k]) for k in state["model"]
+               if state["model"][k].dtype.is_floating_point)
+    capsys.readouterr()
+    assert main(["eval", "--data", str(data), "--checkpoint", str(out / "last.pt")]) == 0
+    top1 = float(capsys.readouterr().out.split("top-1 ")[1].split("%")[0])
+    assert top1 == pytest.approx(float(list(csv.DictReader(open(out / "log.csv")))[-1]["val_top1"]), abs=0.01)
