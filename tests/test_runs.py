@@ -195,3 +195,19 @@ def test_plot_draws_one_point_per_run_labelled_from_its_config(tmp_path, capsys)
     err = _error(capsys, ["plot", str(logs[0]), str(other), "--out", str(tmp_path / "q.png")])
     assert err.startswith(f"jpegnet: error: {other} is not a results CSV")
     assert not (tmp_path / "q.png").exists()
+
+
+def test_run_folder_rules(tmp_path):
+    from jpegnet.engine.runs import RunFolderError, check_run_folder
+
+    check_run_folder(tmp_path / "new", None)  # a new folder
+    (tmp_path / "empty").mkdir()
+    check_run_folder(tmp_path / "empty", None)
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    (failed / "config.json").write_text("{}")  # a run that failed before its first step
+    check_run_folder(failed, None)
+    (failed / "log.csv").write_text("epoch\n1\n")
+    with pytest.raises(RunFolderError, match="already holds a run \\(log.csv\\); choose a new --out or remove it"):
+        check_run_folder(failed, None)
+    check_run_folder(failed, "failed/last.pt")  # resuming writes into its own run

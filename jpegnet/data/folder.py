@@ -28,6 +28,8 @@ _logged_lock = threading.Lock()
 
 def log_bad_file(path: str, reason: str) -> None:
     """Log a file that could not be used, once per path per process."""
+    if isinstance(path, bytes):  # an in-memory JPEG: name it, do not print it
+        path = f"<{len(path)} bytes, hash {hash(path) & 0xFFFFFF:06x}>"
     with _logged_lock:
         if path in _logged_paths:
             return
