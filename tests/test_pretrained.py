@@ -91,15 +91,23 @@ def test_unknown_sources_fail_clearly(tmp_path):
         create_model("resnet50", pretrained=str(junk))
 
 
-def test_train_init_from_reports_loaded_and_new(tv_resnet50, tmp_path, capsys):
-    path, sd = tv_resnet50
+def test_train_init_from_reports_loaded_and_new(tmp_path, capsys):
+    # a small ResNet in torchvision's key names (jpegnet's ResNet uses them), so the run stays short
+    small = dict(width_multiplier=0.125, depth_multiplier=0.25)
+    torch.manual_seed(3)
+    sd = create_model("resnet50", **small).state_dict()
+    path = tmp_path / "small_resnet.pth"
+    torch.save(sd, path)
     data = make_tiny_dataset(tmp_path / "data")
     out = tmp_path / "run"
-    assert main(["train", "--data", str(data), "--out", str(out), "--model", "dct_resnet50", "--init-from", str(path),
-                 "--epochs", "1", "--input-size", "32", "--batch-size", "4", "--threads", "1", "--no-progress",
-                 "--lr", "1e-9", "--warmup-epochs", "0", "--no-tensorboard"]) == 0
+    assert main(["train", "--data", str(data), "--out", str(out), "--model", "dct_resnet50", "--model-kwargs",
+                 "width_multiplier=0.125,depth_multiplier=0.25", "--init-from", str(path), "--epochs", "1",
+                 "--input-size", "32", "--batch-size", "4", "--threads", "1", "--no-progress", "--lr", "1e-9",
+                 "--warmup-epochs", "0", "--no-tensorboard"]) == 0
     err = capsys.readouterr().err
     assert f"init from {path} (same key names weights): loaded" in err and "new (backbone.fc, stem)" in err
     state = torch.load(out / "last.pt", weights_only=True)
     # lr 1e-9 barely moves the weights: the run started from the file's
     assert torch.allclose(state["model"]["backbone.layer4.0.conv2.weight"], sd["layer4.0.conv2.weight"], atol=1e-6)
+    import json
+    assert json.loads((out / "config.json").read_text())["init_from"]["new"][0].startswith("backbone.fc")
