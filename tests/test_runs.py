@@ -206,6 +206,7 @@ def test_run_folder_rules(tmp_path):
     failed = tmp_path / "failed"
     failed.mkdir()
     (failed / "config.json").write_text("{}")  # a run that failed before its first step
+    (failed / ".last.pt.x1y2.tmp").write_bytes(b"torn")  # ... while writing its first checkpoint
     check_run_folder(failed, None)
     (failed / "log.csv").write_text("epoch\n1\n")
     with pytest.raises(RunFolderError, match="already holds a run \\(log.csv\\); choose a new --out or remove it"):

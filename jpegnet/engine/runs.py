@@ -34,8 +34,10 @@ def check_run_folder(out_dir: str | os.PathLike, resume) -> None:
         return
     if not out.is_dir():
         raise RunFolderError(f"--out {out} exists and is not a folder")
-    # config.json alone is a run that failed before its first step: nothing in it is worth keeping
-    entries = sorted(p.name for p in out.iterdir() if p.name != "config.json")
+    # config.json alone is a run that failed before its first step, and .NAME.*.tmp a checkpoint write it never
+    # finished: nothing in either is worth keeping
+    entries = sorted(p.name for p in out.iterdir()
+                     if p.name != "config.json" and not (p.name.startswith(".") and p.name.endswith(".tmp")))
     if entries:
         hint = (f"continue it with --resume {out / 'last.pt'}" if (out / "last.pt").exists()
                 else "remove it")

@@ -267,7 +267,6 @@ class _Run:
     # --- setup -------------------------------------------------------------------------------------------
 
     def _build(self) -> None:
-        from ..data import JpegFolder, create_loader
         from ..models import create_model
 
         cfg, info = self.config, self.info
