@@ -158,9 +158,10 @@ def test_gradient_clipping():
     assert torch.allclose(clipped / torch.linalg.vector_norm(clipped), g / torch.linalg.vector_norm(g), atol=1e-5)
 
 
-def test_train_with_every_recipe_piece(tmp_path, capsys):
-    """One short DCT run with MixUp + CutMix, EMA, clipping, accumulation and colour jitter: it trains, keeps the
-    EMA in its checkpoint, and `eval` measures the EMA weights, as the run's validation did."""
+def test_train_with_every_recipe_piece_resumes_exactly(tmp_path, capsys):
+    """Short DCT runs with MixUp + CutMix, EMA, clipping, accumulation and colour jitter: 2 epochs straight equal
+    1 epoch then --resume (draws depend on (seed, step), the EMA is in the checkpoint), and `eval` measures the
+    EMA weights, as the run's validation did."""
     import csv
     import sys as _sys
 
@@ -168,18 +169,38 @@ def test_train_with_every_recipe_piece(tmp_path, capsys):
     _sys.path.insert(0, str(Path(__file__).resolve().parent))
     from test_engine_resume import make_tiny_dataset
 
-    data = make_tiny_dataset(tmp_path / "data")
-    out = tmp_path / "run"
-    assert main(["train", "--data", str(data), "--out", str(out), "--model", "dct_late_concat_rfa_thinner",
-                 "--model-kwargs", "width_multiplier=0.125", "--input-size", "32", "--batch-size", "4",
-                 "--threads", "1", "--no-progress", "--no-tensorboard", "--epochs", "1", "--mixup", "0.2",
-                 "--cutmix", "1.0", "--ema", "0.5", "--clip-grad", "1.0", "--grad-accum-steps", "2",
-                 "--brightness", "0.2", "--contrast", "0.2", "--saturation", "0.2"]) == 0
-    state = torch.load(out / "last.pt", weights_only=True)
-    assert state["train_config"]["grad_accum_steps"] == 2 and "ema" in state
-    assert any(not torch.equal(state["ema"][k], state["model"][k]) for k in state["model"]
-               if state["model"][k].dtype.is_floating_point)
+    data = make_tiny_dataset(tmp_path / "data", classes=2, val_per_class=1)  # 2 steps and 1 val batch an epoch
+    args = ["--data", str(data), "--model", "dct_late_concat_rfa_thinner", "--model-kwargs", "width_multiplier=0.125",
+            "--input-size", "32", "--batch-size", "4", "--threads", "1", "--no-progress", "--no-tensorboard",
+            "--deterministic", "--mixup", "0.2", "--cutmix", "1.0", "--ema", "0.5", "--clip-grad", "1.0",
+            "--grad-accum-steps", "2", "--brightness", "0.2", "--contrast", "0.2", "--saturation", "0.2"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main(["train", *args, "--out", str(straight), "--epochs", "2"]) == 0
+    # the same run stopped (Ctrl-C) when its second epoch starts, after epoch 1's checkpoint, then resumed
+    from jpegnet.engine.trainer import _Run
+    original, calls = _Run._train_epoch, []
+
+    def stop_at_second_epoch(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self)
+
+    _Run._train_epoch = stop_at_second_epoch
+    try:
+        assert main(["train", *args, "--out", str(split), "--epochs", "2"]) == 130
+    finally:
+        _Run._train_epoch = original
+    assert torch.load(split / "last.pt", weights_only=True)["epoch"] == 1
+    assert main(["train", "--resume", str(split / "last.pt")]) == 0
+    a = torch.load(straight / "last.pt", weights_only=True)
+    b = torch.load(split / "last.pt", weights_only=True)
+    assert a["train_config"]["grad_accum_steps"] == 2 and "ema" in a
+    for part in ("model", "ema"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    assert any(not torch.equal(a["ema"][k], a["model"][k]) for k in a["model"]
+               if a["model"][k].dtype.is_floating_point)
     capsys.readouterr()
-    assert main(["eval", "--data", str(data), "--checkpoint", str(out / "last.pt")]) == 0
+    assert main(["eval", "--data", str(data), "--checkpoint", str(straight / "last.pt")]) == 0
     top1 = float(capsys.readouterr().out.split("top-1 ")[1].split("%")[0])
-    assert top1 == pytest.approx(float(list(csv.DictReader(open(out / "log.csv")))[-1]["val_top1"]), abs=0.01)
+    assert top1 == pytest.approx(float(list(csv.DictReader(open(straight / "log.csv")))[-1]["val_top1"]), abs=0.01)
