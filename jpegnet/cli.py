@@ -1,9 +1,9 @@
 """The `jpegnet` command: argument parsing and printing only; the work is done in `jpegnet.engine`.
 
     jpegnet train --data DIR --model NAME [options]     train (or --resume) a classifier from JPEG files
-    jpegnet eval --data DIR --checkpoint CKPT           top-1 / top-5, images/s, confusion matrix PNG
-    jpegnet predict FILES... --checkpoint CKPT          top-k labels of JPEG files
-    jpegnet models [PATTERN] [--flops]                  the model zoo: input, params, GFLOPs
+    jpegnet eval --data DIR --checkpoint CKPT           top-1 / top-5, val loss, images/s (--confusion PNG)
+    jpegnet predict FILES... --checkpoint CKPT          top-k labels of JPEG files (--json); exit 1 if any failed
+    jpegnet models [PATTERN] [--flops]                  the model zoo: input, params (catalog, no torch), GFLOPs
     jpegnet profile NAME                                params, FLOPs, CIO, activation memory per stage
     jpegnet bench [--data DIR]                          end-to-end images/s, JPEG bytes to logits
     jpegnet plot CSV... --out PNG                       speed / accuracy Pareto chart
