@@ -1,9 +1,9 @@
 """`jpegnet models` answers from the catalog, without torch, in well under 2 s; the catalog matches the registry."""
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -30,12 +30,15 @@ def test_catalog_entries_match_real_builds(name):
 def test_models_command_is_fast_and_does_not_import_torch():
     code = ("import sys, time; t = time.perf_counter(); from jpegnet.cli import main; main(['models']); "
             "print('seconds', time.perf_counter() - t, 'torch' in sys.modules)")
-    start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     lines = out.strip().splitlines()
     assert lines[-1].split()[-1] == "False"  # torch never imported
-    assert wall < 2.0, wall  # the whole process, interpreter start included
+    # CPU seconds of the whole process, interpreter start included (wall time would also count other jobs'
+    # use of a shared machine); building the models instead takes about 24 s
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert cpu < 2.0, cpu
     resnet = next(line for line in lines if line.startswith("resnet50 "))
     assert "rgb 224x224" in resnet and "25.56" in resnet
     assert sum(1 for line in lines[2:-1] if line.strip()) == len(CATALOG)
