@@ -3,6 +3,7 @@
 The reader (`read_coefficients`, `read_coefficients_batch`, `JpegCoefficients`, `JpegError`) loads without
 torch; the model API (`create_model`, `list_models`, `import_weights`) imports torch on first use.
 """
+from .errors import JpegnetError
 from .codec import (JpegCoefficients, JpegError, JpegHeader, read_coefficients, read_coefficients_batch,
                     read_header, read_headers_batch)
 
@@ -18,6 +19,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'jpegnet' has no attribute {name!r}")
 
 
-__all__ = ["JpegCoefficients", "JpegError", "JpegHeader", "read_coefficients", "read_coefficients_batch",
+__all__ = ["JpegCoefficients", "JpegError", "JpegnetError", "JpegHeader", "read_coefficients", "read_coefficients_batch",
            "read_header", "read_headers_batch",
            "create_model", "list_models", "import_weights", "InputConfig", "__version__"]

@@ -1,9 +1,9 @@
 """The `jpegnet` command: argument parsing and printing only; the work is done in `jpegnet.engine`.
 
     jpegnet train --data DIR --model NAME [options]     train (or --resume) a classifier from JPEG files
-    jpegnet eval --data DIR --checkpoint CKPT           top-1 / top-5, images/s, confusion matrix PNG
-    jpegnet predict FILES... --checkpoint CKPT          top-k labels of JPEG files
-    jpegnet models [PATTERN] [--flops]                  the model zoo: input, params, GFLOPs
+    jpegnet eval --data DIR --checkpoint CKPT           top-1 / top-5, val loss, images/s (--confusion PNG)
+    jpegnet predict FILES... --checkpoint CKPT          top-k labels of JPEG files (--json); exit 1 if any failed
+    jpegnet models [PATTERN] [--flops]                  the model zoo: input, params (catalog, no torch), GFLOPs
     jpegnet profile NAME                                params, FLOPs, CIO, activation memory per stage
     jpegnet bench [--data DIR]                          end-to-end images/s, JPEG bytes to logits
     jpegnet plot CSV... --out PNG                       speed / accuracy Pareto chart
@@ -23,7 +23,6 @@ import argparse
 import ast
 import os
 import sys
-from pathlib import Path
 
 from .errors import JpegnetError
 
@@ -83,8 +82,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--warmup-epochs", type=float, help="linear warmup length, may be fractional (default 1)")
     p.add_argument("--min-lr-factor", type=float, help="final lr as a fraction of the peak (default 0)")
     p.add_argument("--label-smoothing", type=float, help="default 0.1")
-    p.add_argument("--input-size", type=_positive_int, help="training/eval size in pixels, a multiple of 16 "
-                                                            "(default: the model's)")
+    p.add_argument("--input-size", type=_positive_int, help="training/eval size in pixels (default: the model's); "
+                                                            "DCT models take multiples of 16")
     p.add_argument("--dct-stats", help="JSON from `jpegnet stats`: DCT input normalization")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
                    help="autocast precision (default bf16 on CUDA, fp32 on CPU)")
@@ -102,9 +101,34 @@ def add_train_parser(sub) -> None:
     p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="no TensorBoard events")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction,
                    help="progress bar (default: only on a terminal)")
-    p.add_argument("--log-every", type=_positive_int, help="steps between loss / images/s updates (default 20)")
+    p.add_argument("--log-every", type=_positive_int,
+                   help="steps between loss / lr / images/s updates; without a terminal (or with --no-progress) "
+                        "each is a log line, validation too (default 20)")
     p.add_argument("--resume", help="checkpoint (last.pt) of the run to continue")
+    add_recipe_arguments(p)
     p.set_defaults(func=cmd_train)
+
+
+def add_recipe_arguments(p) -> None:
+    """Pretrained starts and timm's recipe pieces (jpegnet.models.pretrained, jpegnet.engine.recipe)."""
+    p.add_argument("--init-from", dest="init_from", metavar="PATH|torchvision:NAME|timm:NAME",
+                   help="start from these weights: RGB models take every layer that fits, DCT models the layers "
+                        "they share with their RGB twin (the stages after the DCT entry); the header reports "
+                        "what was loaded and what is new. Hub names need a network")
+    p.add_argument("--mixup", type=float, metavar="ALPHA", help="MixUp Beta(alpha, alpha), e.g. 0.2 (default 0: off)")
+    p.add_argument("--cutmix", type=float, metavar="ALPHA",
+                   help="CutMix Beta(alpha, alpha), e.g. 1.0; on DCT input whole 16x16-pixel MCUs (default 0: off)")
+    p.add_argument("--ema", dest="ema_decay", type=float, metavar="DECAY",
+                   help="model EMA decay, e.g. 0.9998; evaluation and best weights use the EMA (default 0: off)")
+    p.add_argument("--clip-grad", dest="clip_grad", type=float, metavar="NORM",
+                   help="clip the global gradient norm (default 0: off)")
+    p.add_argument("--grad-accum-steps", dest="grad_accum_steps", type=_positive_int, metavar="N",
+                   help="split each batch into N micro-batches (same update, 1/N the memory; default 1)")
+    p.add_argument("--brightness", type=float, help="brightness jitter range (offset of full scale; DCT: DC shift)")
+    p.add_argument("--contrast", type=float, help="contrast jitter range (DCT: coefficient scaling around the mean)")
+    p.add_argument("--saturation", type=float, help="saturation jitter range (DCT: chroma scaling)")
+    p.add_argument("--no-exif-orientation", dest="exif_orientation", action="store_false",
+                   help="ignore EXIF orientation tags (default: images are turned upright, in both pipelines)")
 
 
 def cmd_train(args) -> int:
@@ -125,6 +149,8 @@ def cmd_train(args) -> int:
         config = TrainConfig(**given)
     summary = train(config, resume=resume)
     final = summary["final"]
+    if summary.get("complete"):
+        return 0  # the run said it is complete
     if final and summary["is_main"]:
         print(f"done: val top-1 {final['val_top1']:.2f}% top-5 {final['val_top5']:.2f}% (best top-1 "
               f"{summary['best_top1']:.2f}%), checkpoint {summary['checkpoint']}")
@@ -145,7 +171,7 @@ def add_eval_parser(sub) -> None:
                    help="default bf16 on CUDA, fp32 on CPU")
     p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
     p.add_argument("--confusion", default=None,
-                   help="confusion matrix PNG path (default: confusion.png beside the checkpoint)")
+                   help="also write the confusion matrix as this PNG (default: no file is written)")
     add_backend_argument(p)
     p.set_defaults(func=cmd_eval)
 
@@ -153,13 +179,14 @@ def add_eval_parser(sub) -> None:
 def cmd_eval(args) -> int:
     from .engine import evaluate_checkpoint
 
-    confusion = args.confusion or str(Path(args.checkpoint).with_name("confusion.png"))
     result = evaluate_checkpoint(args.data, args.checkpoint, batch_size=args.batch_size, device=args.device,
-                                 precision=args.precision, num_threads=args.num_threads, confusion_png=confusion,
-                                 backend=args.backend)
+                                 precision=args.precision, num_threads=args.num_threads,
+                                 confusion_png=args.confusion, backend=args.backend)
     print(f"{result['model']} on {result['folder']}: {result['images']} images, top-1 {result['top1']:.2f}%, "
           f"top-5 {result['top5']:.2f}%, loss {result['loss']:.4f}, {result['images_per_s']:.1f} images/s")
-    print(f"confusion matrix: {result['confusion_png']}")
+    print(f"loss: {result['loss_kind']} (what the training log calls val_loss)")
+    if "confusion_png" in result:
+        print(f"confusion matrix: {result['confusion_png']}")
     return 0
 
 
@@ -170,19 +197,32 @@ def add_predict_parser(sub) -> None:
     p.add_argument("--topk", type=_positive_int, default=5)
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     add_backend_argument(p)
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="files decoded and run together")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per file on stdout (file, top: [[label, probability]...] or error)")
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args) -> int:
+    """Exit status 1 when any file failed; each failure is named and every other result still printed."""
+    import json
+
     from .engine import predict_files
 
+    failed = 0
     for item in predict_files(args.files, args.checkpoint, topk=args.topk, device=args.device,
-                              backend=args.backend):
-        if "error" in item:
+                              batch_size=args.batch_size, backend=args.backend):
+        failed += "error" in item
+        if args.json:
+            print(json.dumps(item), flush=True)
+        elif "error" in item:
             print(f"{item['file']}: error: {item['error']}", file=sys.stderr)
-            continue
-        labels = ", ".join(f"{name} {100 * p:.1f}%" for name, p in item["top"])
-        print(f"{item['file']}: {labels}")
+        else:
+            labels = ", ".join(f"{name} {100 * p:.1f}%" for name, p in item["top"])
+            print(f"{item['file']}: {labels}")
+    if failed:
+        print(f"jpegnet: error: {failed} of {len(args.files)} files could not be read", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 
@@ -192,14 +232,17 @@ def add_models_parser(sub) -> None:
     p = sub.add_parser("models", help="list registered models: input, params, GFLOPs")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'dct_*'")
     p.add_argument("--flops", action="store_true",
-                   help="also count GFLOPs at the model's input size (about a second per model)")
+                   help="also count GFLOPs at the model's input size (builds the models: about a second each)")
     p.set_defaults(func=cmd_models)
 
 
 def cmd_models(args) -> int:
-    from .engine import model_table
-
-    rows = model_table(args.pattern, flops=args.flops)
+    if args.flops:  # counting FLOPs builds the models
+        from .engine import model_table
+        rows = model_table(args.pattern, flops=True)
+    else:  # the catalog: no torch import, no model built (well under 2 s)
+        from .catalog import catalog_rows
+        rows = catalog_rows(args.pattern)
     if not rows:
         raise UsageError(f"no registered model matches {args.pattern!r}")
     header = ["name", "input", "params (M)"] + (["GFLOPs"] if args.flops else [])
@@ -452,7 +495,7 @@ def cmd_serve(args) -> int:
 
 # --- plumbing ----------------------------------------------------------------------------------------------
 
-class UsageError(ValueError):
+class UsageError(ValueError):  # not a JpegnetError: argparse prints it with the usage line
     """A bad combination of arguments that argparse cannot express."""
 
 
@@ -488,9 +531,18 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    return (JpegnetError, ValueError, OSError, ImportError)  # ImportError: an optional dependency is missing
+
+
+_USER_ERRORS = _user_errors()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .log import setup_console_logging  # console lines through `logging` (jpegnet.train)
+    setup_console_logging()
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:
@@ -502,14 +554,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jpegnet: error: {_one_line(exc) if str(exc) else 'out of memory; lower --batch-size'}",
               file=sys.stderr)
         return EXIT_ERROR
-    except (JpegnetError, ValueError, TypeError, OSError, KeyError, RuntimeError, ImportError) as exc:
-        # Typed errors of jpegnet (EngineError subclasses, UnknownModelError, JpegError) and the library's
-        # argument checks: the message is the whole story, a traceback would only hide it.
+    except _USER_ERRORS as exc:
+        # jpegnet's typed errors (JpegnetError: EngineError, UnknownModelError, JpegError, ...), files the OS
+        # refuses and the library's argument checks (ValueError): the message is the whole story, a traceback
+        # would only hide it. TypeError / KeyError / RuntimeError from bugs keep their traceback.
         if os.environ.get("JPEGNET_DEBUG"):
             raise
         print(f"jpegnet: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,10 @@
 """Typed errors of the reader."""
 from __future__ import annotations
 
+from ..errors import JpegnetError
 
-class JpegError(ValueError):
+
+class JpegError(JpegnetError, ValueError):
     """An input that cannot be read as a JPEG (or not within the limits asked for).
 
     `message` is libjpeg's own description of the problem (or ours); `source` names the input (a path, or

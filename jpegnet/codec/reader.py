@@ -8,7 +8,7 @@ from __future__ import annotations
 import operator
 import os
 import warnings
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Union
 
 import numpy as np
 

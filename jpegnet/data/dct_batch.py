@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import JpegnetError
 from ..dct import transforms
 from ..dct.transforms import BLOCK, BandOperator, apply_resample, frequencies_kept, resample_operator
 
@@ -53,7 +54,7 @@ _RGB_TO_YCC = np.array([[0.299, 0.587, 0.114],
                         [0.5, -0.418687589, -0.081312411]])
 
 
-class UnsupportedImage(ValueError):
+class UnsupportedImage(JpegnetError, ValueError):
     """A JPEG that decodes but cannot become DCT input (CMYK / YCCK, unusual component layouts)."""
 
 

@@ -27,6 +27,8 @@ _logged_lock = threading.Lock()
 
 def log_bad_file(path: str, reason: str) -> None:
     """Log a file that could not be used, once per path per process."""
+    if isinstance(path, bytes):  # an in-memory JPEG: name it, do not print it
+        path = f"<{len(path)} bytes, hash {hash(path) & 0xFFFFFF:06x}>"
     with _logged_lock:
         if path in _logged_paths:
             return
@@ -34,15 +36,18 @@ def log_bad_file(path: str, reason: str) -> None:
     logger.warning("skipping %s: %s", path, reason)
 
 
-def _size(value) -> tuple[int, int]:
+def _size(value, representation: str = "dct") -> tuple[int, int]:
     if isinstance(value, int):
         value = (value, value)
     try:
         h, w = (int(v) for v in value)
     except (TypeError, ValueError):
         raise TypeError(f"input_size must be an int or (height, width), got {value!r}") from None
-    if h <= 0 or w <= 0 or h % 16 or w % 16:
-        raise ValueError(f"input_size must be positive multiples of 16 (the 4:2:0 chroma grid), got {value!r}")
+    if h <= 0 or w <= 0:
+        raise ValueError(f"input_size must be positive, got {value!r}")
+    if representation == "dct" and (h % 16 or w % 16):
+        # RGB input takes any size; DCT input is whole 16x16 MCUs (8x8 luma blocks, 4:2:0 chroma)
+        raise ValueError(f"DCT input_size must be positive multiples of 16 (the 4:2:0 chroma grid), got {value!r}")
     return h, w
 
 
@@ -52,7 +57,7 @@ class JpegSource:
     from (seed, epoch, key), the key being an integer fixed per sample (a folder's index)."""
 
     def _configure(self, representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
-                   seed, strict, max_pixels) -> None:
+                   seed, strict, max_pixels, exif_orientation=True) -> None:
         if representation not in ("dct", "rgb"):
             raise ValueError(f"representation must be 'dct' or 'rgb', got {representation!r}")
         if on_error not in ("skip", "raise"):
@@ -67,7 +72,7 @@ class JpegSource:
             raise ValueError(f"ratio must be (min, max) aspect ratios with 0 < min <= max, got {ratio!r}")
         self.representation = representation
         self.train = bool(train)
-        self.input_size = _size(input_size)
+        self.input_size = _size(input_size, representation)
         self.on_error = on_error
         self.scale = tuple(scale)
         self.ratio = tuple(ratio)
@@ -78,6 +83,9 @@ class JpegSource:
         self.epoch = 0
         self.strict = bool(strict)
         self.max_pixels = max_pixels
+        # EXIF orientation: images are turned upright before cropping (RGB: transposed after decode; DCT: exact
+        # block transposes and sign flips, see jpegnet.dct.orient), so both pipelines see the displayed image.
+        self.exif_orientation = bool(exif_orientation)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -111,12 +119,13 @@ class JpegFolder(JpegSource, torch.utils.data.Dataset):
     def __init__(self, root, representation: str = "dct", *, train: bool, input_size=(224, 224),
                  on_error: str = "skip", scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip: float = 0.5,
                  crop_pct: float = 0.875, input_config=None, seed: int = 0, strict: bool = True,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, extensions=JPEG_EXTENSIONS):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, extensions=JPEG_EXTENSIONS,
+                 exif_orientation: bool = True):
         self.root = os.fspath(root)
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"dataset folder not found: {self.root}")
         self._configure(representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
-                        seed, strict, max_pixels)
+                        seed, strict, max_pixels, exif_orientation)
         exts = tuple(e.lower() for e in extensions)
         # Hidden entries skipped, each real directory visited once: the same scan as the engine's folder check.
         self.classes, self.samples = scan_image_folder(self.root, exts)
@@ -131,16 +140,18 @@ class JpegFolder(JpegSource, torch.utils.data.Dataset):
     def from_files(cls, files, representation: str = "dct", *, train: bool = False, input_size=(224, 224),
                    on_error: str = "skip", scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip: float = 0.5,
                    crop_pct: float = 0.875, input_config=None, seed: int = 0, strict: bool = True,
-                   max_pixels: int | None = DEFAULT_MAX_PIXELS) -> "JpegFolder":
+                   max_pixels: int | None = DEFAULT_MAX_PIXELS, exif_orientation: bool = True) -> "JpegFolder":
         """A dataset of explicit files (no class folders; every target is -1), e.g. for prediction: the
-        files go through exactly the transforms of a folder dataset with the same arguments."""
+        files go through exactly the transforms of a folder dataset with the same arguments. An item may also
+        be the bytes of a JPEG file (e.g. from a request or an archive)."""
         self = cls.__new__(cls)
         self._configure(representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
-                        seed, strict, max_pixels)
+                        seed, strict, max_pixels, exif_orientation)
         self.root = None
         self.classes = []
         self.class_to_idx = {}
-        self.samples = [(os.fspath(f), -1) for f in files]
+        self.samples = [(bytes(f) if isinstance(f, (bytes, bytearray, memoryview)) else os.fspath(f), -1)
+                        for f in files]
         self.targets = [-1] * len(self.samples)
         return self
 

@@ -26,6 +26,8 @@ import torch
 
 from ..codec import JpegError, read_coefficients_batch, read_headers_batch
 from ..codec.reader import default_threads
+from ..codec.exif import ORIENTATION_OPS, read_orientation
+from ..dct.orient import hflip_blocks, orient_blocks
 from .dct_batch import UnsupportedImage, build_dct_batch, decode_crops, image_planes
 from .folder import IMAGENET_MEAN, IMAGENET_STD, JpegFolder, JpegSource, log_bad_file, logger
 
@@ -43,6 +45,67 @@ def _normalization(ds: JpegFolder, input_config):
     mean = tuple(getattr(cfg, "mean", IMAGENET_MEAN)) if cfg is not None else IMAGENET_MEAN
     std = tuple(getattr(cfg, "std", IMAGENET_STD)) if cfg is not None else IMAGENET_STD
     return mean, std
+
+
+def stored_windows(windows: np.ndarray, orientations: np.ndarray, shown_w, shown_h) -> np.ndarray:
+    """Windows (x, y, w, h) on the displayed image → the same region of the stored image. Displayed =
+    mirror(transpose(stored)) (ORIENTATION_OPS), so stored = transpose(mirror(displayed))."""
+    out = np.array(windows, dtype=np.float64, copy=True)
+    for k, o in enumerate(orientations):
+        transpose, hflip, vflip = ORIENTATION_OPS[int(o)]
+        x, y, w, h = out[k]
+        if vflip:
+            y = shown_h[k] - y - h
+        if hflip:
+            x = shown_w[k] - x - w
+        out[k] = (y, x, h, w) if transpose else (x, y, w, h)
+    return out
+
+
+def _oriented_dct_batch(planes, windows, flips, orientations, out_size, *, device, mean, std, k_margin, pin,
+                        threads):
+    """build_dct_batch for images with EXIF orientations: each group of one orientation is resampled on its
+    stored grid as raw coefficients, turned upright with exact block operations (jpegnet.dct.orient), then
+    mirrored by the augmentation and normalized (normalization last: it does not commute with a transpose)."""
+    from .dct_batch import DEFAULT_DCT_SCALE
+    if mean is None:
+        mean, std = torch.zeros(192), torch.full((192,), DEFAULT_DCT_SCALE)
+    out_h, out_w = out_size
+    n = len(planes)
+    y = torch.empty((n, 64, out_h // 8, out_w // 8), dtype=torch.float32, device=device)
+    y = y.contiguous(memory_format=torch.channels_last)
+    cbcr = torch.empty((n, 128, out_h // 16, out_w // 16), dtype=torch.float32,
+                       device=device).contiguous(memory_format=torch.channels_last)
+    mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, 192, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, 192, 1, 1)
+    for o in np.unique(orientations):
+        rows = np.flatnonzero(orientations == o)
+        transpose, hflip, vflip = ORIENTATION_OPS[int(o)]
+        size = (out_w, out_h) if transpose else (out_h, out_w)
+        raw_y, raw_c = build_dct_batch([planes[r] for r in rows], windows[rows], np.zeros(len(rows), dtype=bool),
+                                       size, device=device, mean=torch.zeros(192), std=torch.ones(192),
+                                       k_margin=k_margin, pin_memory=False, threads=threads)
+        raw_y = orient_blocks(raw_y, transpose, hflip, vflip)
+        raw_c = orient_blocks(raw_c, transpose, hflip, vflip)
+        mirror = torch.as_tensor(flips[rows], device=device)
+        if mirror.any():
+            raw_y = torch.where(mirror.view(-1, 1, 1, 1), hflip_blocks(raw_y), raw_y)
+            raw_c = torch.where(mirror.view(-1, 1, 1, 1), hflip_blocks(raw_c), raw_c)
+        index = torch.as_tensor(rows, device=device)
+        y[index] = (raw_y - mean[:, :64]) / std[:, :64]
+        cbcr[index] = (raw_c - mean[:, 64:]) / std[:, 64:]
+    return y, cbcr
+
+
+def _normalization_for(input_config):
+    """(mean, std) an input config normalizes with: 192 DCT values (default: 0 and DEFAULT_DCT_SCALE) or the
+    3 RGB ones, in the units the batch had before normalization (raw dequantized coefficients, [0, 1] pixels)."""
+    from .dct_batch import DEFAULT_DCT_SCALE
+    if input_config.representation == "dct":
+        if input_config.dct_mean is not None:
+            return tuple(input_config.dct_mean), tuple(input_config.dct_std)
+        return (0.0,) * 192, (DEFAULT_DCT_SCALE,) * 192
+    return tuple(input_config.mean), tuple(input_config.std)
 
 
 def build_batch(ds: JpegFolder, indices, *, seed: int, epoch: int, device="cpu", input_config=None,
@@ -94,7 +157,13 @@ def build_batch_from(ds, sources, keys, targets, *, names=None, seed: int, epoch
             return None, bad_in_order()
         widths = np.array([headers[j].width for j in readable])
         heights = np.array([headers[j].height for j in readable])
-        windows, flips = ds.windows([keys[j] for j in readable], widths, heights, seed, epoch)
+        orientations = (np.array([read_orientation(sources[j]) for j in readable])
+                        if getattr(ds, "exif_orientation", False) else np.ones(len(readable), dtype=np.int64))
+        # Windows are drawn on the upright (displayed) image and mapped back onto the stored one.
+        transposed = np.isin(orientations, (5, 6, 7, 8))
+        shown_w, shown_h = np.where(transposed, heights, widths), np.where(transposed, widths, heights)
+        windows, flips = ds.windows([keys[j] for j in readable], shown_w, shown_h, seed, epoch)
+        windows = stored_windows(windows, orientations, shown_w, shown_h)
         crops = decode_crops(windows, widths, heights, [headers[j].mcu_size for j in readable])
         results = read_coefficients_batch([sources[j] for j in readable], threads=threads, on_error="return",
                                           strict=ds.strict, max_pixels=ds.max_pixels,
@@ -117,13 +186,19 @@ def build_batch_from(ds, sources, keys, targets, *, names=None, seed: int, epoch
         # the windows relative to the decoded area (crop origins are whole MCUs: exact in float64)
         windows = windows[rows] - np.concatenate([crops[rows, :2], np.zeros((len(rows), 2))], axis=1)
         flips = flips[rows]
+        orientations = orientations[rows]
         if normalize:
             mean, std = _normalization(ds, input_config)
         else:
             mean, std = torch.zeros(192), torch.ones(192)
-        inputs = build_dct_batch([p for _, p in images], windows, flips, ds.input_size, device=device,
-                                 mean=mean, std=std, k_margin=k_margin, pin_memory=pin,
-                                 threads=threads)
+        if (orientations == 1).all():
+            inputs = build_dct_batch([p for _, p in images], windows, flips, ds.input_size, device=device,
+                                     mean=mean, std=std, k_margin=k_margin, pin_memory=pin,
+                                     threads=threads)
+        else:
+            inputs = _oriented_dct_batch([p for _, p in images], windows, flips, orientations, ds.input_size,
+                                         device=device, mean=mean, std=std, k_margin=k_margin, pin=pin,
+                                         threads=threads)
     else:
         from .rgb import load_rgb
         mean, std = _normalization(ds, input_config)

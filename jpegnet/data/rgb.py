@@ -11,6 +11,20 @@ import math
 
 import numpy as np
 
+from ..codec.exif import read_orientation
+
+# EXIF orientation → Pillow transpose method (the displayed image; Pillow's ROTATE_* turn counter-clockwise)
+_PIL_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+                  7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def upright(img, orientation: int):
+    """The image as displayed under its EXIF orientation (a transpose after decoding)."""
+    if orientation == 1:
+        return img
+    from PIL import Image
+    return img.transpose(getattr(Image.Transpose, _PIL_TRANSPOSE[orientation]))
+
 
 def load_rgb(job):
     """One sample (a path, or the file's bytes) → float32 (3, H, W) tensor, or the exception that made it
@@ -29,6 +43,8 @@ def load_rgb(job):
             img = img.convert("RGB")
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError...
         return e
+    if getattr(ds, "exif_orientation", True):
+        img = upright(img, read_orientation(path))
     width, height = img.size
     windows, flips = ds.windows([index], np.array([width]), np.array([height]), seed, epoch)
     if ds.train:

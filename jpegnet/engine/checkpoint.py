@@ -205,11 +205,12 @@ def check_checkpoint_model(state: dict, path: str = "checkpoint") -> dict:
 
 
 def model_from_checkpoint(state: dict, path: str = "checkpoint"):
-    """Rebuild the model a checkpoint was trained with and load its weights (eval mode, CPU)."""
+    """Rebuild the model a checkpoint was trained with and load its weights (eval mode, CPU): the EMA weights
+    when the run kept an EMA (those are what its validation measured), else the model's."""
     from ..models import InputConfig
 
     model = build_checked_model(state, path)
-    load_model_state(model, state["model"], path)
+    load_model_state(model, state.get("ema") or state["model"], path)
     model.input_config = InputConfig.from_dict(state["input_config"])
     return model.eval()
 

@@ -20,12 +20,13 @@ def autocast_context(device: torch.device, precision: str):
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device | str = "cpu", precision: str = "fp32",
              num_classes: int | None = None, criterion: nn.Module | None = None,
-             channels_last: bool = False) -> dict:
+             channels_last: bool = False, on_batch=None) -> dict:
     """Run `model` over every batch of `loader`; sums are reduced over processes when distributed.
 
     Returns loss (mean cross-entropy, with the criterion's label smoothing if given), top1 / top5 (%),
     images, seconds, images_per_s (this process's rate times the number of processes is not claimed: it is
     images over the slowest process's wall time) and, when num_classes is given, the confusion matrix.
+    on_batch(batches done): called after each batch (progress lines).
     """
     device = torch.device(device)
     criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
@@ -39,6 +40,7 @@ def evaluate(model: nn.Module, loader, device: torch.device | str = "cpu", preci
     if hasattr(loader, "set_epoch"):
         loader.set_epoch(0)
     start = time.perf_counter()
+    done = 0
     try:
         for inputs, targets in loader:
             if channels_last:
@@ -51,6 +53,9 @@ def evaluate(model: nn.Module, loader, device: torch.device | str = "cpu", preci
             seen += targets.shape[0]
             if confusion is not None:
                 confusion += confusion_matrix(logits.argmax(1), targets, num_classes)
+            done += 1
+            if on_batch is not None:
+                on_batch(done)
     finally:
         model.train(was_training)
     if device.type == "cuda":

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
-from .errors import CheckpointError, DataFolderError
+from .errors import CheckpointError
 from .evaluate import evaluate, plot_confusion
 from .folders import check_image_folder
 from .shards import eval_shards, shard_classes
@@ -22,8 +22,12 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
                         precision: str | None = None, num_threads: int | None = None,
                         confusion_png: str | Path | None = None, backend: str = "torch") -> dict:
     """Top-1 / top-5 / loss / images/s of a checkpoint on DATA/val, DATA's class folders, or tar shards, run on
-    the `torch` or the `onnxruntime` backend (jpegnet.serve.backends)."""
-    from ..data import JpegFolder, create_loader, is_shard_spec
+    the `torch` or the `onnxruntime` backend (jpegnet.serve.backends).
+
+    The loss is the one the training log calls val_loss: cross-entropy with the run's label smoothing
+    (`loss_kind` says which). The confusion-matrix PNG is written only when confusion_png is given."""
+    from ..data import create_loader, is_shard_spec
+    from .inputs import build_data
 
     shards = is_shard_spec(data)
     if shards:
@@ -46,12 +50,20 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
     cfg = model.input_config
     if backend != "torch":
         model, dev = _onnxruntime_backend(backend, model, state, device)
-    dataset = eval_shards(data, cfg) if shards else JpegFolder(
-        folder, representation=cfg.representation, train=False, input_size=cfg.input_size, crop_pct=cfg.crop_pct,
-        on_error="skip")
-    loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads, input_config=cfg)
-    result = evaluate(model, loader, dev, precision=precision, num_classes=len(classes))
-    result.update(model=state["model_name"], folder=str(folder), skipped=list(getattr(loader, "skipped", [])))
+    exif = bool(state.get("train_config", {}).get("exif_orientation", True))
+    if shards:
+        dataset = eval_shards(data, cfg)
+        dataset.exif_orientation = exif
+        loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads, input_config=cfg)
+    else:
+        _, loader = build_data(folder, cfg, train=False, batch_size=batch_size, device=dev,
+                               num_threads=num_threads, exif_orientation=exif)
+    smoothing = float(state.get("train_config", {}).get("label_smoothing", 0.0))
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=smoothing)
+    result = evaluate(model, loader, dev, precision=precision, num_classes=len(classes), criterion=criterion)
+    result.update(model=state["model_name"], folder=str(folder), skipped=list(getattr(loader, "skipped", [])),
+                  loss_kind=(f"cross-entropy with label smoothing {smoothing:g}" if smoothing
+                             else "cross-entropy without label smoothing"))
     if confusion_png is not None:
         result["confusion_png"] = str(plot_confusion(result["confusion"], classes, confusion_png,
                                                      title=f"{state['model_name']}: top-1 {result['top1']:.1f}%"))
@@ -69,61 +81,71 @@ def _onnxruntime_backend(backend: str, model, state: dict, device: str | None):
     return runner, runner.device
 
 
-def file_inputs(files, input_config, device: torch.device | str = "cpu", num_threads: int | None = None,
-                batch_size: int = 32):
-    """Yield (path, inputs or None, error or None) for JPEG files, in order, through the evaluation transform
-    of `jpegnet.data` (the very transform `jpegnet eval` applies: `JpegFolder.from_files`), decoded in
-    batches; a bad file costs only its own result."""
+def input_batches(files, input_config, device: torch.device | str = "cpu", num_threads: int | None = None,
+                  batch_size: int = 32, exif_orientation: bool = True):
+    """Yield (names, inputs or None, errors) for each chunk of up to batch_size inputs (JPEG paths or bytes), in
+    order, through the evaluation transform of `jpegnet.data` (the very transform `jpegnet eval` applies:
+    `JpegFolder.from_files`): errors[i] is None for a usable input, else why not; inputs holds the usable
+    inputs' rows in order. A bad input costs only its own result."""
     from ..data import JpegFolder
-    from ..data.loader import build_batch
+    from ..data.loader import build_batch_from
 
-    files = [str(f) for f in files]
-    present = [i for i, f in enumerate(files) if Path(f).is_file()]
-    dataset = JpegFolder.from_files([files[i] for i in present], representation=input_config.representation,
-                                    train=False, input_size=input_config.input_size,
-                                    crop_pct=input_config.crop_pct, on_error="skip")
-    done: dict[int, tuple] = {i: (None, "no such file") for i in range(len(files)) if i not in set(present)}
-    next_out = 0
-    for start in range(0, len(present), batch_size):
-        rows = list(range(start, min(start + batch_size, len(present))))  # dataset indices
-        batch, bad = build_batch(dataset, rows, seed=0, epoch=0, device=device, input_config=input_config,
-                                 num_threads=num_threads)
-        reasons = {path: reason for path, reason, _ in bad}
-        good = 0
-        for row in rows:
-            path = files[present[row]]
-            if path in reasons:
-                done[present[row]] = (None, reasons[path].splitlines()[0] if reasons[path] else "unreadable")
-            else:
-                done[present[row]] = (tuple(x[good:good + 1] for x in batch[0]), None)
-                good += 1
-        while next_out in done:  # hand out, in input order, everything known so far
-            yield (files[next_out], *done.pop(next_out))
-            next_out += 1
-    while next_out in done:
-        yield (files[next_out], *done.pop(next_out))
-        next_out += 1
+    items = [bytes(f) if isinstance(f, (bytearray, memoryview)) else f for f in files]
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        names = [_source_name(item, start + k) for k, item in enumerate(chunk)]
+        errors = [None if isinstance(item, bytes) or Path(item).is_file() else "no such file" for item in chunk]
+        present = [k for k, error in enumerate(errors) if error is None]
+        inputs = None
+        if present:
+            dataset = JpegFolder.from_files([chunk[k] for k in present], representation=input_config.representation,
+                                            train=False, input_size=input_config.input_size,
+                                            crop_pct=input_config.crop_pct, on_error="skip",
+                                            exif_orientation=exif_orientation)
+            # positions as names: a bad item maps back to its place even when a path is given twice
+            batch, bad = build_batch_from(dataset, [s for s, _ in dataset.samples], range(len(present)),
+                                          [-1] * len(present), names=[str(k) for k in present], seed=0, epoch=0,
+                                          device=device, input_config=input_config, num_threads=num_threads)
+            for position, reason, _ in bad:
+                errors[int(position)] = (reason.splitlines()[0] if reason else "") or "unreadable"
+            inputs = batch[0] if batch is not None else None
+        yield names, inputs, errors
+
+
+def _source_name(item, i: int) -> str:
+    return f"<bytes {i}>" if isinstance(item, (bytes, bytearray, memoryview)) else str(item)
 
 
 @torch.no_grad()
 def predict_files(files, checkpoint: str | Path, topk: int = 5, device: str | None = None,
-                  backend: str = "torch") -> list[dict]:
-    """[{'file', 'top': [(class name, probability), ...]} or {'file', 'error'}] for each file, run on the
-    `torch` or the `onnxruntime` backend (jpegnet.serve.backends)."""
+                  backend: str = "torch", batch_size: int = 32,
+                  exif_orientation: bool | None = None) -> list[dict]:
+    """[{'file', 'top': [(class name, probability), ...]} or {'file', 'error'}] for each input, in order, run
+    on the `torch` or the `onnxruntime` backend (jpegnet.serve.backends).
+
+    files: paths or JPEG bytes (named '<bytes i>' in the results). Decoded in batches of batch_size and run
+    through the model a batch at a time; a bad input costs only its own result. exif_orientation: default,
+    what the run was trained with."""
     from ..serve.backends import load_backend
 
     if device is not None:
         _device(device)  # a clear error when CUDA is asked for and absent
     runner = load_backend(backend, checkpoint=checkpoint, device=device)
+    if exif_orientation is None:
+        exif_orientation = runner.exif_orientation
     names = runner.class_names
     k = min(topk, len(names))
     results = []
-    for path, inputs, error in file_inputs(files, runner.input_config, runner.device):
-        if error is not None:
-            results.append({"file": path, "error": error})
-            continue
-        logits = runner(*inputs)
-        probs = logits.float().softmax(1)[0]
-        top = probs.topk(k)
-        results.append({"file": path, "top": [(names[i], float(p)) for p, i in zip(top.values, top.indices)]})
+    for chunk_names, inputs, errors in input_batches(files, runner.input_config, runner.device,
+                                                     batch_size=batch_size, exif_orientation=exif_orientation):
+        if inputs is not None:
+            top = runner(*inputs).float().softmax(1).topk(k, dim=1)
+        row = 0
+        for name, error in zip(chunk_names, errors):
+            if error is not None:
+                results.append({"file": name, "error": error})
+                continue
+            results.append({"file": name, "top": [(names[int(j)], float(p))
+                                                  for p, j in zip(top.values[row], top.indices[row])]})
+            row += 1
     return results

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
+import logging
 from pathlib import Path
 
 from .checkpoint import atomic_write
+
+_logger = logging.getLogger("jpegnet.train")
 
 
 def write_csv(path: str | Path, rows: list[dict]) -> None:
@@ -47,7 +49,9 @@ class RunLogger:
         self.enabled = is_main and self.out_dir is not None
         self.use_tensorboard = tensorboard and self.enabled and tensorboard_available()
         self.purge_step = purge_step
-        self.stream = stream if stream is not None else sys.stderr
+        self.stream = stream  # None: the logging module (see jpegnet.engine.runs)
+        from .runs import setup_console_logging
+        setup_console_logging()
         self._writer = None
 
     @property
@@ -80,8 +84,13 @@ class RunLogger:
             self._writer.flush()
 
     def print(self, message: str) -> None:
-        if self.is_main:
+        """A console line, through the 'jpegnet.train' logger (INFO) unless a stream was given."""
+        if not self.is_main:
+            return
+        if self.stream is not None:
             print(message, file=self.stream, flush=True)
+        else:
+            _logger.info(message)
 
     def close(self) -> None:
         if self._writer is not None:

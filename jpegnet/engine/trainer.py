@@ -26,7 +26,6 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +37,10 @@ from .distributed import DistInfo, ShardSampler, all_reduce_sum, cleanup_distrib
 from .errors import CheckpointError, DataFolderError, EngineError, OutOfMemoryError, TrainingError
 from .evaluate import autocast_context, evaluate
 from .folders import check_train_val_folder
+from .inputs import build_data, load_dct_stats_file, resolve_input_config
+from .recipe import MixUpCutMix, ModelEma, soft_cross_entropy
+from .runs import (check_run_folder, run_is_complete, write_best_weights, write_run_config, StepLogger,
+                   train_logger)
 from .logger import RunLogger
 from .metrics import topk_correct
 from .schedule import WarmupCosineLR
@@ -93,6 +96,17 @@ class TrainConfig:
     progress: bool | None = None
     log_every: int = 20
     val_data: str | None = None
+    # -- pretrained starts and timm's recipe pieces (see jpegnet.engine.recipe, jpegnet.data.jitter) --
+    init_from: str | None = None      # PATH | torchvision:NAME | timm:NAME (see jpegnet.models.pretrained)
+    mixup: float = 0.0                # MixUp Beta alpha (0: off)
+    cutmix: float = 0.0               # CutMix Beta alpha (0: off); whole 16x16 MCUs on DCT input
+    ema_decay: float = 0.0            # model EMA decay, e.g. 0.9998 (0: off)
+    clip_grad: float = 0.0            # max global gradient norm (0: off)
+    grad_accum_steps: int = 1         # micro-batches per batch (same update, 1/N of the activation memory)
+    brightness: float = 0.0           # colour jitter ranges, as torchvision's ColorJitter (0: off)
+    contrast: float = 0.0
+    saturation: float = 0.0
+    exif_orientation: bool = True     # honour EXIF orientation tags (both pipelines)
 
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -127,9 +141,24 @@ class TrainConfig:
         if self.save_every_minutes < 0 or self.save_every_steps < 0:
             raise ValueError("save_every_minutes and save_every_steps must be >= 0 (0 turns them off)")
         check_model_kwargs(self.model_kwargs, "model_kwargs")
-        if self.input_size is not None and (self.input_size < 16 or self.input_size % 16):
-            raise ValueError(f"input_size must be a multiple of 16 (DCT blocks of 4:2:0 chroma), "
-                             f"got {self.input_size}")
+        if self.input_size is not None and self.input_size < 8:
+            raise ValueError(f"input_size must be at least 8 pixels, got {self.input_size}")  # DCT: see _build
+        self._validate_recipe()
+
+    def _validate_recipe(self) -> None:
+        for name in ("mixup", "cutmix", "clip_grad", "brightness", "contrast", "saturation"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
+        if self.contrast > 1 or self.saturation > 1 or self.brightness > 1:
+            raise ValueError("brightness, contrast and saturation ranges must be <= 1")
+        if not (self.ema_decay == 0 or 0 < self.ema_decay < 1):
+            raise ValueError(f"ema_decay must be in (0, 1) (or 0: off), got {self.ema_decay}")
+        if isinstance(self.grad_accum_steps, bool) or not isinstance(self.grad_accum_steps, int) \
+                or self.grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be a positive integer, got {self.grad_accum_steps!r}")
+        if self.batch_size % self.grad_accum_steps:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum_steps "
+                             f"{self.grad_accum_steps} (each batch is split into that many micro-batches)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,7 +181,8 @@ class TrainConfig:
 
 # Options that may differ between a run and its resumption without breaking it.
 _RESUME_FREE = {"out_dir", "save_every_minutes", "save_every_steps", "tensorboard", "progress", "log_every",
-                "num_threads", "epochs", "data", "val_data", "compile", "device", "channels_last", "deterministic"}
+                "num_threads", "epochs", "data", "val_data", "compile", "device", "channels_last", "deterministic",
+                "init_from"}  # the run's own weights replace the initial ones on resume
 
 
 def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
@@ -161,6 +191,8 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
     if config.dct_stats is not None:
         load_dct_stats(config.dct_stats)  # checked before anything runs
     check_out_dir(config.out_dir)
+    from .runs import setup_console_logging
+    setup_console_logging()
     info = init_distributed(config.device)
     try:
         return _Run(config, info, resume).run()
@@ -231,26 +263,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 def load_dct_stats(path: str | os.PathLike) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) of 192 values each from a `jpegnet stats` JSON file."""
-    import json
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataFolderError(f"DCT statistics file not found: {path}")
-    try:
-        stats = json.loads(path.read_text())
-        mean, std = tuple(float(v) for v in stats["dct_mean"]), tuple(float(v) for v in stats["dct_std"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataFolderError(f"{path} is not a `jpegnet stats` file ({type(exc).__name__}: {exc})") from None
-    if len(mean) != 192 or len(std) != 192:
-        raise DataFolderError(f"{path} must hold 192 DCT means and stds (64 Y + 128 CbCr), got "
-                              f"{len(mean)} and {len(std)}")
-    if not all(math.isfinite(m) for m in mean):
-        raise DataFolderError(f"{path}: every dct_mean must be a finite number")
-    bad_std = [i for i, s in enumerate(std) if not (math.isfinite(s) and s > 0)]
-    if bad_std:
-        raise DataFolderError(f"{path}: every dct_std must be a positive finite number (entry {bad_std[0]} is "
-                              f"{std[bad_std[0]]}): inputs are divided by it")
-    return mean, std
+    stats = load_dct_stats_file(path)
+    return stats["mean"], stats["std"]
 
 
 def loader_prefetch(device: torch.device) -> int:
@@ -268,6 +282,8 @@ class _Run:
     def __init__(self, config: TrainConfig, info: DistInfo, resume):
         self.info = info
         self.resume_state = None
+        if info.is_main:
+            check_run_folder(config.out_dir, resume)  # before anything is read or written
         if resume is not None:
             self.resume_state = load_checkpoint(resume)
             if "train_config" not in self.resume_state or "optimizer" not in self.resume_state:
@@ -297,7 +313,7 @@ class _Run:
     # --- setup -------------------------------------------------------------------------------------------
 
     def _build(self) -> None:
-        from ..data import JpegFolder, create_loader, is_shard_spec
+        from ..data import is_shard_spec
         from ..models import create_model
 
         cfg, info = self.config, self.info
@@ -315,44 +331,28 @@ class _Run:
         set_deterministic(cfg.deterministic)
         seed_everything(cfg.seed)  # same seed on every rank: identical initial weights before DDP's broadcast
         model = create_model(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
-        input_config = model.input_config
-        if cfg.input_size is not None:
-            input_config = input_config.with_size(cfg.input_size)
-        if cfg.dct_stats is not None:
-            mean, std = load_dct_stats(cfg.dct_stats)
-            input_config = replace(input_config, dct_mean=mean, dct_std=std)
+        self.init_report = None
+        if cfg.init_from is not None and self.resume_state is None:
+            from ..models.pretrained import init_from
+            self.init_report = init_from(model, cfg.init_from, cfg.model, cfg.model_kwargs)
+        input_config = resolve_input_config(model.input_config, cfg.input_size, cfg.dct_stats)
         model.input_config = input_config
         self.input_config = input_config
         self.classes = classes
-
-        prefetch = loader_prefetch(self.device)
         if shards is not None:
-            train_ds, val_ds, self.train_loader, self.val_loader = shards.loaders(
+            self._train_ds, self._val_ds, self.train_loader, self.val_loader = shards.loaders(
                 input_config, info.rank, info.world_size, self.per_rank_batch, seed=cfg.seed, device=self.device,
-                num_threads=cfg.num_threads, prefetch=prefetch)
+                num_threads=cfg.num_threads, prefetch=loader_prefetch(self.device))
+            for ds in (self._train_ds, self._val_ds):
+                ds.exif_orientation = cfg.exif_orientation
         else:
-            train_ds = JpegFolder(train_dir, representation=input_config.representation, train=True,
-                                  input_size=input_config.input_size, on_error="skip")
-            val_ds = JpegFolder(val_dir, representation=input_config.representation, train=False,
-                                input_size=input_config.input_size, crop_pct=input_config.crop_pct, on_error="skip")
-            if list(train_ds.classes) != classes or list(val_ds.classes) != classes:
-                raise DataFolderError(f"the data pipeline found classes {list(train_ds.classes)[:5]}... that differ "
-                                      f"from the folder check {classes[:5]}...")
-            self.train_sampler = torch.utils.data.DistributedSampler(
-                train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=True)
-            self.train_loader = create_loader(train_ds, self.per_rank_batch, sampler=self.train_sampler,
-                                              drop_last=True, device=self.device, num_threads=cfg.num_threads,
-                                              input_config=input_config, seed=cfg.seed, prefetch=prefetch)
-            self.val_loader = create_loader(val_ds, self.per_rank_batch,
-                                            sampler=ShardSampler(len(val_ds), info.rank, info.world_size),
-                                            drop_last=False, device=self.device, num_threads=cfg.num_threads,
-                                            input_config=input_config, seed=cfg.seed, prefetch=prefetch)
+            self._build_data(train_dir, val_dir)
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
-            raise DataFolderError(f"{cfg.data} has {len(train_ds)} training images: fewer than one batch of "
+            raise DataFolderError(f"{cfg.data} has {len(self._train_ds)} training images: fewer than one batch of "
                                   f"{cfg.batch_size}; lower --batch-size")
-        self.num_train_images = len(train_ds)
-        self.num_val_images = len(val_ds)
+        self.num_train_images = len(self._train_ds)
+        self.num_val_images = len(self._val_ds)
 
         model.to(self.device)
         if cfg.channels_last:
@@ -375,6 +375,7 @@ class _Run:
         self.scheduler = WarmupCosineLR(self.optimizer, total_steps, warmup_steps, cfg.min_lr_factor)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self._build_recipe()
 
         # Position and running state; overwritten by a resumed checkpoint.
         self.epoch, self.batch, self.global_step = 0, 0, 0
@@ -382,6 +383,37 @@ class _Run:
         self.best_top1 = -1.0
         self._reset_epoch_sums()
         self.epoch_seconds = 0.0
+
+    def _build_recipe(self) -> None:
+        """MixUp / CutMix and model EMA (jpegnet.engine.recipe); None when off."""
+        cfg = self.config
+        self.mixer = MixUpCutMix(cfg.mixup, cfg.cutmix, len(self.classes), self.input_config.representation,
+                                 smoothing=cfg.label_smoothing, seed=cfg.seed)
+        if not self.mixer.enabled:
+            self.mixer = None
+        self.ema = ModelEma(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        if self.ema is not None and cfg.compile:
+            self.eval_model = torch.compile(self.ema.module)
+        elif self.ema is not None:
+            self.eval_model = self.ema.module
+
+    def _build_data(self, train_dir, val_dir) -> None:
+        """Both loaders from the resolved input config (jpegnet.engine.inputs.build_data)."""
+        cfg, info, input_config = self.config, self.info, self.input_config
+        prefetch = loader_prefetch(self.device)
+        common = dict(batch_size=self.per_rank_batch, device=self.device, num_threads=cfg.num_threads,
+                      seed=cfg.seed, prefetch=prefetch, exif_orientation=cfg.exif_orientation)
+        train_ds, self.train_loader = build_data(
+            train_dir, input_config, train=True, drop_last=True, **common,
+            sampler=lambda ds: torch.utils.data.DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank,
+                                                                   shuffle=True, seed=cfg.seed, drop_last=True))
+        self.train_sampler = self.train_loader.sampler
+        val_ds, self.val_loader = build_data(val_dir, input_config, train=False, **common,
+                                             sampler=lambda ds: ShardSampler(len(ds), info.rank, info.world_size))
+        if list(train_ds.classes) != self.classes or list(val_ds.classes) != self.classes:
+            raise DataFolderError(f"the data pipeline found classes {list(train_ds.classes)[:5]}... that differ "
+                                  f"from the folder check {self.classes[:5]}...")
+        self._train_ds, self._val_ds = train_ds, val_ds
 
     def _reset_epoch_sums(self) -> None:
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -406,6 +438,10 @@ class _Run:
         self.best_top1 = float(state.get("best_top1", -1.0))
         if state.get("class_names") != self.classes:
             raise CheckpointError("the checkpoint's classes differ from the data folder's classes")
+        if self.ema is not None:
+            if "ema" not in state:
+                raise CheckpointError("the checkpoint has no EMA weights; resume without --ema")
+            self.ema.load_state_dict(state["ema"])
 
     # --- checkpoints ---------------------------------------------------------------------------------------
 
@@ -431,6 +467,7 @@ class _Run:
             "best_top1": self.best_top1,
             "train_config": self.config.to_dict(),
             "rng": capture_rng_state(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def _save(self, name: str = "last.pt", state: dict | None = None) -> None:
@@ -463,9 +500,18 @@ class _Run:
         cfg, info = self.config, self.info
         if self.resume_state is not None:
             self._restore(self.resume_state)
+        if self.resume_state is not None and run_is_complete(self.epoch, cfg.epochs):
+            train_logger.info("run complete: all %d epochs of %s are done; nothing to train (give --epochs N "
+                              "above %d to train longer)", cfg.epochs, cfg.out_dir, cfg.epochs)
+            last = self.history[-1] if self.history else {}
+            return {"best_top1": self.best_top1, "final": last, "out_dir": str(cfg.out_dir),
+                    "is_main": info.is_main, "checkpoint": str(Path(cfg.out_dir) / "last.pt"),
+                    "history": self.history, "complete": True}
         self.logger = RunLogger(cfg.out_dir, is_main=info.is_main, tensorboard=cfg.tensorboard,
                                 purge_step=self.global_step if self.resume_state is not None else None)
         self._print_header()
+        if info.is_main:
+            write_run_config(cfg.out_dir, self._resolved_config())
         if info.is_main:
             self._remove_stale_temporaries()
         if self.resume_state is not None:
@@ -499,8 +545,27 @@ class _Run:
             f"{self.input_config.input_size[0]}x{self.input_config.input_size[1]}) on {where}, "
             f"{self.num_train_images} train / {self.num_val_images} val images, {len(self.classes)} classes, "
             f"{self.steps_per_epoch} steps/epoch of {cfg.batch_size}, {cfg.precision}")
+        self.logger.print(f"optimizer {cfg.optimizer}: peak lr {cfg.resolved_lr():.4g}, weight decay "
+                          f"{cfg.resolved_weight_decay():.4g}" + (f", momentum {cfg.momentum}"
+                                                                  if cfg.optimizer == "sgd" else ""))
+        if self.init_report is not None:
+            self.logger.print(self.init_report.summary())
         if self.batch or self.epoch:
             self.logger.print(f"resuming at epoch {self.epoch + 1}, batch {self.batch}/{self.steps_per_epoch}")
+
+    def _resolved_config(self) -> dict:
+        """What config.json records: every option after defaults, the input config, the data, versions."""
+        from .runs import versions
+
+        cfg = self.config
+        resolved = dict(cfg.to_dict(), lr=cfg.resolved_lr(), weight_decay=cfg.resolved_weight_decay())
+        return {"model": cfg.model, "representation": self.input_config.representation,
+                "train_config": resolved, "input_config": self.input_config.to_dict(),
+                "classes": list(self.classes), "num_train_images": self.num_train_images,
+                "num_val_images": self.num_val_images, "steps_per_epoch": self.steps_per_epoch,
+                "world_size": self.info.world_size, "device": str(self.device),
+                "init_from": self.init_report.to_dict() if self.init_report is not None else None,
+                "versions": versions()}
 
     def _progress(self):
         from tqdm.auto import tqdm
@@ -519,6 +584,9 @@ class _Run:
         start_batch = self.batch
         self.train_loader.set_epoch(self.epoch, start_batch=self.batch)
         bar = self._progress()
+        # Without a bar (no terminal, or --no-progress) step lines go to the log every log_every steps.
+        step_log = StepLogger(enabled=self.info.is_main and bool(bar.disable), epoch=self.epoch + 1,
+                              epochs=cfg.epochs, steps=self.steps_per_epoch)
         window_start, window_images = time.perf_counter(), 0
         epoch_start = time.perf_counter() - self.epoch_seconds
         try:
@@ -548,6 +616,7 @@ class _Run:
                     window_start, window_images = now, 0
                     lr = self.optimizer.param_groups[0]["lr"]
                     bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}")
+                    step_log.step(self.batch, self.global_step, loss_value, lr, rate)
                     self.logger.scalars({"train/loss": loss_value, "train/lr": lr, "train/images_per_s": rate},
                                         self.global_step)
                 self.epoch_seconds = time.perf_counter() - epoch_start
@@ -572,17 +641,50 @@ class _Run:
 
     def _step(self, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor):
         cfg = self.config
+        inputs = self._jitter(inputs)
+        soft = None
+        if self.mixer is not None:
+            inputs, soft, _ = self.mixer(inputs, targets, self.global_step)
         if cfg.channels_last:
             inputs = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x for x in inputs)
-        with autocast_context(self.device, cfg.precision):
-            logits = self.train_model(*inputs)
-            loss = self.criterion(logits.float(), targets)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        # Gradient accumulation: the batch in grad_accum_steps micro-batches, each loss weighted by its share
+        # of the batch, so the summed gradient is the whole batch's (BatchNorm sees the micro-batches).
+        n = targets.shape[0]
+        chunks = torch.arange(n, device=targets.device).tensor_split(min(cfg.grad_accum_steps, n))
+        loss_sum, logits_parts = 0.0, []
+        for rows in chunks:
+            with autocast_context(self.device, cfg.precision):
+                logits = self.train_model(*(x[rows] for x in inputs))
+                loss = (soft_cross_entropy(logits.float(), soft[rows]) if soft is not None
+                        else self.criterion(logits.float(), targets[rows]))
+            self.scaler.scale(loss * (len(rows) / n)).backward()
+            loss_sum = loss_sum + loss.detach() * (len(rows) / n)
+            logits_parts.append(logits.detach())
+        if cfg.clip_grad > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return loss, logits
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return loss_sum, torch.cat(logits_parts)
+
+    def _jitter(self, inputs):
+        """Brightness / contrast / saturation jitter on the normalized batch (jpegnet.data.jitter)."""
+        cfg = self.config
+        if not (cfg.brightness or cfg.contrast or cfg.saturation):
+            return inputs
+        from ..data.jitter import draw_jitter, jitter_dct_normalized, jitter_rgb_normalized
+        from ..data.loader import _normalization_for
+
+        b, c, s = (t.to(inputs[0].device) for t in draw_jitter(cfg.seed, self.global_step, inputs[0].shape[0],
+                                                                cfg.brightness, cfg.contrast, cfg.saturation))
+        mean, std = _normalization_for(self.input_config)
+        if self.input_config.representation == "dct":
+            return jitter_dct_normalized(*inputs, mean, std, b, c, s)
+        return (jitter_rgb_normalized(inputs[0], mean, std, b, c, s),)
 
     def _checkpoint_due(self) -> bool:
         cfg = self.config
@@ -601,9 +703,12 @@ class _Run:
                                 f"{self.num_train_images} files under {Path(self.config.data) / 'train'} "
                                 f"could not be read (see the warnings above); nothing was trained or saved")
         seen = float(sums[3])
+        val_log = StepLogger(enabled=self.info.is_main, epoch=self.epoch + 1, epochs=self.config.epochs,
+                             steps=len(self.val_loader), what="validation")
         metrics = evaluate(self.eval_model, self.val_loader, self.device, precision=self.config.precision,
                            num_classes=len(self.classes), criterion=self.criterion,
-                           channels_last=self.config.channels_last)
+                           channels_last=self.config.channels_last,
+                           on_batch=lambda done: val_log.validation(done, self.config.log_every))
         if metrics["images"] == 0:
             raise TrainingError(f"no validation image of {Path(self.config.data) / 'val'} could be read; "
                                 f"nothing was saved for epoch {self.epoch + 1}")
@@ -641,4 +746,14 @@ class _Run:
         state = self._state()
         if improved:
             self._save("best.pt", state)
+            if self.info.is_main:
+                self._save_best_weights()
         self._save("last.pt", state)
+
+    def _save_best_weights(self) -> None:
+        """best.safetensors: the evaluated weights (EMA when on) and what rebuilds the model, no training
+        state; `create_model(name, checkpoint_path=...)` loads it."""
+        weights = (self.ema.module if self.ema is not None else self.model).state_dict()
+        write_best_weights(Path(self.config.out_dir) / "best.safetensors", weights, model_name=self.config.model,
+                           model_kwargs=self.config.model_kwargs, class_names=self.classes,
+                           input_config=self.input_config.to_dict())

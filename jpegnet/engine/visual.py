@@ -32,10 +32,10 @@ def visualize(what: str, model_name: str | None = None, checkpoint: str | None =
         return [str(out)]
     if what == "features":
         from ..samples import sample_files
-        from .inference import file_inputs
+        from .inference import input_batches
 
         path = image or str(sample_files()[0])
-        (_, inputs, error), = list(file_inputs([path], model.input_config))
+        (_, inputs, (error,)), = list(input_batches([path], model.input_config))
         if error is not None:
             raise ValueError(f"{path}: {error}")
         result = vis.plot_features(model, inputs, out, layers=layers)

@@ -8,17 +8,19 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import numbers
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 from torch import nn
 
+from ..errors import JpegnetError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class UnknownModelError(KeyError, ValueError):
+class UnknownModelError(JpegnetError, KeyError, ValueError):
     """An unknown model name; the message suggests the closest registered names."""
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
@@ -182,8 +184,15 @@ def is_model(name: str) -> bool:
 
 
 def create_model(name: str, num_classes: int = 1000, features_only: bool = False,
-                 out_indices: tuple[int, ...] | None = None, **kwargs) -> nn.Module:
-    """Build a registered model. Unknown names raise UnknownModelError naming the closest matches."""
+                 out_indices: tuple[int, ...] | None = None, pretrained: bool | str = False,
+                 checkpoint_path: str | None = None, **kwargs) -> nn.Module:
+    """Build a registered model. Unknown names raise UnknownModelError naming the closest matches.
+
+    pretrained: True for the model's hub weights (torchvision / timm, downloaded where a network exists), or a
+    spec (a weights file path, 'torchvision:NAME', 'timm:NAME'): every layer that fits is initialised from it
+    (a DCT model takes the layers it shares with its RGB twin). checkpoint_path: a local weights file (jpegnet
+    checkpoint, best.safetensors, torchvision / timm state dict) loaded strictly. What was loaded is in
+    `model.pretrained_report` (see jpegnet.models.pretrained)."""
     try:
         builder = _REGISTRY[name]
     except KeyError:
@@ -191,6 +200,10 @@ def create_model(name: str, num_classes: int = 1000, features_only: bool = False
         hint = f"; did you mean {', '.join(close)}?" if close else "; see jpegnet.list_models()"
         raise UnknownModelError(f"unknown model {name!r}{hint}") from None
     model = builder(num_classes=num_classes, **kwargs)
+    model.registry_name = name
+    if pretrained or checkpoint_path is not None:
+        from .pretrained import load_pretrained
+        load_pretrained(model, name, pretrained, checkpoint_path, kwargs)
     if features_only:
         return FeatureExtractor(model, out_indices)
     return model

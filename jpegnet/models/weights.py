@@ -10,11 +10,13 @@ from typing import Callable
 
 from torch import nn
 
+from ..errors import JpegnetError
+
 _CONVERTERS: dict[tuple[type, str], Callable[[nn.Module, dict], dict]] = {}
 SOURCES = ("torchvision", "timm")
 
 
-class WeightImportError(ValueError):
+class WeightImportError(JpegnetError, ValueError):
     """Foreign weights that do not fit the model."""
 
 

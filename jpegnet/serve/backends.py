@@ -26,6 +26,7 @@ BACKENDS = ("torch", "onnxruntime")
 
 class _ModuleLike:
     training = False
+    exif_orientation = True  # whether inputs are turned upright by their EXIF tag (what the run trained with)
 
     def eval(self):
         return self
@@ -145,5 +146,9 @@ def load_backend(backend: str = "torch", *, checkpoint: str | os.PathLike | None
     model = model_from_checkpoint(state, str(checkpoint))
     names, name = state.get("class_names"), state["model_name"]
     if backend == "torch":
-        return TorchBackend(model, class_names=names, model_name=name, device=device, precision=precision)
-    return OnnxRuntimeBackend.from_model(model, class_names=names, model_name=name, threads=threads, device=device)
+        runner = TorchBackend(model, class_names=names, model_name=name, device=device, precision=precision)
+    else:
+        runner = OnnxRuntimeBackend.from_model(model, class_names=names, model_name=name, threads=threads,
+                                               device=device)
+    runner.exif_orientation = bool(state.get("train_config", {}).get("exif_orientation", True))
+    return runner
