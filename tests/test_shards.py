@@ -84,6 +84,13 @@ def test_writer_reader_round_trip(data):
     assert order != sorted(order)  # written in a shuffled order...
     again = write_shards(root / "train", str(out / "again" / "t-%d.tar"), max_count=5, shuffle_seed=3)
     assert [Path(a).read_bytes() for a in again["shards"]] == [Path(s).read_bytes() for s in train["shards"]]
+    # another split with other classes cannot share the folder's classes.json
+    other = root.parent / "other" / "only"
+    other.mkdir(parents=True)
+    os.symlink(next((root / "val").rglob("*.jpg")), other / "a.jpg")
+    with pytest.raises(ShardError, match="classes.json exists with other classes"):
+        write_shards(other.parent, str(out / "again" / "o-%d.tar"))
+    assert not list((out / "again").glob("o-*"))
 
 
 @pytest.mark.parametrize("representation", ["dct", "rgb"])

@@ -9,7 +9,7 @@ names the classes.
 
 Why not the `webdataset` / `wids` libraries: the tar stream parser here is ~80 lines of standard library and
 hands member bytes straight to the batch reader; webdataset's per-sample Python pipeline (a dict per sample,
-pipeline stages) costs 4× its CPU per sample (50 against 11.5 µs, a quarter of a whole DCT batch's cost per
+pipeline stages) costs 4.5× its CPU per sample (54 against 12 µs, a quarter of a whole DCT batch's cost per
 224 px image), and its order, rank split and resume are not a pure function of (seed, epoch, position)
 (measured: benchmarks/shards.py, README "Shards vs folders").
 """
