@@ -70,23 +70,6 @@ def _umask() -> int:
     return mask
 
 
-class _FlushingWriter:
-    """Hands each write straight to the file. torch.save buffers nothing itself, but through a buffered file a
-    full disk surfaces inside its zip writer as "[enforce fail at inline_container.cc] unexpected pos"; written
-    through, the OSError (ENOSPC) reaches us intact."""
-
-    def __init__(self, f):
-        self._f = f
-
-    def write(self, data) -> int:
-        n = self._f.write(data)
-        self._f.flush()
-        return n
-
-    def flush(self) -> None:
-        self._f.flush()
-
-
 def weights_digest(model_state: dict) -> str:
     """SHA-256 over a state dict's tensors in key order: names, dtypes, shapes and raw bytes."""
     h = hashlib.sha256()
@@ -98,7 +81,8 @@ def weights_digest(model_state: dict) -> str:
             continue
         t = t.detach().to("cpu").contiguous()
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():
+            h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
     return h.hexdigest()
 
 
@@ -109,8 +93,17 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     state = {"format": FORMAT, "version": VERSION, **state}
     if "model" in state:
         state["model_sha256"] = weights_digest(state["model"])
+    def write(f) -> None:
+        try:
+            torch.save(state, f)
+        except RuntimeError:
+            # torch's zip writer reports a failed write as "[enforce fail at inline_container.cc] unexpected
+            # pos"; the bytes still buffered then fail to flush with the real OSError (ENOSPC, EDQUOT, EIO).
+            f.flush()
+            raise
+
     try:
-        atomic_write(path, lambda f: torch.save(state, _FlushingWriter(f)))
+        atomic_write(path, write)
     except OSError as exc:
         reason = "no space left on device" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or
                                                                                               str(exc))
