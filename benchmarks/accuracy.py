@@ -359,7 +359,7 @@ def pareto_png(rows: list[dict], x: str, path: Path, title: str) -> None:
             continue
         p = points.setdefault(r["model"], {"x": float(r[x]), "ys": [], "input": r["input"]})
         p["ys"].append(float(r["val_top1"]))
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(9, 6))
     for name, p in points.items():
         y = sum(p["ys"]) / len(p["ys"])
         twin = points.get(TWIN.get(name.split("[")[0], ""))
@@ -370,15 +370,15 @@ def pareto_png(rows: list[dict], x: str, path: Path, title: str) -> None:
                    color="tab:red" if rgb else "tab:blue")
         if len(p["ys"]) > 1:
             ax.vlines(p["x"], min(p["ys"]), max(p["ys"]), color="tab:red" if rgb else "tab:blue", lw=1)
-        ax.annotate(name.removeprefix("dct_"), (p["x"], y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.annotate(name, (p["x"], y), textcoords="offset points", xytext=(5, 4), fontsize=7)
     ax.scatter([], [], marker="s", color="tab:red", label="RGB")
     ax.scatter([], [], marker="o", color="tab:blue", label="DCT (grey line: to its RGB twin)")
     ax.set_xscale("log")
     ax.set_xlabel(x.replace("_", " "))
     ax.set_ylabel("val top-1 (%)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=8)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -412,7 +412,7 @@ def report(runs: list[Run], out: Path, results_dir: Path, profile: str, prof: Pr
     if stats_path(out).exists():
         shutil.copyfile(stats_path(out), results_dir / "dct_stats.json")
     recipe = (f"imagenette-224 ({profile} profile): {prof.size} px, {prof.epochs} epochs, batch {prof.batch_size}, "
-              f"{prof.optimizer} lr {prof.lr}, ResNet width {prof.resnet_width}, EfficientNet width "
+              f"{prof.optimizer} lr {prof.lr},\nResNet width {prof.resnet_width}, EfficientNet width "
               f"{prof.efficientnet_width}")
     if throughput:
         pareto_png(rows, "train_images_per_s", results_dir / "pareto_train.png", f"{recipe}\nval top-1 vs training images/s")
@@ -499,14 +499,19 @@ def main(argv=None) -> int:
         rows = measure_throughput(runs, prof, args.data, out, device, args.train_steps, args.infer_batches)
         write_csv(results_dir / "throughput.csv", rows)
     if args.report or args.all:
-        results_dir.mkdir(parents=True, exist_ok=True)
         report(runs, out, results_dir, args.profile, prof)
-        info = meta(args.profile, argv, device)
-        meta_path = results_dir / "meta.json"
-        history = json.loads(meta_path.read_text()).get("commands", []) if meta_path.exists() else []
-        info["commands"] = history + [info["command"]]
-        meta_path.write_text(json.dumps(info, indent=1) + "\n")
+    record_command(results_dir, args.profile, argv, device)
     return 0
+
+
+def record_command(results_dir: Path, profile: str, argv: list[str], device: str) -> None:
+    """meta.json: date, machine, versions, and every command that trained, measured or reported, in order."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    info = meta(profile, argv, device)
+    meta_path = results_dir / "meta.json"
+    history = json.loads(meta_path.read_text()).get("commands", []) if meta_path.exists() else []
+    info["commands"] = history + [f"{info['date']}  {info['command']}"]
+    meta_path.write_text(json.dumps(info, indent=1) + "\n")
 
 
 if __name__ == "__main__":
