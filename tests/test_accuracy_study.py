@@ -82,17 +82,19 @@ def test_study_end_to_end_and_resume(tmp_path):
     stats = json.loads((results / "dct_stats.json").read_text())
     assert stats["input_size"] == 32 and len(stats["dct_std"]) == 192
 
-    # A finished run is skipped; an unfinished one resumes from its last checkpoint instead of restarting.
+    # A finished run is skipped; an unfinished one (here: one more epoch asked for) resumes from its last
+    # checkpoint instead of starting again.
     finished = (runs / "resnet50_s0" / "result.json").stat().st_mtime_ns
     (runs / "dct_late_concat_rfa_thinner_s0" / "result.json").unlink()
-    again = subprocess.run(cmd[:-1], capture_output=True, text=True, cwd=REPO, timeout=300)
+    longer = [("3" if prev == "--epochs" else a) for prev, a in zip([None] + cmd[:-2], cmd[:-1])]
+    again = subprocess.run(longer, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert (runs / "resnet50_s0" / "result.json").stat().st_mtime_ns == finished
     assert "started resnet50_s0" not in again.stdout
     log = (runs / "dct_late_concat_rfa_thinner_s0.log").read_text()
-    assert log.count("jpegnet train:") == 2 and "epoch 3/2" not in log
+    assert "epoch 3/3" in log and "epoch 1/3" not in log and "epoch 2/3" not in log
     resumed = json.loads((runs / "dct_late_concat_rfa_thinner_s0" / "result.json").read_text())
-    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2, 3]
 
 
 def test_help_documents_the_recipe():
