@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import platform
@@ -32,28 +31,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("JPEGNET_SHARED_DATA", REPO.parent / "shared" / "data"))
 PAIRS = [("efficientnet_b0", "dct_efficientnet_b0"), ("vgnetg_1_0mp", "dct_vgnetg_1_0mp"),
          ("resnet50", "dct_late_concat_rfa_thinner")]
 BACKENDS = ("torch", "onnxruntime")
 
-
-def corpus_originals() -> list[Path]:
-    corpus = SHARED / "jpeg-corpus"
-    with open(corpus / "MANIFEST.tsv", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    return [corpus / r["file"] for r in rows if r["note"] == "original file"]
-
-
-def imagenette_val(limit: int) -> list[Path]:
-    files = sorted((SHARED / "imagenette-224" / "val").glob("*/*"))
-    return files[:: max(1, len(files) // limit)][:limit]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all threads (Linux /proc)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import corpus_originals, cpu_seconds, imagenette_val  # noqa: E402  (the files and CPU clock it uses)
 
 
 def prepare(models: list[str], folder: Path) -> dict:
@@ -140,9 +123,9 @@ def percentile(values: list[float], q: float) -> float:
 def measure(server: Server, bodies, concurrency: int, seconds: float, max_requests: int) -> dict:
     asyncio.run(load(server.url, bodies, concurrency, min(0.5, seconds / 3), max_requests))  # warm-up
     images0, batches0 = batch_stats(server.url)
-    cpu0 = cpu_seconds(server.proc.pid)
+    cpu0 = cpu_seconds([server.proc.pid])
     latencies, errors, wall = asyncio.run(load(server.url, bodies, concurrency, seconds, max_requests))
-    cpu = cpu_seconds(server.proc.pid) - cpu0
+    cpu = cpu_seconds([server.proc.pid]) - cpu0
     images1, batches1 = batch_stats(server.url)
     n = len(latencies)
     return {"requests": n, "errors": errors, "seconds": wall, "images_per_s": n / wall,
