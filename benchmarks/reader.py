@@ -10,7 +10,7 @@ releases the GIL while decoding), so both sides get every core. Prints a markdow
     python benchmarks/reader.py [--passes 5] [--corpus DIR] [--imagenette DIR] [--threads N]
 
 --builds OLD NEW compares two builds of the reader (directories that each hold a built `jpegnet` package, e.g.
-a copy taken before a change) on the batch call alone, with 1 and --threads threads: every round runs each build
+a copy taken before a change) on the batch call, with 1 and --threads threads, and on a read_coefficients loop: every round runs each build
 once, in a child process importing jpegnet from that directory, alternating which goes first, so both see the
 same machine load; the medians over --rounds rounds and their ratio are printed.
 
@@ -100,17 +100,20 @@ def measure(name: str, blobs: list[bytes], passes: int, threads: int) -> dict:
     return {"name": name, "n": n, "timings": timings}
 
 
-def batch_seconds(blobs: list[bytes], passes: int, thread_counts: list[int]) -> dict:
-    """Best-of-passes seconds of read_coefficients_batch over training-sized chunks, per thread count."""
+def build_seconds(blobs: list[bytes], passes: int, thread_counts: list[int]) -> dict:
+    """Best-of-passes seconds of read_coefficients_batch over training-sized chunks, per thread count, and of a
+    read_coefficients loop (key 'loop': one call per image)."""
     chunks = [blobs[i:i + BATCH] for i in range(0, len(blobs), BATCH)]
     jpegnet.read_coefficients_batch(chunks[0], threads=1, strict=False)  # warm caches and the allocator
-    return {t: best_of(passes, lambda: [jpegnet.read_coefficients_batch(c, threads=t, strict=False) for c in chunks])
-            for t in thread_counts}
+    out = {t: best_of(passes, lambda: [jpegnet.read_coefficients_batch(c, threads=t, strict=False) for c in chunks])
+           for t in thread_counts}
+    out["loop"] = best_of(passes, lambda: [jpegnet.read_coefficients(b, strict=False) for b in blobs])
+    return out
 
 
 def compare_builds(builds: list[Path], sets: list, args) -> None:
     """Interleaved rounds of `batch_seconds` in child processes, one per build and round (see the docstring)."""
-    threads = sorted({1, args.threads})
+    threads = ["loop"] + [str(t) for t in sorted({1, args.threads})]
     names = ["old", "new"]
     seconds = {(name, set_name, t): [] for name in names for set_name, _ in sets for t in threads}
     for r in range(args.rounds):
@@ -123,18 +126,19 @@ def compare_builds(builds: list[Path], sets: list, args) -> None:
             assert out["jpegnet"].startswith(str(build.resolve())), out["jpegnet"]  # the build asked for
             for set_name, per_thread in out["sets"].items():
                 for t, s in per_thread.items():
-                    seconds[(name, set_name, int(t))].append(s)
+                    seconds[(name, set_name, t)].append(s)
     print(f"# reader builds compared, {date.today()}, {os.cpu_count()} cores, {args.rounds} interleaved rounds, "
           f"best of {args.passes} per round, medians over rounds; batches of {BATCH}")
     print(f"old: {builds[0].resolve()}, new: {builds[1].resolve()}")
-    print("\n| data | threads | " + " | ".join(f"{n} ms/image" for n in names) + f" | {names[1]} / {names[0]} |")
+    print("\n| data | call (threads) | " + " | ".join(f"{n} ms/image" for n in names) + f" | {names[1]} / {names[0]} |")
     print("|---|---|" + "---|" * (len(names) + 1))
     for set_name, paths in sets:
         for t in threads:
             med = [statistics.median(seconds[(n, set_name, t)]) / len(paths) for n in names]
             paired = statistics.median(b / a for a, b in zip(seconds[(names[0], set_name, t)],
                                                                seconds[(names[1], set_name, t)]))
-            print(f"| {set_name} ({len(paths)} files) | {t} | " + " | ".join(f"{1000 * m:.4f}" for m in med)
+            call = "read_coefficients loop" if t == "loop" else f"batch ({t})"
+            print(f"| {set_name} ({len(paths)} files) | {call} | " + " | ".join(f"{1000 * m:.4f}" for m in med)
                   + f" | {paired:.3f} |")
     print(f"\n(ratio: median over rounds of the paired {names[1]}/{names[0]} time; below 1: {names[1]} is faster)")
 
@@ -163,7 +167,7 @@ def main(argv=None) -> int:
     if args.limit > 0:
         sets = [(name, paths[:args.limit]) for name, paths in sets]
     if args.child:
-        timings = {name: batch_seconds([p.read_bytes() for p in paths], args.passes, sorted({1, args.threads}))
+        timings = {name: build_seconds([p.read_bytes() for p in paths], args.passes, sorted({1, args.threads}))
                    for name, paths in sets}
         print(json.dumps({"jpegnet": str(Path(jpegnet.__file__).resolve()), "sets": timings}))
         return 0
