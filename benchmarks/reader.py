@@ -10,9 +10,9 @@ releases the GIL while decoding), so both sides get every core. Prints a markdow
     python benchmarks/reader.py [--passes 5] [--corpus DIR] [--imagenette DIR] [--threads N]
 
 --builds OLD NEW compares two builds of the reader (directories that each hold a built `jpegnet` package, e.g.
-a copy taken before a change) on the batch call, with 1 and --threads threads, and on a read_coefficients loop: every round runs each build
-once, in a child process importing jpegnet from that directory, alternating which goes first, so both see the
-same machine load; the medians over --rounds rounds and their ratio are printed.
+a copy taken before a change) on the batch call, with 1 and --threads threads, and on a read_coefficients loop:
+every round runs each build once, in a child process importing jpegnet from that directory, alternating which
+goes first, so both see the same machine load; the medians over --rounds rounds and their ratio are printed.
 
     python benchmarks/reader.py --builds /tmp/old . [--rounds 7] [--passes 3] [--limit 1024]
 """

@@ -263,7 +263,7 @@ static void decoder_free(Decoder *d) {
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Copy-out with crop and flip.                                                                       */
+/* One decode: header reading, crop checks, then views on libjpeg's arrays or a copy-out.           */
 
 /* Horizontal mirror of one 8x8 block in the DCT domain: basis function u of column frequency is
  * symmetric for even u and antisymmetric for odd u, so mirroring negates odd column frequencies. */
