@@ -7,15 +7,25 @@ All files are held in memory; each row is the best of --passes passes. One-threa
 thread; "all threads" rows use read_coefficients_batch (C threads) and, for Pillow, a thread pool (Pillow
 releases the GIL while decoding), so both sides get every core. Prints a markdown table for the README.
 
-    python benchmarks/reader.py [--passes 5] [--data DIR ...] [--threads N]
+    python benchmarks/reader.py [--passes 5] [--corpus DIR] [--imagenette DIR] [--threads N]
+
+--builds OLD NEW compares two builds of the reader (directories that each hold a built `jpegnet` package, e.g.
+a copy taken before a change) on the batch call, with 1 and --threads threads, and on a read_coefficients loop:
+every round runs each build once, in a child process importing jpegnet from that directory, alternating which
+goes first, so both see the same machine load; the medians over --rounds rounds and their ratio are printed.
+
+    python benchmarks/reader.py --builds /tmp/old . [--rounds 7] [--passes 3] [--limit 1024]
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import io
+import json
 import os
 import platform
+import statistics
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +39,7 @@ from jpegnet.codec import _reader
 from jpegnet.codec.reader import default_threads
 
 BATCH = 256
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = Path(os.environ.get("JPEGNET_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
 def corpus_originals(root: Path) -> list[Path]:
@@ -90,12 +100,60 @@ def measure(name: str, blobs: list[bytes], passes: int, threads: int) -> dict:
     return {"name": name, "n": n, "timings": timings}
 
 
+def build_seconds(blobs: list[bytes], passes: int, thread_counts: list[int]) -> dict:
+    """Best-of-passes seconds of read_coefficients_batch over training-sized chunks, per thread count, and of a
+    read_coefficients loop (key 'loop': one call per image)."""
+    chunks = [blobs[i:i + BATCH] for i in range(0, len(blobs), BATCH)]
+    jpegnet.read_coefficients_batch(chunks[0], threads=1, strict=False)  # warm caches and the allocator
+    out = {t: best_of(passes, lambda: [jpegnet.read_coefficients_batch(c, threads=t, strict=False) for c in chunks])
+           for t in thread_counts}
+    out["loop"] = best_of(passes, lambda: [jpegnet.read_coefficients(b, strict=False) for b in blobs])
+    return out
+
+
+def compare_builds(builds: list[Path], sets: list, args) -> None:
+    """Interleaved rounds of `batch_seconds` in child processes, one per build and round (see the docstring)."""
+    threads = ["loop"] + [str(t) for t in sorted({1, args.threads})]
+    names = ["old", "new"]
+    seconds = {(name, set_name, t): [] for name in names for set_name, _ in sets for t in threads}
+    for r in range(args.rounds):
+        for build in (builds if r % 2 == 0 else builds[::-1]):
+            name = names[builds.index(build)]
+            env = dict(os.environ, PYTHONPATH=str(build.resolve()))
+            cmd = [sys.executable, __file__, "--child", "--passes", str(args.passes), "--threads", str(args.threads),
+                   "--corpus", str(args.corpus), "--imagenette", str(args.imagenette), "--limit", str(args.limit)]
+            out = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
+            assert out["jpegnet"].startswith(str(build.resolve())), out["jpegnet"]  # the build asked for
+            for set_name, per_thread in out["sets"].items():
+                for t, s in per_thread.items():
+                    seconds[(name, set_name, t)].append(s)
+    print(f"# reader builds compared, {date.today()}, {os.cpu_count()} cores, {args.rounds} interleaved rounds, "
+          f"best of {args.passes} per round, medians over rounds; batches of {BATCH}")
+    print(f"old: {builds[0].resolve()}, new: {builds[1].resolve()}")
+    print("\n| data | call (threads) | " + " | ".join(f"{n} ms/image" for n in names) + f" | {names[1]} / {names[0]} |")
+    print("|---|---|" + "---|" * (len(names) + 1))
+    for set_name, paths in sets:
+        for t in threads:
+            med = [statistics.median(seconds[(n, set_name, t)]) / len(paths) for n in names]
+            paired = statistics.median(b / a for a, b in zip(seconds[(names[0], set_name, t)],
+                                                               seconds[(names[1], set_name, t)]))
+            call = "read_coefficients loop" if t == "loop" else f"batch ({t})"
+            print(f"| {set_name} ({len(paths)} files) | {call} | " + " | ".join(f"{1000 * m:.4f}" for m in med)
+                  + f" | {paired:.3f} |")
+    print(f"\n(ratio: median over rounds of the paired {names[1]}/{names[0]} time; below 1: {names[1]} is faster)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--threads", type=int, default=default_threads())
     ap.add_argument("--corpus", type=Path, default=SHARED / "jpeg-corpus")
     ap.add_argument("--imagenette", type=Path, default=SHARED / "imagenette-224" / "val")
+    ap.add_argument("--builds", type=Path, nargs=2, metavar=("OLD", "NEW"),
+                    help="compare the batch call of two builds (directories holding a built jpegnet package)")
+    ap.add_argument("--rounds", type=int, default=7, help="--builds: interleaved rounds")
+    ap.add_argument("--limit", type=int, default=0, help="use at most this many files per data set (0: all)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one --builds measurement, as JSON
     args = ap.parse_args(argv)
 
     sets = []
@@ -106,6 +164,16 @@ def main(argv=None) -> int:
     if not sets:
         print("no data found: pass --corpus / --imagenette", file=sys.stderr)
         return 2
+    if args.limit > 0:
+        sets = [(name, paths[:args.limit]) for name, paths in sets]
+    if args.child:
+        timings = {name: build_seconds([p.read_bytes() for p in paths], args.passes, sorted({1, args.threads}))
+                   for name, paths in sets}
+        print(json.dumps({"jpegnet": str(Path(jpegnet.__file__).resolve()), "sets": timings}))
+        return 0
+    if args.builds:
+        compare_builds(args.builds, sets, args)
+        return 0
 
     print(f"# reader benchmark, {date.today()}, {platform.machine()}, {os.cpu_count()} cores, "
           f"{platform.processor() or platform.platform()}, best of {args.passes}")

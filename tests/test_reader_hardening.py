@@ -291,3 +291,40 @@ def test_non_contiguous_memoryview_is_a_value_error(jpeg_420):
     with pytest.raises(ValueError, match="C-contiguous"):
         read_coefficients_batch([view])
     assert read_coefficients(memoryview(jpeg_420)).width == 400
+
+
+# ------------------------------------------------------------------------------------------------
+# The C entry points take their options by keyword: no run of positional flags to pass in the wrong order, the
+# limits have no default, and a batch's per-item sequences must match its items.
+
+def test_c_entry_points_take_options_by_keyword_only(jpeg_420):
+    from jpegnet.codec import _reader
+    with pytest.raises(TypeError):
+        _reader.decode(jpeg_420, 0, True, None, False, "x")  # flags by position
+    with pytest.raises(TypeError, match="max_pixels"):
+        _reader.decode(jpeg_420)
+    with pytest.raises(TypeError):
+        _reader.decode_batch([jpeg_420], b"\0", 0, 0, 1, True, None, False, False, ["x"])  # flags by position
+    with pytest.raises(TypeError, match="max_bytes"):
+        _reader.decode_batch([jpeg_420], path_flags=b"\0", max_pixels=0)
+    width, height = _reader.decode(jpeg_420, max_pixels=0, hflip=True)[:2]
+    assert (width, height) == _reader.decode(jpeg_420, max_pixels=0, header_only=True)[:2]
+    with pytest.raises(JpegError, match="max_pixels=100") as info:
+        _reader.decode(jpeg_420, max_pixels=100, where="here")
+    assert info.value.kind == "too_large" and info.value.source == "here"
+
+
+def test_c_batch_per_item_sequences_must_match_the_items(jpeg_420):
+    from jpegnet.codec import _reader
+    items = [jpeg_420, b"not a jpeg"]
+    limits = dict(max_pixels=0, max_bytes=0)
+    with pytest.raises(TypeError, match="path_flags"):
+        _reader.decode_batch(items, path_flags=b"\0", **limits)
+    with pytest.raises(TypeError):
+        _reader.decode_batch(items, path_flags="\0\0", **limits)  # str, not bytes
+    with pytest.raises(TypeError, match="crops"):
+        _reader.decode_batch(items, path_flags=b"\0\0", crops=[None], **limits)
+    with pytest.raises(TypeError, match="wheres"):
+        _reader.decode_batch(items, path_flags=b"\0\0", wheres=["a"], **limits)
+    good, bad = _reader.decode_batch(items, path_flags=b"\0\0", wheres=["a", "b"], threads=2, **limits)
+    assert good[0] == 400 and isinstance(bad, JpegError) and bad.source == "b" and bad.kind == "jpeg"

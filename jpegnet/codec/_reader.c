@@ -2,13 +2,14 @@
  * jpegnet's JPEG coefficient reader: entropy decoding only, over libjpeg-turbo's libjpeg API.
  *
  * A file is read as far as its quantized DCT coefficients (jpeg_read_header + jpeg_read_coefficients):
- * no IDCT, no colour conversion, no upsampling. The blocks of each component are copied out into one
- * contiguous int16 array of shape (blocks_h, blocks_w, 64), natural (row-major) order inside a block,
- * with an optional block-aligned crop and a horizontal flip applied during that copy.
+ * no IDCT, no colour conversion, no upsampling. Each component comes back as an int16 array of shape
+ * (blocks_h, blocks_w, 64), natural (row-major) order inside a block: a view on libjpeg's own coefficient
+ * arrays for a full read, or a copy for a block-aligned crop or a horizontal flip (applied while copying).
  *
  * The decode core (decode_one) touches no Python object, so it runs with the GIL released, on the
  * caller's thread or on the batch call's own pthreads. Errors never exit(): libjpeg's error_exit is
- * replaced by a longjmp back to decode_one, which reports the formatted libjpeg message.
+ * replaced by a longjmp back to the function that owns the decompressor, which frees it in one place and
+ * reports the formatted libjpeg message.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -19,6 +20,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,7 @@
 
 #define MAX_PLANES 4
 #define ERR_LEN 256
+#define MAX_THREADS 256   /* a batch call's thread cap (reader.py clamps to it too) */
 
 /* ------------------------------------------------------------------------------------------------ */
 /* The owner of a decoded plane's memory, set as the numpy array's base: either a malloc'd block (crops and */
@@ -123,6 +126,19 @@ typedef struct {
     DecodeResult *result;
 } ErrorManager;
 
+/* Records a failure in `res` and returns -1, so that a check can `return set_error(...)`. */
+static int set_error(DecodeResult *res, ErrorKind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int set_error(DecodeResult *res, ErrorKind kind, const char *fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(res->message, ERR_LEN, fmt, args);
+    va_end(args);
+    res->error = kind;
+    return -1;
+}
+
+/* libjpeg's error_exit, and every warning in strict mode: the formatted message, then back to the setjmp of the
+ * function that owns the decompressor (the only place that destroys it). */
 static void on_error_exit(j_common_ptr cinfo) {
     ErrorManager *err = (ErrorManager *)cinfo->err;
     (*cinfo->err->format_message)(cinfo, err->result->message);
@@ -135,12 +151,8 @@ static void on_emit_message(j_common_ptr cinfo, int msg_level) {
     if (msg_level >= 0) return; /* trace messages */
     if (err->stopped_early) return; /* the missing data after a crop's last row was cut on purpose */
     /* msg_level -1: a warning, which libjpeg raises for corrupt or truncated entropy data. */
+    if (err->strict) on_error_exit(cinfo);
     DecodeResult *res = err->result;
-    if (err->strict) {
-        (*cinfo->err->format_message)(cinfo, res->message);
-        res->error = ERR_JPEG;
-        longjmp(err->jump, 1);
-    }
     if (res->num_warnings == 0) (*cinfo->err->format_message)(cinfo, res->warning);
     res->num_warnings++;
 }
@@ -165,9 +177,6 @@ static void install_error_manager(j_decompress_ptr cinfo, ErrorManager *jerr, in
 /* rest of the file is never entropy decoded (libjpeg fills the remaining blocks with zeros, which are */
 /* not copied out). The data is handed over whole, so libjpeg keeps its fast Huffman path, which it    */
 /* only takes with at least 512 bytes per block of the MCU in the buffer.                             */
-
-#define HEADER_PREFIX 65536
-#define WAKE_EVERY 8
 
 typedef struct {
     struct jpeg_source_mgr pub;
@@ -254,7 +263,7 @@ static void decoder_free(Decoder *d) {
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Copy-out with crop and flip.                                                                       */
+/* One decode: header reading, crop checks, then views on libjpeg's arrays or a copy-out.           */
 
 /* Horizontal mirror of one 8x8 block in the DCT domain: basis function u of column frequency is
  * symmetric for even u and antisymmetric for odd u, so mirroring negates odd column frequencies. */
@@ -299,139 +308,74 @@ static int views_possible(j_decompress_ptr cinfo, jvirt_barray_ptr *coefs, Decod
     return 1;
 }
 
-/* Runs with no Python state. Returns 0 on success; on failure res->error / res->message say why. */
-static int decode_one(const unsigned char *data, size_t size, const DecodeOptions *opt, DecodeResult *res) {
-    /* volatile: modified between setjmp and a possible longjmp */
-    volatile int created = 0;
+/* The area a read returns, in image pixels [x0, x0 + w) x [y0, y0 + h), and its first block in each
+ * component (the block counts go to the result: blocks_w, blocks_h). */
+typedef struct {
+    long x0, y0, w, h;
+    long bx0[MAX_PLANES], by0[MAX_PLANES];
+} Area;
 
-    memset(res, 0, sizeof(*res));
-    if (size == 0) {
-        res->error = ERR_JPEG;
-        snprintf(res->message, ERR_LEN, "empty input (0 bytes)");
-        return -1;
+/* Header reading: geometry, colour space and sampling into `res`. Decompression bombs (max_pixels) and component
+ * counts beyond MAX_PLANES are refused here, before any coefficient memory is allocated. */
+static int read_header(j_decompress_ptr cinfo, const DecodeOptions *opt, DecodeResult *res) {
+    jpeg_read_header(cinfo, TRUE);
+    res->image_width = res->width = (int)cinfo->image_width;
+    res->image_height = res->height = (int)cinfo->image_height;
+    res->colorspace = (int)cinfo->jpeg_color_space;
+    res->num_components = cinfo->num_components;
+    res->progressive = cinfo->progressive_mode ? 1 : 0;
+    res->arithmetic = cinfo->arith_code ? 1 : 0;
+    /* jpeg_read_header has refused sides above JPEG_MAX_DIMENSION (65500), so the product fits a long long, and
+     * every block count and byte size derived from the image later fits a long / size_t. */
+    long long pixels = (long long)cinfo->image_width * (long long)cinfo->image_height;
+    if (opt->max_pixels > 0 && pixels > opt->max_pixels)
+        return set_error(res, ERR_TOO_LARGE, "image is %ux%u = %lld pixels, above max_pixels=%lld",
+                         cinfo->image_width, cinfo->image_height, pixels, opt->max_pixels);
+    if (cinfo->num_components < 1 || cinfo->num_components > MAX_PLANES)
+        return set_error(res, ERR_JPEG, "unsupported number of components: %d", cinfo->num_components);
+    for (int c = 0; c < cinfo->num_components; c++) {
+        res->h_samp[c] = cinfo->comp_info[c].h_samp_factor;
+        res->v_samp[c] = cinfo->comp_info[c].v_samp_factor;
     }
-    Decoder *const d = (Decoder *)malloc(sizeof(Decoder));
-    if (d == NULL) {
-        res->error = ERR_NO_MEMORY;
-        snprintf(res->message, ERR_LEN, "out of memory for a decoder");
-        return -1;
-    }
+    return 0;
+}
 
-    install_error_manager(&(d->cinfo), &(d->jerr), opt->strict, res);
-
-    if (setjmp((d->jerr).jump)) {
-        if (created) jpeg_destroy_decompress(&(d->cinfo));
-        free(d);
-        release_planes(res);
-        if (res->error == ERR_NONE) res->error = ERR_JPEG;
-        return -1;
-    }
-
-    jpeg_create_decompress(&(d->cinfo));
-    created = 1;
-    memory_source(&(d->cinfo), &(d->source), data, size);
-    jpeg_read_header(&(d->cinfo), TRUE);
-
-    res->image_width = (int)(d->cinfo).image_width;
-    res->image_height = (int)(d->cinfo).image_height;
-    res->colorspace = (int)(d->cinfo).jpeg_color_space;
-    res->num_components = (d->cinfo).num_components;
-    res->progressive = (d->cinfo).progressive_mode ? 1 : 0;
-    res->arithmetic = (d->cinfo).arith_code ? 1 : 0;
-
-    /* Refuse decompression bombs from the header, before any coefficient memory is allocated. jpeg_read_header
-     * has refused sides above JPEG_MAX_DIMENSION (65500), so the product fits a long long, and every block
-     * count and byte size derived from the image below fits a long / size_t. */
-    long long pixels = (long long)(d->cinfo).image_width * (long long)(d->cinfo).image_height;
-    if (opt->max_pixels > 0 && pixels > opt->max_pixels) {
-        res->error = ERR_TOO_LARGE;
-        snprintf(res->message, ERR_LEN, "image is %ux%u = %lld pixels, above max_pixels=%lld",
-                 (d->cinfo).image_width, (d->cinfo).image_height, pixels, opt->max_pixels);
-        jpeg_destroy_decompress(&(d->cinfo));
-        free(d);
-        return -1;
-    }
-    if ((d->cinfo).num_components < 1 || (d->cinfo).num_components > MAX_PLANES) {
-        res->error = ERR_JPEG;
-        snprintf(res->message, ERR_LEN, "unsupported number of components: %d", (d->cinfo).num_components);
-        jpeg_destroy_decompress(&(d->cinfo));
-        free(d);
-        return -1;
-    }
-
-    for (int c = 0; c < (d->cinfo).num_components; c++) {
-        res->h_samp[c] = (d->cinfo).comp_info[c].h_samp_factor;
-        res->v_samp[c] = (d->cinfo).comp_info[c].v_samp_factor;
-    }
-    if (opt->header_only) {
-        res->width = res->image_width;
-        res->height = res->image_height;
-        jpeg_destroy_decompress(&(d->cinfo));
-        free(d);
-        return 0;
-    }
-
-    int max_h = (d->cinfo).max_h_samp_factor, max_v = (d->cinfo).max_v_samp_factor;
-    int mcu_w = DCTSIZE * max_h, mcu_h = DCTSIZE * max_v;
-
-    /* The area to return, in image pixels: [x0, x0 + w) x [y0, y0 + h). */
-    long x0 = 0, y0 = 0, w = (long)(d->cinfo).image_width, h = (long)(d->cinfo).image_height;
+/* Crop checks: the area to return (the crop, or the whole image), refused unless it lies inside the image on the
+ * MCU grid; trimmed to whole MCU columns for a flip; then located in each component's blocks (res->blocks_w/h,
+ * area->bx0/by0). Needs only the header. */
+static int check_area(j_decompress_ptr cinfo, const DecodeOptions *opt, DecodeResult *res, Area *area) {
+    const int max_h = cinfo->max_h_samp_factor, max_v = cinfo->max_v_samp_factor;
+    const int mcu_w = DCTSIZE * max_h, mcu_h = DCTSIZE * max_v;
+    const long image_w = (long)cinfo->image_width, image_h = (long)cinfo->image_height;
+    long x0 = 0, y0 = 0, w = image_w, h = image_h;
     if (opt->crop) {
         x0 = opt->crop_x; y0 = opt->crop_y; w = opt->crop_w; h = opt->crop_h;
         /* Never form x0 + w from caller values (it wraps for x0 near LONG_MAX, and the block offsets below
          * wrapped with it: a heap read far past the plane). An origin past the image is refused first, so
-         * `image_width - x0` is positive and the size is compared with what is left of the image. Once these
-         * pass, every value is at most the image size (< 2^16, JPEG_MAX_DIMENSION) and nothing below overflows. */
-        const long image_w = (long)(d->cinfo).image_width, image_h = (long)(d->cinfo).image_height;
+         * `image_w - x0` is positive and the size is compared with what is left of the image. Once these pass,
+         * every value is at most the image size (< 2^16, JPEG_MAX_DIMENSION) and nothing below overflows. */
         if (x0 < 0 || y0 < 0 || w <= 0 || h <= 0 || x0 >= image_w || y0 >= image_h || w > image_w - x0 ||
-            h > image_h - y0) {
-            res->error = ERR_BAD_CROP;
-            snprintf(res->message, ERR_LEN, "crop (x=%ld, y=%ld, w=%ld, h=%ld) is outside the %ux%u image",
-                     x0, y0, w, h, (d->cinfo).image_width, (d->cinfo).image_height);
-            jpeg_destroy_decompress(&(d->cinfo));
-            free(d);
-            return -1;
-        }
+            h > image_h - y0)
+            return set_error(res, ERR_BAD_CROP, "crop (x=%ld, y=%ld, w=%ld, h=%ld) is outside the %ux%u image",
+                             x0, y0, w, h, cinfo->image_width, cinfo->image_height);
         /* Block-aligned for every component: the origin on the MCU grid, the size a whole number of
          * MCUs unless the crop reaches the image's right / bottom edge. */
-        int x_ok = x0 % mcu_w == 0 && (w % mcu_w == 0 || x0 + w == (long)(d->cinfo).image_width);
-        int y_ok = y0 % mcu_h == 0 && (h % mcu_h == 0 || y0 + h == (long)(d->cinfo).image_height);
-        if (!x_ok || !y_ok) {
-            res->error = ERR_BAD_CROP;
-            snprintf(res->message, ERR_LEN,
-                     "crop (x=%ld, y=%ld, w=%ld, h=%ld) is not aligned to this image's %dx%d MCU grid",
-                     x0, y0, w, h, mcu_w, mcu_h);
-            jpeg_destroy_decompress(&(d->cinfo));
-            free(d);
-            return -1;
-        }
+        int x_ok = x0 % mcu_w == 0 && (w % mcu_w == 0 || x0 + w == image_w);
+        int y_ok = y0 % mcu_h == 0 && (h % mcu_h == 0 || y0 + h == image_h);
+        if (!x_ok || !y_ok)
+            return set_error(res, ERR_BAD_CROP,
+                             "crop (x=%ld, y=%ld, w=%ld, h=%ld) is not aligned to this image's %dx%d MCU grid",
+                             x0, y0, w, h, mcu_w, mcu_h);
     }
     if (opt->hflip && w % mcu_w != 0) {
         /* A partial MCU column would land on the left edge misaligned: trim it, as jpegtran -flip -trim. */
         w -= w % mcu_w;
-        if (w == 0) {
-            res->error = ERR_BAD_CROP;
-            snprintf(res->message, ERR_LEN, "hflip needs at least one whole %d-pixel MCU column; the area is "
-                     "narrower", mcu_w);
-            jpeg_destroy_decompress(&(d->cinfo));
-            free(d);
-            return -1;
-        }
+        if (w == 0)
+            return set_error(res, ERR_BAD_CROP, "hflip needs at least one whole %d-pixel MCU column; the area is "
+                             "narrower", mcu_w);
     }
-    res->width = (int)w;
-    res->height = (int)h;
-
-    /* Rows below the crop are never needed: in a single-scan file, stop decoding after the crop's last iMCU
-     * row (every iMCU row is mcu_h pixels high). Multi-scan files need every scan to the end. */
-    if (opt->crop && y0 + h < (long)(d->cinfo).image_height && !jpeg_has_multiple_scans(&(d->cinfo))) {
-        (d->source).stop_after = (y0 + h - 1) / mcu_h;
-        (d->cinfo).progress = &(d->source).progress;
-    }
-
-    jvirt_barray_ptr *coefs = jpeg_read_coefficients(&(d->cinfo));
-
-    for (int c = 0; c < (d->cinfo).num_components; c++) {
-        jpeg_component_info *comp = &(d->cinfo).comp_info[c];
+    for (int c = 0; c < cinfo->num_components; c++) {
+        const jpeg_component_info *comp = &cinfo->comp_info[c];
         /* The component's area in its own blocks. Origins are MCU aligned, so they divide exactly; sizes
          * round up like libjpeg's width_in_blocks (no padding blocks beyond those). */
         long bx0 = x0 * comp->h_samp_factor / max_h / DCTSIZE;
@@ -440,70 +384,105 @@ static int decode_one(const unsigned char *data, size_t size, const DecodeOption
         long bh = ((h * comp->v_samp_factor + max_v - 1) / max_v + DCTSIZE - 1) / DCTSIZE;
         if (bx0 + bw > (long)comp->width_in_blocks) bw = (long)comp->width_in_blocks - bx0;
         if (by0 + bh > (long)comp->height_in_blocks) bh = (long)comp->height_in_blocks - by0;
-        if (bw <= 0 || bh <= 0 || bx0 < 0 || by0 < 0) { /* cannot happen after the crop check: never copy then */
-            res->error = ERR_BAD_CROP;
-            snprintf(res->message, ERR_LEN, "crop covers no block of component %d", c);
-            jpeg_destroy_decompress(&(d->cinfo));
-            free(d);
-            return -1;
-        }
+        if (bw <= 0 || bh <= 0 || bx0 < 0 || by0 < 0) /* cannot happen after the checks above: never copy then */
+            return set_error(res, ERR_BAD_CROP, "crop covers no block of component %d", c);
+        area->bx0[c] = bx0;
+        area->by0[c] = by0;
         res->blocks_w[c] = (int)bw;
         res->blocks_h[c] = (int)bh;
+    }
+    area->x0 = x0; area->y0 = y0; area->w = w; area->h = h;
+    res->width = (int)w;
+    res->height = (int)h;
+    return 0;
+}
 
+/* Rows below the area are never needed: in a single-scan file, stop entropy decoding after its last iMCU row
+ * (every iMCU row is one MCU high). A multi-scan file needs every scan to the end. */
+static void stop_below_area(Decoder *d, const Area *area) {
+    j_decompress_ptr cinfo = &d->cinfo;
+    if (area->y0 + area->h < (long)cinfo->image_height && !jpeg_has_multiple_scans(cinfo)) {
+        d->source.stop_after = (area->y0 + area->h - 1) / (DCTSIZE * cinfo->max_v_samp_factor);
+        cinfo->progress = &d->source.progress;
+    }
+}
+
+/* Each component's quantization table, as latched by the scans that decoded it. */
+static void read_quant_tables(j_decompress_ptr cinfo, DecodeResult *res) {
+    for (int c = 0; c < cinfo->num_components; c++) {
+        const jpeg_component_info *comp = &cinfo->comp_info[c];
         JQUANT_TBL *qt = comp->quant_table;
         if (qt == NULL && comp->quant_tbl_no >= 0 && comp->quant_tbl_no < NUM_QUANT_TBLS)
-            qt = (d->cinfo).quant_tbl_ptrs[comp->quant_tbl_no];
+            qt = cinfo->quant_tbl_ptrs[comp->quant_tbl_no];
         for (int k = 0; k < DCTSIZE2; k++) res->quant[c][k] = qt ? (uint16_t)qt->quantval[k] : 0;
     }
+}
 
-    /* A full read returns views on libjpeg's own arrays and keeps the decoder alive for them: no copy. */
-    if (!opt->crop && !opt->hflip && views_possible(&(d->cinfo), coefs, res)) {
-        res->decoder = d; /* jpeg_finish_decompress would free the arrays: the whole file is read already */
-        return 0;
-    }
-
-    for (int c = 0; c < (d->cinfo).num_components; c++) {
-        long bx0 = x0 * (d->cinfo).comp_info[c].h_samp_factor / max_h / DCTSIZE;
-        long by0 = y0 * (d->cinfo).comp_info[c].v_samp_factor / max_v / DCTSIZE;
-        long bw = res->blocks_w[c], bh = res->blocks_h[c];
-        int16_t *plane = (int16_t *)malloc((size_t)bh * (size_t)bw * DCTSIZE2 * sizeof(int16_t) + 1);
-        if (plane == NULL) {
-            res->error = ERR_NO_MEMORY;
-            snprintf(res->message, ERR_LEN, "out of memory for %ldx%ld coefficient blocks", bh, bw);
-            jpeg_destroy_decompress(&(d->cinfo));
-            free(d);
-            release_planes(res);
-            return -1;
-        }
+/* Copy-out: the area's blocks of each component into a malloc'd plane of its own (res->planes), mirrored when
+ * `hflip`. A plane is at most 8192 x 8192 blocks (65500 px / 8), so its byte size fits a size_t. */
+static int copy_planes(j_decompress_ptr cinfo, jvirt_barray_ptr *coefs, const Area *area, int hflip,
+                       DecodeResult *res) {
+    for (int c = 0; c < cinfo->num_components; c++) {
+        const long bw = res->blocks_w[c], bh = res->blocks_h[c];
+        int16_t *plane = (int16_t *)malloc((size_t)bh * (size_t)bw * DCTSIZE2 * sizeof(int16_t));
+        if (plane == NULL)
+            return set_error(res, ERR_NO_MEMORY, "out of memory for %ldx%ld coefficient blocks", bh, bw);
         res->planes[c] = plane;
-
         for (long row = 0; row < bh; row++) {
-            JBLOCKARRAY rows = (*(d->cinfo).mem->access_virt_barray)((j_common_ptr)&(d->cinfo), coefs[c],
-                                                                 (JDIMENSION)(by0 + row), 1, FALSE);
-            JBLOCKROW src = rows[0] + bx0;
+            JBLOCKARRAY rows = (*cinfo->mem->access_virt_barray)((j_common_ptr)cinfo, coefs[c],
+                                                                 (JDIMENSION)(area->by0[c] + row), 1, FALSE);
+            JBLOCKROW src = rows[0] + area->bx0[c];
             int16_t *dst = plane + (size_t)row * (size_t)bw * DCTSIZE2;
-            if (!opt->hflip) {
+            if (!hflip) {
                 memcpy(dst, src, (size_t)bw * sizeof(JBLOCK));
             } else {
                 for (long col = 0; col < bw; col++)
                     copy_block_mirrored(dst + (size_t)(bw - 1 - col) * DCTSIZE2, src[col]);
             }
         }
-
     }
-
-    jpeg_finish_decompress(&(d->cinfo));
-    jpeg_destroy_decompress(&(d->cinfo));
-    free(d);
-    created = 0;
     return 0;
+}
+
+/* Runs with no Python state. Returns 0 on success; on failure res->error / res->message say why. Every way out
+ * once the decoder exists, libjpeg's longjmp included, passes through `done`, the one place that frees it. */
+static int decode_one(const unsigned char *data, size_t size, const DecodeOptions *opt, DecodeResult *res) {
+    memset(res, 0, sizeof(*res));
+    if (size == 0) return set_error(res, ERR_JPEG, "empty input (0 bytes)");
+    /* Zeroed: cinfo.mem stays NULL until jpeg_create_decompress has set up its memory, and
+     * jpeg_destroy_decompress takes a NULL mem as nothing to free, so `done` may destroy from any point. */
+    Decoder *const d = (Decoder *)calloc(1, sizeof(Decoder));
+    if (d == NULL) return set_error(res, ERR_NO_MEMORY, "out of memory for a decoder");
+    j_decompress_ptr const cinfo = &d->cinfo;
+    install_error_manager(cinfo, &d->jerr, opt->strict, res);
+    if (setjmp(d->jerr.jump)) goto done; /* libjpeg failed (or warned, when strict): res says why */
+
+    jpeg_create_decompress(cinfo);
+    memory_source(cinfo, &d->source, data, size);
+    if (read_header(cinfo, opt, res) < 0 || opt->header_only) goto done;
+    Area area;
+    if (check_area(cinfo, opt, res, &area) < 0) goto done;
+    if (opt->crop) stop_below_area(d, &area);
+    jvirt_barray_ptr *coefs = jpeg_read_coefficients(cinfo);
+    read_quant_tables(cinfo, res);
+    if (!opt->crop && !opt->hflip && views_possible(cinfo, coefs, res)) {
+        /* A full read returns views on libjpeg's own arrays, no copy: the decoder lives on as their owner.
+         * Not finished: jpeg_finish_decompress would free the arrays (the whole file is read already). */
+        res->decoder = d;
+    } else if (copy_planes(cinfo, coefs, &area, opt->hflip, res) == 0) {
+        jpeg_finish_decompress(cinfo);
+    }
+done:
+    if (res->decoder != d) decoder_free(d);
+    if (res->error == ERR_NONE) return 0;
+    release_planes(res);
+    return -1;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Python glue.                                                                                        */
 
-static PyObject *JpegError = NULL;        /* set from Python: jpegnet.codec.errors.JpegError */
-static PyObject *JpegWarningCls = NULL;   /* set from Python: jpegnet.codec.errors.JpegWarning */
+static PyObject *JpegError = NULL; /* set from Python: jpegnet.codec.errors.JpegError (warnings are Python's) */
 
 static const char *colorspace_name(int cs) {
     switch (cs) {
@@ -608,46 +587,45 @@ fail:
     return NULL;
 }
 
-static int parse_options(PyObject *crop, int strict, long long max_pixels, int hflip, DecodeOptions *opt) {
-    memset(opt, 0, sizeof(*opt));
-    opt->strict = strict;
-    opt->max_pixels = max_pixels;
-    opt->hflip = hflip;
-    if (crop != NULL && crop != Py_None) {
-        if (!PyArg_ParseTuple(crop, "llll;crop must be a tuple (x, y, width, height)", &opt->crop_x, &opt->crop_y,
-                              &opt->crop_w, &opt->crop_h))
-            return -1;
-        opt->crop = 1;
-    }
+/* A crop argument: None (the whole image) or (x, y, width, height); checked against the image in check_area. */
+static int parse_crop(PyObject *crop, DecodeOptions *opt) {
+    opt->crop = 0;
+    if (crop == NULL || crop == Py_None) return 0;
+    if (!PyArg_ParseTuple(crop, "llll;crop must be a tuple (x, y, width, height)", &opt->crop_x, &opt->crop_y,
+                          &opt->crop_w, &opt->crop_h))
+        return -1;
+    opt->crop = 1;
     return 0;
 }
 
-/* decode(data, strict, max_pixels, crop, hflip, where[, header_only]) -> result tuple (or header tuple);
- * raises JpegError. */
-static PyObject *py_decode(PyObject *self, PyObject *args) {
-    Py_buffer view;
-    int strict, hflip, header_only = 0;
-    long long max_pixels;
-    PyObject *crop, *where;
-    if (!PyArg_ParseTuple(args, "y*pLOpO|p", &view, &strict, &max_pixels, &crop, &hflip, &where, &header_only))
-        return NULL;
-    DecodeOptions opt;
-    if (parse_options(crop, strict, max_pixels, hflip, &opt) < 0) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    opt.header_only = header_only;
-    DecodeResult res;
-    Py_BEGIN_ALLOW_THREADS
-    decode_one((const unsigned char *)view.buf, (size_t)view.len, &opt, &res);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&view);
-    PyObject *out = result_to_python(&res, where, opt.header_only);
-    if (out != NULL && res.error != ERR_NONE) {
+/* Turns a failed decode's exception instance into a raised exception; passes results (and NULL) through. */
+static PyObject *raise_if_error(PyObject *out, const DecodeResult *res) {
+    if (out != NULL && res->error != ERR_NONE) {
         PyErr_SetObject((PyObject *)Py_TYPE(out), out);
-        Py_DECREF(out);
-        return NULL;
+        Py_CLEAR(out);
     }
+    return out;
+}
+
+/* decode(data, max_pixels, *, strict=True, crop=None, hflip=False, header_only=False, where=None) -> result
+ * tuple (header tuple with header_only); raises JpegError. max_pixels <= 0: no limit. */
+static PyObject *py_decode(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"", "max_pixels", "strict", "crop", "hflip", "header_only", "where", NULL};
+    Py_buffer view;
+    DecodeOptions opt = {.strict = 1};
+    PyObject *crop = Py_None, *where = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*L|$pOppO:decode", keywords, &view, &opt.max_pixels,
+                                     &opt.strict, &crop, &opt.hflip, &opt.header_only, &where))
+        return NULL;
+    PyObject *out = NULL;
+    if (parse_crop(crop, &opt) == 0) {
+        DecodeResult res;
+        Py_BEGIN_ALLOW_THREADS
+        decode_one((const unsigned char *)view.buf, (size_t)view.len, &opt, &res);
+        Py_END_ALLOW_THREADS
+        out = raise_if_error(result_to_python(&res, where, opt.header_only), &res);
+    }
+    PyBuffer_Release(&view);
     return out;
 }
 
@@ -666,19 +644,8 @@ typedef struct {
 typedef struct {
     BatchItem *items;
     Py_ssize_t count;
-    volatile Py_ssize_t next; /* atomically incremented work index */
-    /* Completion, so the calling thread can build Python results while the workers still decode. */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    unsigned char *done;
-    Py_ssize_t finished;
+    Py_ssize_t next; /* the next item to claim, atomically incremented */
 } BatchJob;
-
-static void path_error(DecodeResult *res, ErrorKind kind, const char *what, const char *detail) {
-    memset(res, 0, sizeof(*res));
-    res->error = kind;
-    snprintf(res->message, ERR_LEN, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
-}
 
 /* read() until `want` bytes or the end of the file; EINTR retried. Returns the bytes read, or -1 (errno). */
 static long long read_upto(int fd, unsigned char *buf, size_t want) {
@@ -699,87 +666,75 @@ static const char *file_type_name(mode_t mode) {
          : S_ISBLK(mode) ? "a block device" : S_ISSOCK(mode) ? "a socket" : "not a regular file";
 }
 
+/* A header read takes a file's first HEADER_PREFIX bytes, and the rest only when the header runs past them. */
+#define HEADER_PREFIX 65536
+
 /* Read a file and decode it. Only regular files are read: the file is opened without blocking (a FIFO with no
  * writer would block open() and read() forever) and fstat'ed before any read, so a FIFO, a device such as
- * /dev/zero (endless data), a directory or a socket is refused. At most opt->max_bytes are read. A header read
- * takes the first HEADER_PREFIX bytes and reads on only when the header parse ran out of them. */
+ * /dev/zero (endless data), a directory or a socket is refused. At most opt->max_bytes are read. Every way out
+ * once the file is open passes through `done`, which closes it and frees the data. */
 static void decode_path(const char *path, const DecodeOptions *opt, DecodeResult *res) {
+    memset(res, 0, sizeof(*res));
+    unsigned char *data = NULL;
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        path_error(res, ERR_IO, "cannot read file", strerror(errno));
+        set_error(res, ERR_IO, "cannot read file: %s", strerror(errno));
         return;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        path_error(res, ERR_IO, "cannot stat file", strerror(errno));
-        close(fd);
-        return;
+        set_error(res, ERR_IO, "cannot stat file: %s", strerror(errno));
+        goto done;
     }
     if (!S_ISREG(st.st_mode)) {
-        path_error(res, ERR_IO, "cannot read file: not a regular file", file_type_name(st.st_mode));
-        close(fd);
-        return;
+        set_error(res, ERR_IO, "cannot read file: not a regular file: %s", file_type_name(st.st_mode));
+        goto done;
     }
     /* O_NONBLOCK has no effect on a regular file's reads; clear it anyway so nothing depends on that. */
     int flags = fcntl(fd, F_GETFL);
     if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    /* Sizes as unsigned long long, capped at SSIZE_MAX: `+ 1` below cannot wrap, and size_t holds them. */
     unsigned long long file_size = st.st_size > 0 ? (unsigned long long)st.st_size : 0;
     unsigned long long limit = opt->max_bytes > 0 ? (unsigned long long)opt->max_bytes : ULLONG_MAX;
     if (limit > (unsigned long long)SSIZE_MAX) limit = (unsigned long long)SSIZE_MAX;
     int prefix = opt->header_only && file_size > HEADER_PREFIX;
     if (!prefix && file_size > limit) {
-        close(fd);
-        memset(res, 0, sizeof(*res));
-        res->error = ERR_TOO_LARGE;
-        snprintf(res->message, ERR_LEN, "file is %llu bytes, above max_bytes=%lld", file_size, opt->max_bytes);
-        return;
+        set_error(res, ERR_TOO_LARGE, "file is %llu bytes, above max_bytes=%lld", file_size, opt->max_bytes);
+        goto done;
     }
     size_t want = prefix ? HEADER_PREFIX : (size_t)file_size;
-    unsigned char *data = (unsigned char *)malloc(want + 1);
+    data = (unsigned char *)malloc(want + 1); /* + 1: never malloc(0) for an empty file */
     if (data == NULL) {
-        close(fd);
-        path_error(res, ERR_NO_MEMORY, "out of memory reading file", NULL);
-        return;
+        set_error(res, ERR_NO_MEMORY, "out of memory reading file");
+        goto done;
     }
     long long got = read_upto(fd, data, want);
     if (got >= 0 && prefix) {
         DecodeOptions strict_header = *opt;
         strict_header.strict = 1; /* running out of the prefix must not pass as a good header */
-        if (decode_one(data, (size_t)got, &strict_header, res) == 0 || !res->ran_out || (size_t)got < want) {
-            /* a header, or an error that more data would not cure (e.g. "Not a JPEG file") */
-            close(fd);
-            free(data);
-            return;
-        }
+        if (decode_one(data, (size_t)got, &strict_header, res) == 0 || !res->ran_out || (size_t)got < want)
+            goto done; /* a header, or an error that more data would not cure (e.g. "Not a JPEG file") */
         if (file_size > limit) {
-            close(fd);
-            free(data);
-            memset(res, 0, sizeof(*res));
-            res->error = ERR_TOO_LARGE;
-            snprintf(res->message, ERR_LEN, "the header runs past the first %d bytes and the file is %llu "
-                     "bytes, above max_bytes=%lld", HEADER_PREFIX, file_size, opt->max_bytes);
-            return;
+            set_error(res, ERR_TOO_LARGE, "the header runs past the first %d bytes and the file is %llu bytes, "
+                      "above max_bytes=%lld", HEADER_PREFIX, file_size, opt->max_bytes);
+            goto done;
         }
         unsigned char *bigger = (unsigned char *)realloc(data, (size_t)file_size + 1);
         if (bigger == NULL) {
-            close(fd);
-            free(data);
-            path_error(res, ERR_NO_MEMORY, "out of memory reading file", NULL);
-            return;
+            set_error(res, ERR_NO_MEMORY, "out of memory reading file");
+            goto done;
         }
         data = bigger;
         long long more = read_upto(fd, data + got, (size_t)file_size - (size_t)got);
         got = more < 0 ? -1 : got + more;
     }
-    int read_errno = errno;
-    close(fd);
-    if (got < 0) {
-        free(data);
-        path_error(res, ERR_IO, "read error", strerror(read_errno));
-        return;
-    }
-    decode_one(data, (size_t)got, opt, res);
+    if (got < 0)
+        set_error(res, ERR_IO, "read error: %s", strerror(errno));
+    else
+        decode_one(data, (size_t)got, opt, res);
+done:
     free(data);
+    close(fd);
 }
 
 static void *batch_worker(void *arg) {
@@ -789,137 +744,112 @@ static void *batch_worker(void *arg) {
         if (i >= job->count) break;
         BatchItem *it = &job->items[i];
         if (it->bad_path)
-            path_error(&it->res, ERR_IO, "cannot read file", "the path contains a NUL byte");
+            set_error(&it->res, ERR_IO, "cannot read file: the path contains a NUL byte");
         else if (it->is_path)
             decode_path(it->path, &it->opt, &it->res);
         else
             decode_one((const unsigned char *)it->view.buf, (size_t)it->view.len, &it->opt, &it->res);
-        pthread_mutex_lock(&job->lock);
-        job->done[i] = 1;
-        /* Wake the converting thread every few items, not every item: each wake-up is a futex round trip,
-         * which cost ~7 us per image (7% of a 224-px decode). It waits at most WAKE_EVERY decodes longer. */
-        if (++job->finished % WAKE_EVERY == 0 || job->finished == job->count) pthread_cond_broadcast(&job->cond);
-        pthread_mutex_unlock(&job->lock);
     }
     return NULL;
 }
 
-/* decode_batch(items, threads, strict, max_pixels, crop, hflip, wheres) -> list of result tuples or
- * JpegError instances (the Python side decides whether to raise). items: sequence of bytes-like objects or
- * bytes paths; a path is read inside the worker thread. */
-static PyObject *py_decode_batch(PyObject *self, PyObject *args) {
-    PyObject *seq, *crop, *crops, *wheres, *path_flags;
-    int threads, strict, hflip, header_only;
-    long long max_pixels, max_bytes = 0;
-    if (!PyArg_ParseTuple(args, "OOipLOOppO|L", &seq, &path_flags, &threads, &strict, &max_pixels, &crop, &crops,
-                          &hflip, &header_only, &wheres, &max_bytes))
+/* Decodes every item on this thread and `threads - 1` others, without the GIL, and returns when all are done:
+ * the caller converts the results afterwards. (Converting on this thread while the others still decoded, item
+ * by item behind a condition variable, measured no faster: benchmarks/reader.py --builds.) */
+static void run_batch(BatchItem *items, Py_ssize_t count, int threads) {
+    BatchJob job = {.items = items, .count = count, .next = 0};
+    if (threads > count) threads = count > 0 ? (int)count : 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    pthread_t tids[MAX_THREADS];
+    int started = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (int t = 1; t < threads; t++)
+        if (pthread_create(&tids[started], NULL, batch_worker, &job) == 0) started++;
+    batch_worker(&job); /* a thread that failed to start only means fewer decoders */
+    for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+    Py_END_ALLOW_THREADS
+}
+
+/* Borrows item i of the batch for the decode (a path's bytes, or a buffer on the data), with its options. */
+static int acquire_item(BatchItem *it, PyObject *obj, int is_path, PyObject *crops, Py_ssize_t i,
+                        const DecodeOptions *shared) {
+    it->opt = *shared;
+    if (crops != Py_None) {
+        PyObject *crop = PySequence_GetItem(crops, i);
+        int rc = crop ? parse_crop(crop, &it->opt) : -1;
+        Py_XDECREF(crop);
+        if (rc < 0) return -1;
+    }
+    if (!is_path) return PyObject_GetBuffer(obj, &it->view, PyBUF_SIMPLE);
+    it->is_path = 1;
+    it->path = PyBytes_AsString(obj);
+    if (!it->path) return -1;
+    it->bad_path = strlen(it->path) != (size_t)PyBytes_GET_SIZE(obj);
+    return 0;
+}
+
+/* decode_batch(items, path_flags, max_pixels, max_bytes, *, threads=1, strict=True, crops=None, hflip=False,
+ * header_only=False, wheres=None) -> list of result tuples or JpegError instances, in input order (the Python
+ * side decides whether to raise). items: bytes-like objects, or paths as bytes (read inside the worker threads)
+ * where path_flags, one byte per item, is non-zero. crops and wheres: None, or one crop (or None) / one name per
+ * item. max_pixels, max_bytes <= 0: no limit. */
+static PyObject *py_decode_batch(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"", "path_flags", "max_pixels", "max_bytes", "threads", "strict", "crops", "hflip",
+                               "header_only", "wheres", NULL};
+    PyObject *seq, *path_flags, *crops = Py_None, *wheres = Py_None;
+    DecodeOptions opt = {.strict = 1};
+    int threads = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OSLL|$ipOppO:decode_batch", keywords, &seq, &path_flags,
+                                     &opt.max_pixels, &opt.max_bytes, &threads, &opt.strict, &crops, &opt.hflip,
+                                     &opt.header_only, &wheres))
         return NULL;
-    DecodeOptions opt;
-    if (parse_options(crop, strict, max_pixels, hflip, &opt) < 0) return NULL;
-    opt.header_only = header_only;
-    opt.max_bytes = max_bytes;
     PyObject *fast = PySequence_Fast(seq, "items must be a sequence");
     if (!fast) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-    /* path_flags: a bytes object, one byte per item, non-zero for a path. */
-    if (!PyBytes_Check(path_flags) || PyBytes_GET_SIZE(path_flags) != n) {
-        Py_DECREF(fast);
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    PyObject *out = NULL;
+    BatchItem *items = NULL;
+    Py_ssize_t acquired = 0;
+    if (PyBytes_GET_SIZE(path_flags) != n) {
         PyErr_SetString(PyExc_TypeError, "path_flags must be bytes with one flag per item");
-        return NULL;
-    }
-    BatchItem *items = (BatchItem *)calloc(n > 0 ? (size_t)n : 1, sizeof(BatchItem));
-    if (!items) {
-        Py_DECREF(fast);
-        return PyErr_NoMemory();
+        goto done;
     }
     if (crops != Py_None && (!PySequence_Check(crops) || PySequence_Size(crops) != n)) {
-        free(items);
-        Py_DECREF(fast);
         PyErr_SetString(PyExc_TypeError, "crops must be a sequence with one crop (or None) per item");
-        return NULL;
+        goto done;
     }
-    Py_ssize_t acquired = 0;
+    if (wheres != Py_None && (!PySequence_Check(wheres) || PySequence_Size(wheres) != n)) {
+        PyErr_SetString(PyExc_TypeError, "wheres must be a sequence with one name per item");
+        goto done;
+    }
+    items = (BatchItem *)calloc(n > 0 ? (size_t)n : 1, sizeof(BatchItem));
+    if (!items) {
+        PyErr_NoMemory();
+        goto done;
+    }
     for (; acquired < n; acquired++) {
-        PyObject *obj = PySequence_Fast_GET_ITEM(fast, acquired);
-        BatchItem *it = &items[acquired];
-        it->opt = opt;
-        if (crops != Py_None) { /* per-item crop overrides the shared one */
-            PyObject *c = PySequence_GetItem(crops, acquired);
-            int rc = c ? parse_options(c, strict, max_pixels, hflip, &it->opt) : -1;
-            Py_XDECREF(c);
-            if (rc < 0) break;
-            it->opt.header_only = header_only;
-            it->opt.max_bytes = max_bytes;
-        }
-        if (((const char *)PyBytes_AS_STRING(path_flags))[acquired]) {
-            it->is_path = 1;
-            it->path = PyBytes_AsString(obj);
-            if (!it->path) break;
-            it->bad_path = strlen(it->path) != (size_t)PyBytes_GET_SIZE(obj);
-        } else if (PyObject_GetBuffer(obj, &it->view, PyBUF_SIMPLE) < 0) {
-            break;
-        }
+        int is_path = PyBytes_AS_STRING(path_flags)[acquired] != 0;
+        if (acquire_item(&items[acquired], PySequence_Fast_GET_ITEM(fast, acquired), is_path, crops, acquired,
+                         &opt) < 0)
+            goto done;
     }
-    PyObject *out = NULL;
-    unsigned char *done = (unsigned char *)calloc(n > 0 ? (size_t)n : 1, 1);
-    if (acquired == n && done == NULL) PyErr_NoMemory();
-    if (acquired == n && done != NULL) {
-        BatchJob job;
-        job.items = items;
-        job.count = n;
-        job.next = 0;
-        job.done = done;
-        job.finished = 0;
-        pthread_mutex_init(&job.lock, NULL);
-        pthread_cond_init(&job.cond, NULL);
-        if (threads < 1) threads = 1;
-        if (threads > n) threads = (int)(n > 0 ? n : 1);
-        if (threads > 256) threads = 256;
-        /* This thread decodes beside threads - 1 others, then turns the results into Python objects (that
-         * part needs the GIL). Converting while the others still decode was measured slower on 2 cores: a
-         * third thread to schedule and a futex wake-up per handful of items cost more than the ~3 us/item
-         * conversion it overlaps. */
-        pthread_t tids[256];
-        int started = 0;
-        Py_BEGIN_ALLOW_THREADS
-        for (int t = 1; t < threads; t++)
-            if (pthread_create(&tids[started], NULL, batch_worker, &job) == 0) started++;
-        batch_worker(&job);
-        Py_END_ALLOW_THREADS
-        out = PyList_New(n);
-        for (Py_ssize_t i = 0; i < n; i++) {
-            pthread_mutex_lock(&job.lock);
-            int ready = job.done[i];
-            pthread_mutex_unlock(&job.lock);
-            if (!ready) {
-                Py_BEGIN_ALLOW_THREADS
-                pthread_mutex_lock(&job.lock);
-                while (!job.done[i]) pthread_cond_wait(&job.cond, &job.lock);
-                pthread_mutex_unlock(&job.lock);
-                Py_END_ALLOW_THREADS
-            }
-            if (!out) continue; /* failed earlier: keep waiting so every worker finishes */
-            PyObject *where = PySequence_GetItem(wheres, i);
-            PyObject *r = where ? result_to_python(&items[i].res, where, items[i].opt.header_only) : NULL;
-            Py_XDECREF(where);
-            if (!r) {
-                Py_CLEAR(out);
-                continue;
-            }
+    run_batch(items, n, threads);
+    out = PyList_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *where = wheres == Py_None ? Py_NewRef(Py_None) : PySequence_GetItem(wheres, i);
+        PyObject *r = where ? result_to_python(&items[i].res, where, items[i].opt.header_only) : NULL;
+        Py_XDECREF(where);
+        if (r)
             PyList_SET_ITEM(out, i, r);
-        }
-        Py_BEGIN_ALLOW_THREADS
-        for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
-        Py_END_ALLOW_THREADS
-        pthread_cond_destroy(&job.cond);
-        pthread_mutex_destroy(&job.lock);
-        /* Planes handed to Python were set to NULL; free whatever was not (after a failure). */
-        for (Py_ssize_t i = 0; i < n; i++) release_planes(&items[i].res);
+        else
+            Py_CLEAR(out);
     }
-    free(done);
-    for (Py_ssize_t i = 0; i < acquired; i++)
-        if (!items[i].is_path) PyBuffer_Release(&items[i].view);
-    free(items);
+done:
+    if (items) {
+        for (Py_ssize_t i = 0; i < n; i++) release_planes(&items[i].res); /* those not handed to Python */
+        for (Py_ssize_t i = 0; i < acquired; i++)
+            if (!items[i].is_path) PyBuffer_Release(&items[i].view);
+        free(items);
+    }
     Py_DECREF(fast);
     return out;
 }
@@ -933,6 +863,24 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The bare libjpeg coefficient read of one file. Returns 0, or -1 when libjpeg fails. */
+static int bare_read(const unsigned char *data, size_t size) {
+    struct jpeg_decompress_struct cinfo;
+    ErrorManager jerr;
+    DecodeResult scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    install_error_manager(&cinfo, &jerr, 0, &scratch);
+    if (setjmp(jerr.jump) == 0) {
+        jpeg_create_decompress(&cinfo);
+        jpeg_mem_src(&cinfo, data, (unsigned long)size);
+        jpeg_read_header(&cinfo, TRUE);
+        jpeg_read_coefficients(&cinfo);
+        jpeg_finish_decompress(&cinfo);
+    }
+    jpeg_destroy_decompress(&cinfo); /* after success and after a longjmp alike */
+    return scratch.error == ERR_NONE ? 0 : -1;
+}
+
 /* bare_read_coefficients_seconds(list_of_bytes) -> total seconds for one pass of
  * jpeg_read_header + jpeg_read_coefficients + finish over all items. */
 static PyObject *py_bare_seconds(PyObject *self, PyObject *args) {
@@ -940,62 +888,44 @@ static PyObject *py_bare_seconds(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O", &seq)) return NULL;
     PyObject *fast = PySequence_Fast(seq, "expected a sequence of bytes");
     if (!fast) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    PyObject *out = NULL;
     double total = 0.0;
-    int failed = 0;
-    for (Py_ssize_t i = 0; i < n && !failed; i++) {
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
         char *buf;
         Py_ssize_t len;
-        if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(fast, i), &buf, &len) < 0) {
-            Py_DECREF(fast);
-            return NULL;
-        }
-        struct jpeg_decompress_struct cinfo;
-        ErrorManager jerr;
-        DecodeResult scratch;
-        memset(&scratch, 0, sizeof(scratch));
-        install_error_manager(&cinfo, &jerr, 0, &scratch);
+        if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(fast, i), &buf, &len) < 0) goto done;
         double t0 = now_seconds();
-        if (setjmp(jerr.jump)) {
-            jpeg_destroy_decompress(&cinfo);
-            failed = 1;
-            break;
-        }
-        jpeg_create_decompress(&cinfo);
-        jpeg_mem_src(&cinfo, (const unsigned char *)buf, (unsigned long)len);
-        jpeg_read_header(&cinfo, TRUE);
-        jpeg_read_coefficients(&cinfo);
-        jpeg_finish_decompress(&cinfo);
-        jpeg_destroy_decompress(&cinfo);
+        int rc = bare_read((const unsigned char *)buf, (size_t)len);
         total += now_seconds() - t0;
+        if (rc < 0) {
+            PyErr_SetString(PyExc_ValueError, "bare_read_coefficients_seconds: a file failed to decode");
+            goto done;
+        }
     }
+    out = PyFloat_FromDouble(total);
+done:
     Py_DECREF(fast);
-    if (failed) {
-        PyErr_SetString(PyExc_ValueError, "bare_read_coefficients_seconds: a file failed to decode");
-        return NULL;
-    }
-    return PyFloat_FromDouble(total);
+    return out;
 }
 
-/* decode_pixels(data) -> (width, height, channels, bytes): libjpeg-turbo's own full decode (ISLOW IDCT,
- * box upsampling, its colour conversion to RGB / gray / CMYK). Used by tests and benchmarks as the pixel
- * reference; never on the DCT path. */
-static PyObject *py_decode_pixels(PyObject *self, PyObject *args) {
+/* decode_pixels(data, *, fancy_upsampling=False) -> (width, height, channels, bytes): libjpeg-turbo's own full
+ * decode (ISLOW IDCT, box upsampling unless fancy_upsampling, its colour conversion to RGB / gray / CMYK). Used by
+ * tests and benchmarks as the pixel reference; never on the DCT path. */
+static PyObject *py_decode_pixels(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"", "fancy_upsampling", NULL};
     Py_buffer view;
     int fancy = 0;
-    if (!PyArg_ParseTuple(args, "y*|p", &view, &fancy)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|$p:decode_pixels", keywords, &view, &fancy)) return NULL;
     struct jpeg_decompress_struct cinfo;
     ErrorManager jerr;
     DecodeResult scratch;
     memset(&scratch, 0, sizeof(scratch));
     unsigned char *volatile pixels = NULL;
+    PyObject *out = NULL;
     install_error_manager(&cinfo, &jerr, 1, &scratch);
     if (setjmp(jerr.jump)) {
-        jpeg_destroy_decompress(&cinfo);
-        free(pixels);
-        PyBuffer_Release(&view);
         PyErr_Format(JpegError ? JpegError : PyExc_ValueError, "%s", scratch.message);
-        return NULL;
+        goto done;
     }
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, (const unsigned char *)view.buf, (unsigned long)view.len);
@@ -1004,44 +934,44 @@ static PyObject *py_decode_pixels(PyObject *self, PyObject *args) {
     cinfo.dct_method = JDCT_ISLOW;
     cinfo.do_fancy_upsampling = fancy ? TRUE : FALSE;
     jpeg_start_decompress(&cinfo);
+    /* At most 65500 x 65500 pixels of 4 channels (JPEG_MAX_DIMENSION): below 2^35 bytes, no size_t overflow. */
     size_t stride = (size_t)cinfo.output_width * cinfo.output_components;
     pixels = (unsigned char *)malloc(stride * cinfo.output_height + 1);
     if (!pixels) {
-        jpeg_destroy_decompress(&cinfo);
-        PyBuffer_Release(&view);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        goto done;
     }
     while (cinfo.output_scanline < cinfo.output_height) {
         JSAMPROW row = pixels + stride * cinfo.output_scanline;
         jpeg_read_scanlines(&cinfo, &row, 1);
     }
     jpeg_finish_decompress(&cinfo);
-    PyObject *out = Py_BuildValue("(iiiy#)", (int)cinfo.output_width, (int)cinfo.output_height,
-                                  cinfo.output_components, (const char *)pixels,
-                                  (Py_ssize_t)(stride * cinfo.output_height));
+    out = Py_BuildValue("(iiiy#)", (int)cinfo.output_width, (int)cinfo.output_height, cinfo.output_components,
+                        (const char *)pixels, (Py_ssize_t)(stride * cinfo.output_height));
+done:
     jpeg_destroy_decompress(&cinfo);
     free(pixels);
     PyBuffer_Release(&view);
     return out;
 }
 
-static PyObject *py_set_error_classes(PyObject *self, PyObject *args) {
-    PyObject *err, *warn;
-    if (!PyArg_ParseTuple(args, "OO", &err, &warn)) return NULL;
-    Py_XSETREF(JpegError, Py_NewRef(err));
-    Py_XSETREF(JpegWarningCls, Py_NewRef(warn));
+/* set_error_class(JpegError): the class every decode error is raised (or returned) as. */
+static PyObject *py_set_error_class(PyObject *self, PyObject *cls) {
+    Py_XSETREF(JpegError, Py_NewRef(cls));
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
-    {"decode", py_decode, METH_VARARGS, "decode(data, strict, max_pixels, crop, hflip, where) -> tuple"},
-    {"decode_batch", py_decode_batch, METH_VARARGS,
-     "decode_batch(items, path_flags, threads, strict, max_pixels, crop, hflip, wheres) -> list"},
+    {"decode", (PyCFunction)(void (*)(void))py_decode, METH_VARARGS | METH_KEYWORDS,
+     "decode(data, max_pixels, *, strict=True, crop=None, hflip=False, header_only=False, where=None) -> tuple"},
+    {"decode_batch", (PyCFunction)(void (*)(void))py_decode_batch, METH_VARARGS | METH_KEYWORDS,
+     "decode_batch(items, path_flags, max_pixels, max_bytes, *, threads=1, strict=True, crops=None, hflip=False, "
+     "header_only=False, wheres=None) -> list"},
     {"bare_read_coefficients_seconds", py_bare_seconds, METH_VARARGS,
      "Seconds for one pass of the bare libjpeg coefficient read over a list of bytes (benchmark reference)."},
-    {"decode_pixels", py_decode_pixels, METH_VARARGS,
-     "decode_pixels(data, fancy_upsampling=False) -> (w, h, channels, bytes): libjpeg-turbo's full decode."},
-    {"set_error_classes", py_set_error_classes, METH_VARARGS, "Install the Python exception classes."},
+    {"decode_pixels", (PyCFunction)(void (*)(void))py_decode_pixels, METH_VARARGS | METH_KEYWORDS,
+     "decode_pixels(data, *, fancy_upsampling=False) -> (w, h, channels, bytes): libjpeg-turbo's full decode."},
+    {"set_error_class", py_set_error_class, METH_O, "Install the Python exception class of decode errors."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,7 +15,7 @@ import numpy as np
 from . import _reader
 from .errors import JpegError, JpegWarning
 
-_reader.set_error_classes(JpegError, JpegWarning)
+_reader.set_error_class(JpegError)
 
 #: Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS): images above it are refused from the header.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -115,7 +115,7 @@ class JpegCoefficients(_Geometry):
                 f"planes=[{shapes}], progressive={self.progressive})")
 
 
-def _to_coefficients(raw: tuple) -> JpegCoefficients:
+def _to_coefficients(raw: tuple) -> tuple[JpegCoefficients, str | None]:
     (width, height, colorspace, sampling, planes, quants, progressive, arithmetic, image_w, image_h,
      warning) = raw
     # planes: int16 (blocks_h, blocks_w, 64) arrays over the C-allocated memory; quants: uint16 (64,).
@@ -159,10 +159,6 @@ def _check_limit(value, name: str) -> int:
     return min(value, _NO_LIMIT)
 
 
-def _check_max_pixels(max_pixels) -> int:
-    return _check_limit(max_pixels, "max_pixels")
-
-
 def _warn(warning: str | None, where) -> None:
     if warning is not None:
         warnings.warn(f"{where}: {warning}", JpegWarning, stacklevel=3)
@@ -191,9 +187,9 @@ def read_coefficients(src: Source, *, strict: bool = True, max_pixels: int | Non
     """
     where = _where(src)
     crop = _check_crop(crop, where)
-    limit = _check_max_pixels(max_pixels)
+    limit = _check_limit(max_pixels, "max_pixels")
     byte_limit = _check_limit(max_bytes, "max_bytes")
-    raw = _decode_one(src, where, strict, limit, crop, hflip, False, byte_limit)
+    raw = _decode_one(src, where, strict=strict, max_pixels=limit, crop=crop, hflip=hflip, max_bytes=byte_limit)
     coefs, warning = _to_coefficients(raw)
     _warn(warning, where)
     return coefs
@@ -211,7 +207,7 @@ def read_coefficients_batch(srcs: Iterable[Source], *, threads: int | None = Non
     windows chosen from `read_headers_batch`. Other keyword arguments as `read_coefficients`.
     """
     items, flags, wheres = _batch_items(srcs)
-    shared, per_item = None, None
+    per_item = None  # one crop (or None) per item, for C
     refused: dict[int, JpegError] = {}  # items whose crop is refused before C: an error in their place
     if crop is not None:
         crop_list = list(crop)  # once: a generator of crops is consumed by reading it
@@ -232,8 +228,10 @@ def read_coefficients_batch(srcs: Iterable[Source], *, threads: int | None = Non
                 flags = bytes(flags)
         else:
             shared = _check_crop(crop_list, "crop")
-    raw = _reader.decode_batch(items, flags, _check_threads(threads), strict, _check_max_pixels(max_pixels),
-                               shared, per_item, hflip, False, wheres, _check_limit(max_bytes, "max_bytes"))
+            per_item = [shared] * len(items)
+    raw = _reader.decode_batch(items, path_flags=flags, max_pixels=_check_limit(max_pixels, "max_pixels"),
+                               max_bytes=_check_limit(max_bytes, "max_bytes"), threads=_check_threads(threads),
+                               strict=strict, crops=per_item, hflip=hflip, wheres=wheres)
     for i, e in refused.items():
         raw[i] = e
     return _batch_results(raw, wheres, on_error, _to_coefficients)
@@ -245,7 +243,7 @@ def read_header(src: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES) -> Jp
     A path is read only as far as its header: its first 64 KiB, and the rest (up to max_bytes) only when the
     header runs past them."""
     where = _where(src)
-    raw = _decode_one(src, where, True, 0, None, False, True, _check_limit(max_bytes, "max_bytes"))
+    raw = _decode_one(src, where, max_pixels=0, header_only=True, max_bytes=_check_limit(max_bytes, "max_bytes"))
     header, _ = _to_header(raw)
     return header
 
@@ -254,8 +252,8 @@ def read_headers_batch(srcs: Iterable[Source], *, threads: int | None = None, on
                        max_bytes: int | None = DEFAULT_MAX_BYTES) -> list:
     """`read_header` for many inputs on C threads; a path is read only as far as its header (64 KiB first)."""
     items, flags, wheres = _batch_items(srcs)
-    raw = _reader.decode_batch(items, flags, _check_threads(threads), True, 0, None, None, False, True, wheres,
-                               _check_limit(max_bytes, "max_bytes"))
+    raw = _reader.decode_batch(items, path_flags=flags, max_pixels=0, max_bytes=_check_limit(max_bytes, "max_bytes"),
+                               threads=_check_threads(threads), header_only=True, wheres=wheres)
     return _batch_results(raw, wheres, on_error, _to_header)
 
 
@@ -277,13 +275,16 @@ def _check_buffer(src, where):
     return src
 
 
-def _decode_one(src, where, strict, limit, crop, hflip, header_only, max_bytes) -> tuple:
-    """One input through C. A path goes through the batch call with one item, so that the file is opened and
-    read by the same C code as in a batch (regular files only, max_bytes, header prefix)."""
+def _decode_one(src, where, *, max_pixels: int, max_bytes: int, strict: bool = True, crop=None, hflip: bool = False,
+                header_only: bool = False) -> tuple:
+    """One input through C, the limits already checked (0: none). A path goes through the batch call with one
+    item, so that the file is opened and read by the same C code as in a batch (regular files only, max_bytes,
+    header prefix)."""
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return _reader.decode(_check_buffer(src, where), strict, limit, crop, hflip, where, header_only)
-    (raw,) = _reader.decode_batch([os.fsencode(src)], b"\x01", 1, strict, limit, crop, None, hflip, header_only,
-                                  [where], max_bytes)
+        return _reader.decode(_check_buffer(src, where), max_pixels=max_pixels, strict=strict, crop=crop,
+                              hflip=hflip, header_only=header_only, where=where)
+    (raw,) = _reader.decode_batch([os.fsencode(src)], path_flags=b"\x01", max_pixels=max_pixels, max_bytes=max_bytes,
+                                  strict=strict, crops=[crop], hflip=hflip, header_only=header_only, wheres=[where])
     if isinstance(raw, JpegError):
         raise raw
     return raw
@@ -350,5 +351,5 @@ def decode_pixels(src: bytes, fancy_upsampling: bool = False) -> np.ndarray:
     The reference the DCT path is checked against in tests and benchmarks; never used on the DCT path.
     Returns uint8 (height, width, channels).
     """
-    w, h, c, data = _reader.decode_pixels(bytes(src), fancy_upsampling)
+    w, h, c, data = _reader.decode_pixels(bytes(src), fancy_upsampling=fancy_upsampling)
     return np.frombuffer(data, dtype=np.uint8).reshape(h, w, c)

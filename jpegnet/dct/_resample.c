@@ -231,23 +231,34 @@ static void build_axis(Axis *ax, double start, double length, int out_blocks, in
 /* ------------------------------------------------------------------------------------------------ */
 /* The two passes, specialized on K (the kept frequencies) so the accumulators stay in registers.     */
 
+/* The taps of output block o that fall on the stored input blocks (`count` of them, the first being block
+ * `first_stored` of the plane): tap b, for b0 <= b < b1, reads stored block `start + b` with the weights at
+ * w + b·K·8. Taps outside the stored blocks (past the plane's edge) carry zero weight and are skipped. */
+typedef struct {
+    const float *w;
+    int start, b0, b1;
+} Taps;
+
+static inline __attribute__((always_inline)) Taps stored_taps(const Axis *ax, int o, int first_stored, int count,
+                                                               const int K) {
+    Taps taps = {ax->w + (size_t)o * ax->max_band * K * BLOCK, ax->first[o] - first_stored, 0, ax->band[o]};
+    if (taps.start < 0) taps.b0 = -taps.start;
+    if (taps.start + taps.b1 > count) taps.b1 = count - taps.start;
+    return taps;
+}
+
 /* t[o][c][v][f] = Σ_b Σ_u w_v[o][b][u][f] · xs[first[o] + b − r0][c][u·K + v] */
 static inline __attribute__((always_inline)) void vertical_pass(const Axis *av, const float *xs, int r0, int nr,
                                                                  int nc, float *t, const int K) {
     const int kk = K * K;
     for (int o = 0; o < av->out_blocks; o++) {
-        const float *w = av->w + (size_t)o * av->max_band * K * BLOCK;
-        int b0 = 0, b1 = av->band[o];
-        int row0 = av->first[o] - r0;
-        /* rows outside the stored blocks carry zero weight (taps past the plane's edge are clipped) */
-        if (row0 < 0) b0 = -row0;
-        if (row0 + b1 > nr) b1 = nr - row0;
+        const Taps rows = stored_taps(av, o, r0, nr, K);
         for (int c = 0; c < nc; c++) {
             v8f acc[BLOCK];
             for (int v = 0; v < K; v++) acc[v] = (v8f){0};
-            for (int b = b0; b < b1; b++) {
-                const float *x = xs + ((size_t)(row0 + b) * nc + c) * kk;
-                const float *wb = w + (size_t)b * K * BLOCK;
+            for (int b = rows.b0; b < rows.b1; b++) {
+                const float *x = xs + ((size_t)(rows.start + b) * nc + c) * kk;
+                const float *wb = rows.w + (size_t)b * K * BLOCK;
                 for (int u = 0; u < K; u++) {
                     v8f a = *(const v8f *)(wb + u * BLOCK);
                     for (int v = 0; v < K; v++) acc[v] += x[u * K + v] * a;
@@ -271,16 +282,12 @@ static inline __attribute__((always_inline)) void horizontal_pass(const Axis *ah
         const float *trow = t + (size_t)ov * nc * K * BLOCK;
         float *out_row = job->out + ov * job->out_row_stride;
         for (int oh = 0; oh < ah->out_blocks; oh++) {
-            const float *w = ah->w + (size_t)oh * ah->max_band * K * BLOCK;
-            int b0 = 0, b1 = ah->band[oh];
-            int col0 = ah->first[oh] - c0;
-            if (col0 < 0) b0 = -col0;
-            if (col0 + b1 > nc) b1 = nc - col0;
+            const Taps cols = stored_taps(ah, oh, c0, nc, K);
             v8f acc[BLOCK];
             for (int f = 0; f < BLOCK; f++) acc[f] = (v8f){0};
-            for (int b = b0; b < b1; b++) {
-                const float *tc = trow + (size_t)(col0 + b) * K * BLOCK;
-                const float *wb = w + (size_t)b * K * BLOCK;
+            for (int b = cols.b0; b < cols.b1; b++) {
+                const float *tc = trow + (size_t)(cols.start + b) * K * BLOCK;
+                const float *wb = cols.w + (size_t)b * K * BLOCK;
                 for (int v = 0; v < K; v++) {
                     v8f a = *(const v8f *)(wb + v * BLOCK);
                     for (int f = 0; f < BLOCK; f++) acc[f] += tc[v * BLOCK + f] * a;
