@@ -13,9 +13,10 @@
     jpegnet export --checkpoint CKPT --out model.onnx   ONNX with its preprocessing in the metadata
     jpegnet serve (--checkpoint CKPT | --onnx FILE)     HTTP classification server straight from JPEG bytes
 
-Errors (missing folders, unknown models, unusable checkpoints, out of memory) print one line on stderr,
-prefixed `jpegnet: error:`, and exit with status 1; bad usage exits with 2 (argparse), Ctrl-C with 130.
-Set JPEGNET_DEBUG=1 to get the full traceback instead.
+Errors (missing folders, unknown models, unusable checkpoints, out of memory: jpegnet's typed errors, all
+`jpegnet.errors.JpegnetError`, and files the OS refuses) print one line on stderr, prefixed `jpegnet: error:`,
+and exit with status 1; bad usage exits with 2 (argparse), Ctrl-C with 130. Any other exception is a bug and
+keeps its traceback. Set JPEGNET_DEBUG=1 to get the full traceback of an error too.
 """
 from __future__ import annotations
 
@@ -265,12 +266,9 @@ def add_profile_parser(sub) -> None:
 
 
 def cmd_profile(args) -> int:
-    from .engine import profile_model
-    from .engine.checkpoint import check_model_kwargs
-    from .models import create_model
+    from .engine import build_model, profile_model
 
-    model = create_model(args.name, num_classes=args.num_classes,
-                         **check_model_kwargs(args.model_kwargs, "--model-kwargs"))
+    model = build_model(args.name, args.num_classes, args.model_kwargs)
     size = args.size or model.input_config.input_size
     result = profile_model(model, size)
     print(f"{args.name}: {model.input_config.representation} input {result['input']} (batch 1)")
@@ -495,8 +493,9 @@ def cmd_serve(args) -> int:
 
 # --- plumbing ----------------------------------------------------------------------------------------------
 
-class UsageError(ValueError):  # not a JpegnetError: argparse prints it with the usage line
-    """A bad combination of arguments that argparse cannot express."""
+class UsageError(JpegnetError, ValueError):
+    """A bad combination of arguments that argparse cannot express: printed by argparse with the usage line
+    (exit status 2), not as a one-line error."""
 
 
 def print_table(header: list[str], rows: list[list[str]], file=None) -> None:
@@ -531,11 +530,16 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    return (JpegnetError, ValueError, OSError, ImportError)  # ImportError: an optional dependency is missing
+# What the command reports in one line: jpegnet's typed errors (every user-facing one derives from JpegnetError:
+# EngineError and its ConfigError / DeviceError / CheckpointError..., UnknownModelError, JpegError, ShardError,
+# LayerError, ...) and files the OS refuses. A bare ValueError / TypeError / KeyError / RuntimeError is a bug and
+# keeps its traceback; so is a missing jpegnet module (see _missing_dependency).
+_USER_ERRORS: tuple[type[BaseException], ...] = (JpegnetError, OSError)
 
 
-_USER_ERRORS = _user_errors()
+def _missing_dependency(exc: ImportError) -> bool:
+    """A third-party package that an optional feature needs is not installed (onnxruntime, matplotlib...)."""
+    return isinstance(exc, ModuleNotFoundError) and bool(exc.name) and exc.name.split(".")[0] != "jpegnet"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -554,14 +558,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jpegnet: error: {_one_line(exc) if str(exc) else 'out of memory; lower --batch-size'}",
               file=sys.stderr)
         return EXIT_ERROR
+    except ImportError as exc:
+        if not _missing_dependency(exc) or os.environ.get("JPEGNET_DEBUG"):
+            raise
+        print(f"jpegnet: error: {_one_line(exc)} (an optional dependency of this command)", file=sys.stderr)
+        return EXIT_ERROR
     except _USER_ERRORS as exc:
-        # jpegnet's typed errors (JpegnetError: EngineError, UnknownModelError, JpegError, ...), files the OS
-        # refuses and the library's argument checks (ValueError): the message is the whole story, a traceback
-        # would only hide it. TypeError / KeyError / RuntimeError from bugs keep their traceback.
+        # The message is the whole story; a traceback would only hide it.
         if os.environ.get("JPEGNET_DEBUG"):
             raise
         print(f"jpegnet: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
+
 
 if __name__ == "__main__":
     sys.exit(main())
