@@ -24,7 +24,7 @@ import torch
 
 from .checkpoint import atomic_write
 from .device import autocast_context, resolve_channels_last, resolve_device, resolve_precision
-from .errors import ConfigError
+from .errors import ConfigError, DataFolderError
 from .folders import check_image_folder
 from .trainer import loader_prefetch
 
@@ -103,7 +103,10 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
                 return model(*inputs)
 
         # Warm-up: first calls allocate, pick kernels, fault pages in; not what steady state costs.
-        first_inputs, _ = next(iter(loader))
+        first = next(iter(loader), None)
+        if first is None:  # the loader leaves out batches whose files were all unreadable
+            raise DataFolderError(f"no readable JPEG image in {folder} to benchmark with")
+        first_inputs, _ = first
         forward(first_inputs)
         decode_s, model_s, e2e_s = math.inf, math.inf, math.inf
         for _ in range(repeat):  # best of `repeat`: other work on the machine only ever adds time
