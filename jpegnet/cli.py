@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import re
 import sys
 
 from .errors import JpegnetError
@@ -49,6 +50,25 @@ def parse_kwargs(text: str) -> dict:
         except (ValueError, SyntaxError):
             result[key] = value
     return result
+
+
+# jpegnet.engine.device.PRECISIONS, spelled out so that parsing the command line does not import torch
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _device_name(text: str) -> str:
+    """The form of a --device value; whether this machine has it is jpegnet.engine.device.resolve_device's."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+def add_device_arguments(p, *, precision: bool = True, **defaults) -> None:
+    p.add_argument("--device", type=_device_name, metavar="cpu|cuda[:N]",
+                   help="default: cuda when a GPU is visible, else cpu", **defaults)
+    if precision:
+        p.add_argument("--precision", choices=PRECISIONS,
+                       help="autocast precision (default bf16 on CUDA, fp32 on the CPU)", **defaults)
 
 
 def _positive_int(text: str) -> int:
@@ -86,12 +106,10 @@ def add_train_parser(sub) -> None:
     p.add_argument("--input-size", type=_positive_int, help="training/eval size in pixels (default: the model's); "
                                                             "DCT models take multiples of 16")
     p.add_argument("--dct-stats", help="JSON from `jpegnet stats`: DCT input normalization")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
-                   help="autocast precision (default bf16 on CUDA, fp32 on CPU)")
+    add_device_arguments(p)  # no default: on --resume, an option not given again is the checkpoint's
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="channels_last memory format (default on for CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--device", choices=["cpu", "cuda"], help="default cuda when available")
     p.add_argument("--seed", type=int, help="default 0")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels: bit-identical reruns and resumes on the CPU")
@@ -167,9 +185,7 @@ def add_eval_parser(sub) -> None:
                                                  "shards ('shards/val-{000000..000009}.tar', 'pipe:CMD')")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
-                   help="default bf16 on CUDA, fp32 on CPU")
+    add_device_arguments(p, default=None)
     p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
     p.add_argument("--confusion", default=None,
                    help="also write the confusion matrix as this PNG (default: no file is written)")
@@ -196,7 +212,7 @@ def add_predict_parser(sub) -> None:
     p.add_argument("files", nargs="+", help="JPEG files")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--topk", type=_positive_int, default=5)
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    add_device_arguments(p, precision=False, default=None)
     add_backend_argument(p)
     p.add_argument("--batch-size", type=_positive_int, default=32, help="files decoded and run together")
     p.add_argument("--json", action="store_true",
@@ -293,8 +309,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--size", type=_positive_int, default=224)
     p.add_argument("--max-images", type=_positive_int, default=None)
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None)
+    add_device_arguments(p, default=None)
     p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
     p.add_argument("--repeat", type=_positive_int, default=1, help="best of N passes per timing")
     p.add_argument("--csv", default=None, help="also write the table as CSV")
@@ -451,7 +466,7 @@ def add_serve_parser(sub) -> None:
                    help="how long a batch's first image waits for more (default 5)")
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
                    help="default: onnxruntime for --onnx, torch for --checkpoint")
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    add_device_arguments(p, precision=False, default=None)
     p.add_argument("--max-queue", type=_positive_int, default=256,
                    help="images admitted at once (decoding, waiting, running); more get 503 (default 256)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request before 504 (default 30)")

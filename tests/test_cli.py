@@ -159,6 +159,11 @@ def test_usage_errors(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--data", "x"])
     assert exc.value.code == 2 and "--model" in capsys.readouterr().err
+    for command in (["train"], ["eval", "--data", "x", "--checkpoint", "y"], ["predict", "a.jpg", "--checkpoint", "y"],
+                    ["bench"], ["serve", "--onnx", "m.onnx"]):
+        with pytest.raises(SystemExit) as exc:
+            main([*command, "--device", "gpu"])
+        assert exc.value.code == 2 and "expected cpu, cuda or cuda:N, got 'gpu'" in capsys.readouterr().err
     assert parse_kwargs("width_multiplier=0.5, depth_multiplier=1,name=abc") == {
         "width_multiplier": 0.5, "depth_multiplier": 1, "name": "abc"}
 
@@ -271,9 +276,10 @@ def test_user_mistakes_that_used_to_be_bare_builtins(trained, capsys, tmp_path, 
     assert "BatchNorm2d has no 4-D convolution weight to draw" in _error(
         capsys, ["visualize", "kernels", "--model", "resnet50", "--layers", "bn1", "--out", str(tmp_path / "k.png")])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for argv in (["bench", "--device", "cuda", "--size", "32"],
-                 ["eval", "--data", str(data), "--checkpoint", str(run / "last.pt"), "--device", "cuda"]):
-        assert _error(capsys, argv) == "jpegnet: error: --device cuda was asked for but no CUDA GPU is visible"
+    for device in ("cuda", "cuda:1"):
+        for argv in (["bench", "--device", device, "--size", "32"],
+                     ["eval", "--data", str(data), "--checkpoint", str(run / "last.pt"), "--device", device]):
+            assert _error(capsys, argv) == f"jpegnet: error: --device {device} was asked for but no CUDA GPU is visible"
     assert not (tmp_path / "r").exists() and not (tmp_path / "k.png").exists()
 
 
@@ -299,3 +305,10 @@ def test_every_public_error_type_derives_from_jpegnet_error():
     outside = sorted(name for name, cls in found.items() if not issubclass(cls, JpegnetError))
     assert outside == []
     assert len(found) >= 20  # the scan saw the package's error types (engine, codec, models, data, serve, ...)
+
+
+def test_the_command_line_offers_the_resolver_precisions():
+    import jpegnet.cli as cli
+    from jpegnet.engine.device import PRECISIONS
+
+    assert cli.PRECISIONS == PRECISIONS
