@@ -13,15 +13,17 @@
     jpegnet export --checkpoint CKPT --out model.onnx   ONNX with its preprocessing in the metadata
     jpegnet serve (--checkpoint CKPT | --onnx FILE)     HTTP classification server straight from JPEG bytes
 
-Errors (missing folders, unknown models, unusable checkpoints, out of memory) print one line on stderr,
-prefixed `jpegnet: error:`, and exit with status 1; bad usage exits with 2 (argparse), Ctrl-C with 130.
-Set JPEGNET_DEBUG=1 to get the full traceback instead.
+Errors (missing folders, unknown models, unusable checkpoints, out of memory: jpegnet's typed errors, all
+`jpegnet.errors.JpegnetError`, and files the OS refuses) print one line on stderr, prefixed `jpegnet: error:`,
+and exit with status 1; bad usage exits with 2 (argparse), Ctrl-C with 130. Any other exception is a bug and
+keeps its traceback. Set JPEGNET_DEBUG=1 to get the full traceback of an error too.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import os
+import re
 import sys
 
 from .errors import JpegnetError
@@ -48,6 +50,25 @@ def parse_kwargs(text: str) -> dict:
         except (ValueError, SyntaxError):
             result[key] = value
     return result
+
+
+# jpegnet.engine.device.PRECISIONS, spelled out so that parsing the command line does not import torch
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _device_name(text: str) -> str:
+    """The form of a --device value; whether this machine has it is jpegnet.engine.device.resolve_device's."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+def add_device_arguments(p, *, precision: bool = True, **defaults) -> None:
+    p.add_argument("--device", type=_device_name, metavar="cpu|cuda[:N]",
+                   help="default: cuda when a GPU is visible, else cpu", **defaults)
+    if precision:
+        p.add_argument("--precision", choices=PRECISIONS,
+                       help="autocast precision (default bf16 on CUDA, fp32 on the CPU)", **defaults)
 
 
 def _positive_int(text: str) -> int:
@@ -85,12 +106,10 @@ def add_train_parser(sub) -> None:
     p.add_argument("--input-size", type=_positive_int, help="training/eval size in pixels (default: the model's); "
                                                             "DCT models take multiples of 16")
     p.add_argument("--dct-stats", help="JSON from `jpegnet stats`: DCT input normalization")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
-                   help="autocast precision (default bf16 on CUDA, fp32 on CPU)")
+    add_device_arguments(p)  # no default: on --resume, an option not given again is the checkpoint's
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="channels_last memory format (default on for CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--device", choices=["cpu", "cuda"], help="default cuda when available")
     p.add_argument("--seed", type=int, help="default 0")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels: bit-identical reruns and resumes on the CPU")
@@ -166,9 +185,7 @@ def add_eval_parser(sub) -> None:
                                                  "shards ('shards/val-{000000..000009}.tar', 'pipe:CMD')")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
-                   help="default bf16 on CUDA, fp32 on CPU")
+    add_device_arguments(p, default=None)
     p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
     p.add_argument("--confusion", default=None,
                    help="also write the confusion matrix as this PNG (default: no file is written)")
@@ -195,7 +212,7 @@ def add_predict_parser(sub) -> None:
     p.add_argument("files", nargs="+", help="JPEG files")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--topk", type=_positive_int, default=5)
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    add_device_arguments(p, precision=False, default=None)
     add_backend_argument(p)
     p.add_argument("--batch-size", type=_positive_int, default=32, help="files decoded and run together")
     p.add_argument("--json", action="store_true",
@@ -265,12 +282,9 @@ def add_profile_parser(sub) -> None:
 
 
 def cmd_profile(args) -> int:
-    from .engine import profile_model
-    from .engine.checkpoint import check_model_kwargs
-    from .models import create_model
+    from .engine import build_model, profile_model
 
-    model = create_model(args.name, num_classes=args.num_classes,
-                         **check_model_kwargs(args.model_kwargs, "--model-kwargs"))
+    model = build_model(args.name, args.num_classes, args.model_kwargs)
     size = args.size or model.input_config.input_size
     result = profile_model(model, size)
     print(f"{args.name}: {model.input_config.representation} input {result['input']} (batch 1)")
@@ -295,8 +309,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--size", type=_positive_int, default=224)
     p.add_argument("--max-images", type=_positive_int, default=None)
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None)
+    add_device_arguments(p, default=None)
     p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
     p.add_argument("--repeat", type=_positive_int, default=1, help="best of N passes per timing")
     p.add_argument("--csv", default=None, help="also write the table as CSV")
@@ -453,7 +466,7 @@ def add_serve_parser(sub) -> None:
                    help="how long a batch's first image waits for more (default 5)")
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
                    help="default: onnxruntime for --onnx, torch for --checkpoint")
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    add_device_arguments(p, precision=False, default=None)
     p.add_argument("--max-queue", type=_positive_int, default=256,
                    help="images admitted at once (decoding, waiting, running); more get 503 (default 256)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request before 504 (default 30)")
@@ -495,8 +508,9 @@ def cmd_serve(args) -> int:
 
 # --- plumbing ----------------------------------------------------------------------------------------------
 
-class UsageError(ValueError):  # not a JpegnetError: argparse prints it with the usage line
-    """A bad combination of arguments that argparse cannot express."""
+class UsageError(JpegnetError, ValueError):
+    """A bad combination of arguments that argparse cannot express: printed by argparse with the usage line
+    (exit status 2), not as a one-line error."""
 
 
 def print_table(header: list[str], rows: list[list[str]], file=None) -> None:
@@ -531,11 +545,16 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    return (JpegnetError, ValueError, OSError, ImportError)  # ImportError: an optional dependency is missing
+# What the command reports in one line: jpegnet's typed errors (every user-facing one derives from JpegnetError:
+# EngineError and its ConfigError / DeviceError / CheckpointError..., UnknownModelError, JpegError, ShardError,
+# LayerError, ...) and files the OS refuses. A bare ValueError / TypeError / KeyError / RuntimeError is a bug and
+# keeps its traceback; so is a missing jpegnet module (see _missing_dependency).
+_USER_ERRORS: tuple[type[BaseException], ...] = (JpegnetError, OSError)
 
 
-_USER_ERRORS = _user_errors()
+def _missing_dependency(exc: ImportError) -> bool:
+    """A third-party package that an optional feature needs is not installed (onnxruntime, matplotlib...)."""
+    return isinstance(exc, ModuleNotFoundError) and bool(exc.name) and exc.name.split(".")[0] != "jpegnet"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -554,14 +573,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jpegnet: error: {_one_line(exc) if str(exc) else 'out of memory; lower --batch-size'}",
               file=sys.stderr)
         return EXIT_ERROR
+    except ImportError as exc:
+        if not _missing_dependency(exc) or os.environ.get("JPEGNET_DEBUG"):
+            raise
+        print(f"jpegnet: error: {_one_line(exc)} (an optional dependency of this command)", file=sys.stderr)
+        return EXIT_ERROR
     except _USER_ERRORS as exc:
-        # jpegnet's typed errors (JpegnetError: EngineError, UnknownModelError, JpegError, ...), files the OS
-        # refuses and the library's argument checks (ValueError): the message is the whole story, a traceback
-        # would only hide it. TypeError / KeyError / RuntimeError from bugs keep their traceback.
+        # The message is the whole story; a traceback would only hide it.
         if os.environ.get("JPEGNET_DEBUG"):
             raise
         print(f"jpegnet: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
+
 
 if __name__ == "__main__":
     sys.exit(main())

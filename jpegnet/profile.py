@@ -1,7 +1,8 @@
-"""Model cost accounting: parameters, FLOPs (torch.utils.flop_counter), per-stage figures.
+"""Model cost accounting: parameters, FLOPs (torch.utils.flop_counter), CIO, activation memory, per stage.
 
 FLOPs follow torch.utils.flop_counter's convention: one multiply-add counts as 2 FLOPs, so ResNet-50 at
-224×224 is ~8.2 GFLOPs (4.1 GMACs, the figure papers usually quote as "FLOPs").
+224×224 is ~8.2 GFLOPs (4.1 GMACs, the figure papers usually quote as "FLOPs"). `profile_model` puts all four
+side by side for each stage (what `jpegnet profile` prints).
 """
 from __future__ import annotations
 
@@ -77,3 +78,54 @@ def cio_by_module(model: nn.Module, inputs: tuple[torch.Tensor, ...] | None = No
         key = ".".join(name.split(".")[:depth]) or "<root>"
         out[key] = out.get(key, 0) + n
     return out
+
+
+def profile_model(model: nn.Module, size: int | tuple[int, int] | None = None) -> dict:
+    """{'stages': [rows], 'total': row, 'input': description}; a row has name, params, flops, cio,
+    activation_bytes (all per image, batch 1, float32).
+
+    Stages are the model's top-level child modules in forward order (stems, stages, neck, head). CIO is
+    `count_cio`'s, grouped by stage (`cio_by_module` at depth 1). Activation memory is the sum of the output
+    sizes of every leaf module in one forward pass: an estimate of what training keeps for the backward pass
+    per image (autograd may keep a little more, e.g. pooling indices, or less, for in-place activations)."""
+    inputs = model.example_inputs(1, size)
+    children = list(model.named_children())
+    leaf_to_stage = {module: stage_name for stage_name, child in children for module in child.modules()}
+    order: list[str] = []
+    acts: dict[str, int] = {}
+
+    def hook(module, args, output):
+        stage = leaf_to_stage.get(module, "<root>")
+        if stage not in order:
+            order.append(stage)
+        if not any(True for _ in module.children()):
+            outs = output if isinstance(output, (tuple, list)) else (output,)
+            acts[stage] = acts.get(stage, 0) + sum(o.numel() * o.element_size() for o in outs
+                                                   if isinstance(o, torch.Tensor))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(*inputs)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    cio = cio_by_module(model, inputs, depth=1)
+    flop_counts = counter.get_flop_counts()
+    prefix = type(model).__name__
+    rows = []
+    for stage_name, child in children:
+        if stage_name not in order and count_params(child) == 0:
+            continue
+        flops = sum(flop_counts.get(f"{prefix}.{stage_name}", {}).values())
+        rows.append({"name": stage_name, "params": count_params(child), "flops": int(flops),
+                     "cio": cio.get(stage_name, 0), "activation_bytes": acts.get(stage_name, 0)})
+    rank = {name: i for i, name in enumerate(order)}
+    rows.sort(key=lambda r: rank.get(r["name"], len(rank)))
+    total = {"name": "total", "params": count_params(model), "flops": int(counter.get_total_flops()),
+             "cio": sum(cio.values()), "activation_bytes": sum(acts.values())}
+    shapes = " + ".join("x".join(str(d) for d in x.shape[1:]) for x in inputs)
+    return {"stages": rows, "total": total, "input": shapes}

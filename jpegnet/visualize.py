@@ -27,7 +27,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["feature_similarity", "kernel_grid", "layer_kernels", "plot_features", "plot_kernels", "tile_grid"]
+from .errors import JpegnetError
+
+__all__ = ["LayerError", "default_feature_layers", "default_kernel_layers", "feature_similarity", "kernel_grid",
+           "layer_kernels", "plot_features", "plot_kernels", "tile_grid"]
+
+
+class LayerError(JpegnetError, ValueError):
+    """A layer name that the model does not have, or a layer with nothing to draw."""
+
+
+class NotAConvolutionError(LayerError, TypeError):
+    """A layer without a 4-D convolution weight asked to draw its kernels (a TypeError too, as before)."""
 
 
 def _pyplot():
@@ -53,7 +64,7 @@ def layer_kernels(module: nn.Module) -> tuple[torch.Tensor, bool]:
         return module.dense_weight().float().cpu(), False
     weight = getattr(module, "weight", None)
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
-        raise TypeError(f"{type(module).__name__} has no 4-D convolution weight to draw")
+        raise NotAConvolutionError(f"{type(module).__name__} has no 4-D convolution weight to draw")
     if isinstance(module, FixedDepthwiseConv2d):
         depthwise = True
     else:
@@ -113,6 +124,26 @@ def kernel_grid(weight: torch.Tensor, depthwise: bool, max_filters: int = 32, ma
     return mosaic, (math.ceil(len(tiles) / cols), cols)
 
 
+def _named_layers(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module]:
+    """{name: module} of the model's modules, with a LayerError naming any of `layers` it does not have."""
+    modules = dict(model.named_modules())
+    missing = [name for name in layers if name not in modules]
+    if missing:
+        raise LayerError(f"no such layer(s) in {type(model).__name__}: {missing}")
+    return modules
+
+
+def default_kernel_layers(model: nn.Module, count: int = 2) -> list[str]:
+    """The first `count` convolutions with spatial kernels (1×1 kernels draw as single pixels)."""
+    names = [name for name, m in model.named_modules()
+             if isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1]
+    if not names:
+        names = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not names:
+        raise LayerError(f"{type(model).__name__} has no convolution layer to draw")
+    return names[:count]
+
+
 def plot_kernels(model: nn.Module, layers: Sequence[str] | str, out_png: str | os.PathLike,
                  max_filters: int = 32, max_inputs: int = 32, tile_px: int = 12) -> list[dict]:
     """Draw the kernels of the named layers of `model` into one PNG, one panel per layer.
@@ -125,10 +156,7 @@ def plot_kernels(model: nn.Module, layers: Sequence[str] | str, out_png: str | o
         layers = [layers]
     if not layers:
         raise ValueError("plot_kernels needs at least one layer name")
-    modules = dict(model.named_modules())
-    missing = [name for name in layers if name not in modules]
-    if missing:
-        raise ValueError(f"no such layer(s) in {type(model).__name__}: {missing}")
+    modules = _named_layers(model, layers)
     panels, info = [], []
     for name in layers:
         weight, depthwise = layer_kernels(modules[name])
@@ -211,11 +239,8 @@ def default_feature_layers(model: nn.Module) -> list[str]:
 @torch.no_grad()
 def collect_features(model: nn.Module, inputs, layers: Iterable[str]) -> dict[str, torch.Tensor]:
     """Run `model` once on `inputs` (a tensor or a tuple of tensors) and return the named layers' outputs."""
-    modules = dict(model.named_modules())
     layers = list(layers)
-    missing = [name for name in layers if name not in modules]
-    if missing:
-        raise ValueError(f"no such layer(s) in {type(model).__name__}: {missing}")
+    modules = _named_layers(model, layers)
     store: dict[str, torch.Tensor] = {}
     handles = []
     for name in layers:
@@ -235,7 +260,7 @@ def collect_features(model: nn.Module, inputs, layers: Iterable[str]) -> dict[st
             handle.remove()
     silent = [name for name in layers if name not in store]
     if silent:
-        raise ValueError(f"layer(s) produced no feature map in this forward pass: {silent}")
+        raise LayerError(f"layer(s) produced no feature map in this forward pass: {silent}")
     return {name: store[name] for name in layers}
 
 

@@ -147,7 +147,7 @@ def test_out_of_memory_is_reported(trained, capsys, tmp_path, monkeypatch):
     def no_memory(self, inputs, targets):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(trainer._Run, "_step", no_memory)
+    monkeypatch.setattr(trainer.TrainingRun, "_step", no_memory)
     out = tmp_path / "oom"
     err = _error(capsys, ["train", "--data", str(data), "--out", str(out), "--epochs", "1", *TINY])
     assert "out of GPU memory with 4 images per process; lower --batch-size" in err
@@ -159,6 +159,11 @@ def test_usage_errors(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--data", "x"])
     assert exc.value.code == 2 and "--model" in capsys.readouterr().err
+    for command in (["train"], ["eval", "--data", "x", "--checkpoint", "y"], ["predict", "a.jpg", "--checkpoint", "y"],
+                    ["bench"], ["serve", "--onnx", "m.onnx"]):
+        with pytest.raises(SystemExit) as exc:
+            main([*command, "--device", "gpu"])
+        assert exc.value.code == 2 and "expected cpu, cuda or cuda:N, got 'gpu'" in capsys.readouterr().err
     assert parse_kwargs("width_multiplier=0.5, depth_multiplier=1,name=abc") == {
         "width_multiplier": 0.5, "depth_multiplier": 1, "name": "abc"}
 
@@ -208,3 +213,102 @@ def test_predict_keeps_order_and_reports_bad_files_alone(trained, tmp_path):
         assert [name for name, _ in got["top"]] == [name for name, _ in want["top"]]
         assert [p for _, p in got["top"]] == pytest.approx([p for _, p in want["top"]], abs=1e-5)
     assert out[5]["top"] == out[0]["top"]  # the same file twice: the same answer
+
+
+def _run_models_as(monkeypatch, fn) -> int:
+    """main(['models']) with the command's function replaced by `fn`."""
+    import jpegnet.cli as cli
+
+    parser = cli.build_parser()
+    parser._subparsers._group_actions[0].choices["models"].set_defaults(func=fn)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    return cli.main(["models"])
+
+
+def _raiser(exc: BaseException):
+    def command(args):
+        raise exc
+    return command
+
+
+@pytest.mark.parametrize("bug", [TypeError("unsupported operand type(s) for +: 'int' and 'str'"), KeyError("rows"),
+                                 ValueError("too many values to unpack"), RuntimeError("shape mismatch"),
+                                 AttributeError("'NoneType' object has no attribute 'shape'"),
+                                 ModuleNotFoundError("No module named 'jpegnet.nope'", name="jpegnet.nope")])
+def test_a_bug_inside_a_command_keeps_its_traceback(monkeypatch, capsys, bug):
+    with pytest.raises(type(bug)) as info:
+        _run_models_as(monkeypatch, _raiser(bug))
+    assert info.value is bug
+    assert "jpegnet: error" not in capsys.readouterr().err
+
+
+def test_typed_errors_are_one_line_and_exit_1(monkeypatch, capsys):
+    from jpegnet.data.shard_format import ShardError
+    from jpegnet.engine import ConfigError, DeviceError
+    from jpegnet.models import UnknownModelError
+    from jpegnet.visualize import LayerError
+
+    for exc, line in ((ConfigError("lr must be positive, got -1.0"), "lr must be positive, got -1.0"),
+                      (DeviceError("no CUDA GPU is visible"), "no CUDA GPU is visible"),
+                      (ShardError("shards/a.tar: not a tar file"), "shards/a.tar: not a tar file"),
+                      (LayerError("no such layer(s) in Net: ['x']"), "no such layer(s) in Net: ['x']"),
+                      (UnknownModelError("unknown model 'x'"), "unknown model 'x'"),
+                      (FileNotFoundError(2, "No such file or directory"), "[Errno 2] No such file or directory"),
+                      (ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime"),
+                       "No module named 'onnxruntime' (an optional dependency of this command)")):
+        assert _run_models_as(monkeypatch, _raiser(exc)) == 1
+        assert capsys.readouterr().err.splitlines() == [f"jpegnet: error: {line}"]
+
+
+def test_user_mistakes_that_used_to_be_bare_builtins(trained, capsys, tmp_path, monkeypatch):
+    """Each of these surfaced as a ValueError / TypeError: now a typed error, one line each."""
+    data, run = trained
+    assert "resnet50 takes no keyword argument 'bogus'" in _error(
+        capsys, ["profile", "resnet50", "--model-kwargs", "bogus=1"])
+    assert "cannot build resnet50 with {'width_multiplier': 0}: width_multiplier must be a positive" in _error(
+        capsys, ["profile", "resnet50", "--model-kwargs", "width_multiplier=0"])
+    assert "model_kwargs: features_only builds a feature backbone" in _error(
+        capsys, ["train", "--data", str(data), "--out", str(tmp_path / "r"), *TINY[:2], "--model-kwargs",
+                 "features_only=True"])
+    assert "lr must be a finite number, got nan" in _error(
+        capsys, ["train", "--data", str(data), "--out", str(tmp_path / "r"), *TINY, "--lr", "nan"])
+    # a layer without a convolution weight: a TypeError with a traceback before
+    assert "BatchNorm2d has no 4-D convolution weight to draw" in _error(
+        capsys, ["visualize", "kernels", "--model", "resnet50", "--layers", "bn1", "--out", str(tmp_path / "k.png")])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", "cuda:1"):
+        for argv in (["bench", "--device", device, "--size", "32"],
+                     ["eval", "--data", str(data), "--checkpoint", str(run / "last.pt"), "--device", device]):
+            assert _error(capsys, argv) == f"jpegnet: error: --device {device} was asked for but no CUDA GPU is visible"
+    assert not (tmp_path / "r").exists() and not (tmp_path / "k.png").exists()
+
+
+def test_every_public_error_type_derives_from_jpegnet_error():
+    """The CLI's one-line report rests on this: a user-facing error type outside JpegnetError would come out
+    as a traceback. Private classes (control flow inside one module) and warnings are exempt."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import jpegnet
+    from jpegnet.errors import JpegnetError
+
+    found = {}
+    for module_info in pkgutil.walk_packages(jpegnet.__path__, "jpegnet."):
+        if module_info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(module_info.name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, Exception) and not issubclass(obj, Warning) \
+                    and obj.__module__ == module.__name__ and not name.startswith("_"):
+                found[f"{module.__name__}.{name}"] = obj
+    outside = sorted(name for name, cls in found.items() if not issubclass(cls, JpegnetError))
+    assert outside == []
+    assert len(found) >= 20  # the scan saw the package's error types (engine, codec, models, data, serve, ...)
+
+
+def test_the_command_line_offers_the_resolver_precisions():
+    import jpegnet.cli as cli
+    from jpegnet.engine.device import PRECISIONS
+
+    assert cli.PRECISIONS == PRECISIONS

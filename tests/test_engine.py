@@ -144,7 +144,10 @@ def test_csv_rewrite(tmp_path):
 
 def test_profile_stages_add_up():
     from jpegnet.models import create_model
-    from jpegnet.profile import count_cio, count_flops, count_params
+    import jpegnet.profile
+    from jpegnet.profile import cio_by_module, count_cio, count_flops, count_params
+
+    assert profile_model is jpegnet.profile.profile_model  # the engine re-exports the library's one
 
     model = create_model("resnet50", num_classes=10, width_multiplier=0.125, depth_multiplier=0.25)
     result = profile_model(model, 64)
@@ -153,6 +156,8 @@ def test_profile_stages_add_up():
     assert sum(s["params"] for s in stages) == result["total"]["params"] == count_params(model)
     assert sum(s["flops"] for s in stages) == result["total"]["flops"] == count_flops(model, size=64)
     assert result["total"]["cio"] == count_cio(model, size=64)
+    assert {s["name"]: s["cio"] for s in stages if s["cio"]} == cio_by_module(model, size=64, depth=1)
+    assert stages[0]["cio"] == 3 * 64 * 64 + 8 * 32 * 32  # conv1: its input and output elements
     # conv1 output at 64 px: 8 channels (64 × 0.125) × 32 × 32, float32.
     assert stages[0]["activation_bytes"] == 8 * 32 * 32 * 4
     assert math.isclose(stages[0]["flops"], 2 * 8 * 3 * 49 * 32 * 32)

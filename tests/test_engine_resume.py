@@ -122,13 +122,13 @@ if __name__ == "__main__":
     if slow > 0:
         import jpegnet.engine.trainer as trainer
 
-        original_step = trainer._Run._step
+        original_step = trainer.TrainingRun._step
 
         def slowed_step(self, inputs, targets):
             time.sleep(slow)  # touches no random stream: the computation is unchanged
             return original_step(self, inputs, targets)
 
-        trainer._Run._step = slowed_step
+        trainer.TrainingRun._step = slowed_step
     from jpegnet.cli import main
 
     sys.exit(main(["train", *sys.argv[2:]]))

@@ -126,11 +126,11 @@ def _step_gradients(accum: int, clip: float = 0.0):
     """The trainer's _step on a BatchNorm-free model; returns the gradient it applied."""
     from types import SimpleNamespace
 
-    from jpegnet.engine.trainer import _Run
+    from jpegnet.engine.trainer import TrainingRun
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
-    run = _Run.__new__(_Run)
+    run = TrainingRun.__new__(TrainingRun)
     run.config = SimpleNamespace(channels_last=False, grad_accum_steps=accum, clip_grad=clip, precision="fp32",
                                  brightness=0, contrast=0, saturation=0)
     run.model = run.train_model = model
@@ -177,8 +177,8 @@ def test_train_with_every_recipe_piece_resumes_exactly(tmp_path, capsys):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert main(["train", *args, "--out", str(straight), "--epochs", "2"]) == 0
     # the same run stopped (Ctrl-C) when its second epoch starts, after epoch 1's checkpoint, then resumed
-    from jpegnet.engine.trainer import _Run
-    original, calls = _Run._train_epoch, []
+    from jpegnet.engine.trainer import TrainingRun
+    original, calls = TrainingRun._train_epoch, []
 
     def stop_at_second_epoch(self):
         calls.append(1)
@@ -186,11 +186,11 @@ def test_train_with_every_recipe_piece_resumes_exactly(tmp_path, capsys):
             raise KeyboardInterrupt
         return original(self)
 
-    _Run._train_epoch = stop_at_second_epoch
+    TrainingRun._train_epoch = stop_at_second_epoch
     try:
         assert main(["train", *args, "--out", str(split), "--epochs", "2"]) == 130
     finally:
-        _Run._train_epoch = original
+        TrainingRun._train_epoch = original
     assert torch.load(split / "last.pt", weights_only=True)["epoch"] == 1
     assert main(["train", "--resume", str(split / "last.pt")]) == 0
     a = torch.load(straight / "last.pt", weights_only=True)

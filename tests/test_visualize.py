@@ -7,8 +7,9 @@ from torch import nn
 
 from jpegnet.layers import HetConv2d
 from jpegnet.models import create_model
-from jpegnet.visualize import (feature_similarity, kernel_grid, layer_kernels, plot_features, plot_kernels,
-                               tile_grid)
+from jpegnet.errors import JpegnetError
+from jpegnet.visualize import (LayerError, NotAConvolutionError, default_kernel_layers, feature_similarity,
+                               kernel_grid, layer_kernels, plot_features, plot_kernels, tile_grid)
 
 
 def test_tile_grid_layout():
@@ -51,10 +52,21 @@ def test_plot_kernels_png(tmp_path):
     # three panels, the tall dense one first: taller than wide, and not blank
     assert pixels.shape[0] > pixels.shape[1] > 100
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20
-    with pytest.raises(ValueError, match="no such layer"):
+    with pytest.raises(LayerError, match="no such layer") as missing:
         plot_kernels(model, ["stage9"], out)
-    with pytest.raises(TypeError):
+    with pytest.raises(NotAConvolutionError) as not_conv:
         plot_kernels(model, ["stage1"], out)
+    # typed for the command's one-line report, and still the builtins library callers catch
+    assert isinstance(missing.value, (JpegnetError, ValueError)) and isinstance(not_conv.value, TypeError)
+    assert isinstance(not_conv.value, JpegnetError)
+
+
+def test_default_kernel_layers_prefers_spatial_kernels():
+    assert default_kernel_layers(create_model("resnet50")) == ["conv1", "layer1.0.conv2"]
+    only_pointwise = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 4, 1))
+    assert default_kernel_layers(only_pointwise, count=5) == ["0", "2"]
+    with pytest.raises(LayerError, match="has no convolution layer to draw"):
+        default_kernel_layers(nn.Sequential(nn.Linear(2, 2)))
 
 
 def test_similarity_on_constructed_maps():

@@ -24,6 +24,8 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
+from ..errors import JpegnetError
+
 TAR_BLOCK = 512
 INDEX_SUFFIX = ".idx.json"
 CLASSES_FILE = "classes.json"
@@ -33,7 +35,7 @@ logger = logging.getLogger("jpegnet.data")
 _READ_BUFFER = 1 << 20
 
 
-class ShardError(ValueError):
+class ShardError(JpegnetError, ValueError):
     """A shard, its index or its classes.json that cannot be used (the message names it)."""
 
 

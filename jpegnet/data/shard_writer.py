@@ -45,9 +45,9 @@ def parse_size(text) -> int:
         try:
             value = int(float(t) * factor)
         except ValueError:
-            raise ValueError(f"not a size: {text!r} (examples: 1GB, 500MB, 64KiB)") from None
+            raise ShardError(f"not a size: {text!r} (examples: 1GB, 500MB, 64KiB)") from None
     if value < 1:
-        raise ValueError(f"size must be positive, got {text!r}")
+        raise ShardError(f"size must be positive, got {text!r}")
     return value
 
 
@@ -61,9 +61,9 @@ def _check_pattern(pattern: str) -> None:
     try:
         names = {pattern % 0, pattern % 1}
     except (TypeError, ValueError):
-        raise ValueError(f"--out needs one printf number field, e.g. OUT/train-%06d.tar; got {pattern!r}") from None
+        raise ShardError(f"--out needs one printf number field, e.g. OUT/train-%06d.tar; got {pattern!r}") from None
     if len(names) != 2 or not pattern.endswith(".tar"):
-        raise ValueError(f"--out must number the shards and end in .tar, e.g. OUT/train-%06d.tar; got {pattern!r}")
+        raise ShardError(f"--out must number the shards and end in .tar, e.g. OUT/train-%06d.tar; got {pattern!r}")
 
 
 def write_classes(folder: str, classes: list[str]) -> str:
@@ -150,7 +150,7 @@ def write_shards(folder, pattern: str, *, max_size=10 ** 9, max_count: int | Non
     _check_pattern(pattern)
     max_size = parse_size(max_size)
     if max_count is not None and int(max_count) < 1:
-        raise ValueError(f"max_count must be >= 1, got {max_count!r}")
+        raise ShardError(f"max_count must be >= 1, got {max_count!r}")
     dataset = JpegFolder(folder, "dct", train=False, extensions=JPEG_EXTENSIONS)
     out_dir = os.path.dirname(pattern) or "."
     os.makedirs(out_dir, exist_ok=True)

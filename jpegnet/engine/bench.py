@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from .checkpoint import atomic_write
-from .evaluate import autocast_context
+from .device import autocast_context, resolve_channels_last, resolve_device, resolve_precision
+from .errors import ConfigError, DataFolderError
 from .folders import check_image_folder
 from .trainer import loader_prefetch
 
@@ -39,7 +40,7 @@ def _onnxruntime(backend: str, model, name: str, size: int, threads: int, device
     from ..serve.backends import BACKENDS, OnnxRuntimeBackend
 
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     runner = OnnxRuntimeBackend.from_model(model, model_name=name, input_size=size, threads=threads,
                                            device=device.type)
     return runner, runner.device
@@ -71,13 +72,11 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
     folder = Path(data) if data is not None else SAMPLES_DIR
     check_image_folder(folder, "benchmark")
     if repeat < 1:
-        raise ValueError(f"repeat must be >= 1, got {repeat}")
+        raise ConfigError(f"repeat must be >= 1, got {repeat}")
     if size % 16:
-        raise ValueError(f"size must be a multiple of 16 (DCT models), got {size}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is visible")
-    precision = precision or ("bf16" if device.type == "cuda" else "fp32")
+        raise ConfigError(f"size must be a multiple of 16 (DCT models), got {size}")
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
     models = list(models or DEFAULT_MODELS)
     if num_threads is None:
         num_threads = torch.get_num_threads()
@@ -86,7 +85,7 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
     rows = []
     for name in models:
         model = create_model(name).eval().to(device)
-        if device.type == "cuda":
+        if resolve_channels_last(None, device):
             model.to(memory_format=torch.channels_last)
         cfg = model.input_config.with_size(size)
         dev = device  # where the inputs go: the model's device, or the CPU for ONNX Runtime
@@ -104,7 +103,10 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
                 return model(*inputs)
 
         # Warm-up: first calls allocate, pick kernels, fault pages in; not what steady state costs.
-        first_inputs, _ = next(iter(loader))
+        first = next(iter(loader), None)
+        if first is None:  # the loader leaves out batches whose files were all unreadable
+            raise DataFolderError(f"no readable JPEG image in {folder} to benchmark with")
+        first_inputs, _ = first
         forward(first_inputs)
         decode_s, model_s, e2e_s = math.inf, math.inf, math.inf
         for _ in range(repeat):  # best of `repeat`: other work on the machine only ever adds time

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .device import resolve_device
+from .errors import DeviceError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -33,24 +36,23 @@ class DistInfo:
 def init_distributed(device: str | None = None, backend: str | None = None) -> DistInfo:
     """Join the process group torchrun describes (if any) and choose this process's device.
 
-    device: 'cpu', 'cuda' or None (CUDA when available). backend: None picks NCCL for CUDA, gloo for CPU.
+    device: 'cpu', 'cuda', 'cuda:N' (one process only) or None (CUDA when available); see
+    jpegnet.engine.device.resolve_device. backend: None picks NCCL for CUDA, gloo for CPU.
     """
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is visible")
+    dev = resolve_device(device)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "cuda":
-        torch.cuda.set_device(local_rank)
-        dev = torch.device("cuda", local_rank)
-    else:
-        dev = torch.device("cpu")
+    if dev.type == "cuda":
+        if dev.index is not None and world_size > 1:
+            # torchrun gives every process its GPU (LOCAL_RANK); one index for all of them cannot be meant
+            raise DeviceError(f"--device {dev} names one GPU, but torchrun runs {world_size} processes, one per "
+                              f"GPU; use --device cuda")
+        index = dev.index if dev.index is not None else local_rank
+        dev = resolve_device(torch.device("cuda", index))  # LOCAL_RANK beyond the visible GPUs says so
+        torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend=backend or ("nccl" if device == "cuda" else "gloo"),
+        dist.init_process_group(backend=backend or ("nccl" if dev.type == "cuda" else "gloo"),
                                 rank=rank, world_size=world_size)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 

@@ -23,3 +23,13 @@ class OutOfMemoryError(EngineError, MemoryError):
 class TrainingError(EngineError):
     """The run produced non-finite values (loss, weights, validation loss) or had nothing to train on; the
     last checkpoint written before it is kept."""
+
+
+class ConfigError(EngineError, ValueError):
+    """An option out of range or options that do not go together (--lr nan, a batch size the processes cannot
+    share, a benchmark size DCT models cannot take, an unknown backend, model keyword arguments a builder
+    refuses)."""
+
+
+class DeviceError(EngineError, ValueError):
+    """A device that is unknown, or asked for and absent (--device cuda without a visible GPU)."""

@@ -7,14 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .device import autocast_context
 from .distributed import all_reduce_sum
 from .metrics import confusion_matrix, topk_correct
-
-
-def autocast_context(device: torch.device, precision: str):
-    if precision == "fp32":
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 @torch.no_grad()

@@ -6,16 +6,11 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
-from .errors import CheckpointError
+from .device import resolve_device, resolve_precision
+from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate, plot_confusion
 from .folders import check_image_folder
 from .shards import eval_shards, shard_classes
-
-
-def _device(device: str | None) -> torch.device:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is visible")
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: int = 64, device: str | None = None,
@@ -44,8 +39,8 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
     if len(classes) != state["num_classes"]:
         raise CheckpointError(f"{checkpoint} predicts {state['num_classes']} classes but {folder} has "
                               f"{len(classes)}")
-    dev = _device(device)
-    precision = precision or ("bf16" if dev.type == "cuda" else "fp32")
+    dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
     model = model_from_checkpoint(state, str(checkpoint)).to(dev)
     cfg = model.input_config
     if backend != "torch":
@@ -75,7 +70,7 @@ def _onnxruntime_backend(backend: str, model, state: dict, device: str | None):
     from ..serve.backends import BACKENDS, OnnxRuntimeBackend
 
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     runner = OnnxRuntimeBackend.from_model(model, class_names=state.get("class_names"),
                                            model_name=state["model_name"], device=device)
     return runner, runner.device
@@ -128,8 +123,6 @@ def predict_files(files, checkpoint: str | Path, topk: int = 5, device: str | No
     what the run was trained with."""
     from ..serve.backends import load_backend
 
-    if device is not None:
-        _device(device)  # a clear error when CUDA is asked for and absent
     runner = load_backend(backend, checkpoint=checkpoint, device=device)
     if exif_orientation is None:
         exif_orientation = runner.exif_orientation

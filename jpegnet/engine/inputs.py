@@ -15,7 +15,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import DataFolderError
+from .errors import ConfigError, DataFolderError
 
 logger = logging.getLogger("jpegnet.train")
 
@@ -55,7 +55,7 @@ def resolve_input_config(model_config, input_size: int | None = None, dct_stats:
         config = config.with_size(asked)
     h, w = config.input_size
     if config.representation == "dct" and (h % 16 or w % 16):
-        raise ValueError(f"DCT models take input sizes in multiples of 16 (whole 16x16 MCUs of 4:2:0 JPEG); "
+        raise ConfigError(f"DCT models take input sizes in multiples of 16 (whole 16x16 MCUs of 4:2:0 JPEG); "
                          f"got {h}x{w}: use --input-size {16 * round(h / 16) or 16}")
     if dct_stats is not None:
         stats = load_dct_stats_file(dct_stats)

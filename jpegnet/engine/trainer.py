@@ -31,11 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import (capture_rng_state, check_checkpoint_model, check_model_kwargs, load_checkpoint,
-                         load_model_state, restore_rng_state, save_checkpoint)
+from .checkpoint import (capture_rng_state, check_checkpoint_model, load_checkpoint, load_model_state,
+                         restore_rng_state, save_checkpoint)
 from .distributed import DistInfo, ShardSampler, all_reduce_sum, cleanup_distributed, init_distributed
-from .errors import CheckpointError, DataFolderError, EngineError, OutOfMemoryError, TrainingError
-from .evaluate import autocast_context, evaluate
+from .device import PRECISIONS, autocast_context, resolve_channels_last, resolve_precision
+from .errors import CheckpointError, ConfigError, DataFolderError, EngineError, OutOfMemoryError, TrainingError
+from .evaluate import evaluate
 from .folders import check_train_val_folder
 from .inputs import build_data, load_dct_stats_file, resolve_input_config
 from .recipe import MixUpCutMix, ModelEma, soft_cross_entropy
@@ -45,8 +46,8 @@ from .logger import RunLogger
 from .metrics import topk_correct
 from .schedule import WarmupCosineLR
 from .shards import TrainValShards
+from .zoo import build_model, check_option_kwargs
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adamw")
 
 # Above this share of unreadable training files in an epoch, a warning with the count is printed: a few bad
@@ -110,13 +111,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.precision is not None and self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("epochs", "batch_size", "log_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         # Every float option must be a finite number: nan passes `x < 0` checks and inf passes `x > 0`, and
         # either one turns every weight into nan at the first step.
         for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "min_lr_factor", "label_smoothing",
@@ -125,39 +126,39 @@ class TrainConfig:
             if value is None and name in ("lr", "weight_decay"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.weight_decay is not None and self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         if not 0.0 <= self.min_lr_factor <= 1.0:
-            raise ValueError(f"min_lr_factor must be in [0, 1], got {self.min_lr_factor}")
+            raise ConfigError(f"min_lr_factor must be in [0, 1], got {self.min_lr_factor}")
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+            raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if self.save_every_minutes < 0 or self.save_every_steps < 0:
-            raise ValueError("save_every_minutes and save_every_steps must be >= 0 (0 turns them off)")
-        check_model_kwargs(self.model_kwargs, "model_kwargs")
+            raise ConfigError("save_every_minutes and save_every_steps must be >= 0 (0 turns them off)")
+        check_option_kwargs(self.model_kwargs, "model_kwargs")
         if self.input_size is not None and self.input_size < 8:
-            raise ValueError(f"input_size must be at least 8 pixels, got {self.input_size}")  # DCT: see _build
+            raise ConfigError(f"input_size must be at least 8 pixels, got {self.input_size}")  # DCT: see _build
         self._validate_recipe()
 
     def _validate_recipe(self) -> None:
         for name in ("mixup", "cutmix", "clip_grad", "brightness", "contrast", "saturation"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
         if self.contrast > 1 or self.saturation > 1 or self.brightness > 1:
-            raise ValueError("brightness, contrast and saturation ranges must be <= 1")
+            raise ConfigError("brightness, contrast and saturation ranges must be <= 1")
         if not (self.ema_decay == 0 or 0 < self.ema_decay < 1):
-            raise ValueError(f"ema_decay must be in (0, 1) (or 0: off), got {self.ema_decay}")
+            raise ConfigError(f"ema_decay must be in (0, 1) (or 0: off), got {self.ema_decay}")
         if isinstance(self.grad_accum_steps, bool) or not isinstance(self.grad_accum_steps, int) \
                 or self.grad_accum_steps < 1:
-            raise ValueError(f"grad_accum_steps must be a positive integer, got {self.grad_accum_steps!r}")
+            raise ConfigError(f"grad_accum_steps must be a positive integer, got {self.grad_accum_steps!r}")
         if self.batch_size % self.grad_accum_steps:
-            raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum_steps "
+            raise ConfigError(f"batch_size {self.batch_size} is not divisible by grad_accum_steps "
                              f"{self.grad_accum_steps} (each batch is split into that many micro-batches)")
 
     def to_dict(self) -> dict:
@@ -195,7 +196,7 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
     setup_console_logging()
     info = init_distributed(config.device)
     try:
-        return _Run(config, info, resume).run()
+        return TrainingRun(config, info, resume).run()
     except torch.OutOfMemoryError:
         raise OutOfMemoryError(f"out of GPU memory with {config.batch_size // info.world_size} images per "
                                f"process; lower --batch-size (or --input-size)") from None
@@ -276,8 +277,12 @@ def loader_prefetch(device: torch.device) -> int:
     return 2 if (os.cpu_count() or 1) >= 8 else 0
 
 
-class _Run:
-    """One training run; the state between steps lives on this object so checkpoints can capture it."""
+class TrainingRun:
+    """One training run: `TrainingRun(config, dist_info, resume).run()` builds the model, data and optimizer,
+    trains and evaluates epoch by epoch and returns the summary `train()` returns. The state between steps
+    lives on this object, so checkpoints capture it and `resume` restores it. `train()` is the usual entry: it
+    also validates the config, sets up (and tears down) the process group and turns out-of-memory into a
+    one-line error."""
 
     def __init__(self, config: TrainConfig, info: DistInfo, resume):
         self.info = info
@@ -292,12 +297,8 @@ class _Run:
             self._check_resume_compatible(config, self.resume_state, str(resume))
         self.config = config
         self.device = info.device
-        if config.precision is None:
-            config = replace(config, precision="bf16" if self.device.type == "cuda" else "fp32")
-        if config.precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("fp16 autocast needs CUDA; use --precision bf16 or fp32 on the CPU")
-        if config.channels_last is None:
-            config = replace(config, channels_last=self.device.type == "cuda")
+        config = replace(config, precision=resolve_precision(config.precision, self.device, training=True),
+                         channels_last=resolve_channels_last(config.channels_last, self.device))
         self.config = config
 
     @staticmethod
@@ -314,7 +315,6 @@ class _Run:
 
     def _build(self) -> None:
         from ..data import is_shard_spec
-        from ..models import create_model
 
         cfg, info = self.config, self.info
         shards = TrainValShards(cfg.data, cfg.val_data) if is_shard_spec(cfg.data) else None
@@ -325,12 +325,12 @@ class _Run:
         else:
             train_dir, val_dir, classes = check_train_val_folder(cfg.data)
         if cfg.batch_size % info.world_size:
-            raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} processes")
+            raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} processes")
         self.per_rank_batch = cfg.batch_size // info.world_size
 
         set_deterministic(cfg.deterministic)
         seed_everything(cfg.seed)  # same seed on every rank: identical initial weights before DDP's broadcast
-        model = create_model(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
+        model = build_model(cfg.model, len(classes), cfg.model_kwargs, "model_kwargs")
         self.init_report = None
         if cfg.init_from is not None and self.resume_state is None:
             from ..models.pretrained import init_from

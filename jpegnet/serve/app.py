@@ -23,12 +23,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from ..errors import JpegnetError
 from .batching import DynamicBatcher, Overloaded
 from .metrics import Metrics
 from .preprocess import UploadError
 
 
-class RequestError(Exception):
+class RequestError(JpegnetError):
     def __init__(self, status: int, kind: str, message: str, headers: dict | None = None):
         super().__init__(message)
         self.status, self.kind, self.headers = status, kind, headers

@@ -42,14 +42,12 @@ class TorchBackend(_ModuleLike):
 
     def __init__(self, model: torch.nn.Module, *, class_names=None, model_name: str | None = None,
                  device: str | torch.device | None = None, precision: str | None = None):
-        from ..engine.evaluate import autocast_context
+        from ..engine.device import autocast_context, resolve_channels_last, resolve_device, resolve_precision
 
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for but no CUDA GPU is visible")
-        self.precision = precision or ("bf16" if self.device.type == "cuda" else "fp32")
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.model = model.eval().to(self.device)
-        if self.device.type == "cuda":
+        if resolve_channels_last(None, self.device):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.input_config = model.input_config
         self.class_names = list(class_names) if class_names else [str(i) for i in range(_outputs(model))]
@@ -68,6 +66,7 @@ class OnnxRuntimeBackend(_ModuleLike):
                  device: str | None = None, spinning: bool = False):
         import onnxruntime as ort
 
+        from ..engine.errors import DeviceError
         from .export import parse_metadata
 
         options = ort.SessionOptions()
@@ -80,9 +79,11 @@ class OnnxRuntimeBackend(_ModuleLike):
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         available = ort.get_available_providers()
+        if device not in (None, "cpu", "cuda"):
+            raise DeviceError(f"the onnxruntime backend runs on 'cpu' or 'cuda', got {device!r}")
         if device == "cuda" and "CUDAExecutionProvider" not in available:
-            raise ValueError("--device cuda was asked for but this onnxruntime has no CUDA execution provider "
-                             "(install onnxruntime-gpu)")
+            raise DeviceError("--device cuda was asked for but this onnxruntime has no CUDA execution provider "
+                              "(install onnxruntime-gpu)")
         if device == "cpu" or "CUDAExecutionProvider" not in available:
             providers = ["CPUExecutionProvider"]
         else:

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import JpegnetError
 from .preprocess import decode_upload, stack_inputs
 
 
-class Overloaded(RuntimeError):
+class Overloaded(JpegnetError, RuntimeError):
     """The server holds max_queue requests already: HTTP 503, try again later."""
 
 

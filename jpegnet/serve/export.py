@@ -108,11 +108,13 @@ class OnnxInfo:
 
 
 def parse_metadata(props: dict) -> OnnxInfo:
-    """OnnxInfo from a file's metadata_props as a {key: JSON string} dict; ValueError if it is not ours."""
+    """OnnxInfo from a file's metadata_props as a {key: JSON string} dict; CheckpointError (a ValueError) if it
+    is not ours."""
+    from ..engine.errors import CheckpointError
     from ..models import InputConfig
 
     if props.get("jpegnet.format") != json.dumps(FORMAT):
-        raise ValueError("not an ONNX file written by `jpegnet export` (no jpegnet.format metadata): the "
+        raise CheckpointError("not an ONNX file written by `jpegnet export` (no jpegnet.format metadata): the "
                          "server needs the preprocessing the file's metadata describes")
     meta = {k: json.loads(v) for k, v in props.items()}
     cfg = InputConfig(representation=meta["representation"], input_size=tuple(meta["input_size"]),

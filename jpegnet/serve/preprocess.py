@@ -19,12 +19,14 @@ import time
 
 import torch
 
+from ..errors import JpegnetError
+
 JPEG_SOI = b"\xff\xd8\xff"
 
 STATUS = {"empty": 400, "too_large": 413, "not_jpeg": 415, "unsupported": 415, "truncated": 400, "corrupt": 400}
 
 
-class UploadError(ValueError):
+class UploadError(JpegnetError, ValueError):
     """An upload that cannot be classified; `kind` (see the module docstring) and `status` (HTTP)."""
 
     def __init__(self, kind: str, message: str):

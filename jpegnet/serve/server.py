@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass, field
 
 from ..codec.reader import default_threads
+from ..engine.errors import ConfigError
 
 
 @dataclass
@@ -33,11 +34,11 @@ class ServeConfig:
     def __post_init__(self):
         for name in ("max_batch", "max_queue", "max_body_bytes", "decode_threads"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.max_wait_ms < 0 or self.timeout_s <= 0:
-            raise ValueError("max_wait_ms must be >= 0 and timeout_s > 0")
+            raise ConfigError("max_wait_ms must be >= 0 and timeout_s > 0")
         if self.max_pixels is not None and self.max_pixels < 1:
-            raise ValueError(f"max_pixels must be >= 1 or None, got {self.max_pixels!r}")
+            raise ConfigError(f"max_pixels must be >= 1 or None, got {self.max_pixels!r}")
 
 
 def bind(host: str, port: int) -> socket.socket:
