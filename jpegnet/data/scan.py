@@ -4,10 +4,14 @@ engine's folder checks, so that both always agree on the classes and the files.
 Rules: entries whose name starts with '.' (.ipynb_checkpoints, .DS_Store, .git ...) are skipped at every level;
 symlinks are followed, but each real directory is visited once per class (a link back up, such as
 `ln -s . loop`, would otherwise list every file again and again until the OS's link limit).
+
+A folder is scanned once per run: `FolderScan` holds the result and stands for the folder's path (it is
+path-like), so the engine's checks and the JpegFolder built after them share one listing.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif")
 
@@ -73,3 +77,35 @@ def scan_image_folder(root: str | os.PathLike,
     samples = [(path, index) for index, name in enumerate(classes)
                for path in list_class_files(os.path.join(os.fspath(root), name), extensions)]
     return classes, samples
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """One scan of root/<class>/**/<image>: what `scan_image_folder` found, kept so that nothing lists the
+    folder again. os.fspath(scan) is root: a scan can go wherever the folder's path goes."""
+
+    root: str
+    extensions: tuple[str, ...]
+    classes: list[str]
+    samples: list[tuple[str, int]]
+
+    @classmethod
+    def of(cls, root: str | os.PathLike, extensions=JPEG_EXTENSIONS) -> "FolderScan":
+        exts = tuple(e.lower() for e in extensions)
+        root = os.fspath(root)
+        classes, samples = scan_image_folder(root, exts)
+        return cls(root, exts, classes, samples)
+
+    def __fspath__(self) -> str:
+        return self.root
+
+    def __str__(self) -> str:
+        return self.root
+
+    def empty_classes(self) -> list[str]:
+        """Class folders without any image (an empty class would silently shift every label after it)."""
+        used = {target for _, target in self.samples}
+        return [name for index, name in enumerate(self.classes) if index not in used]
+
+
+__all__ = ["FolderScan", "JPEG_EXTENSIONS", "list_class_files", "list_classes", "scan_image_folder"]

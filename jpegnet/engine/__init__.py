@@ -16,7 +16,7 @@ from .plot import pareto_front, plot_pareto
 from .profiling import profile_model
 from .schedule import WarmupCosineLR, warmup_cosine_factor
 from .shards import write_split_shards
-from .stats import dataset_dct_stats
+from .dct_stats_file import dataset_dct_stats
 from .trainer import TrainConfig, train
 from .visual import visualize
 from .zoo import model_table
