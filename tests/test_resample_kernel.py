@@ -12,7 +12,7 @@ import torch
 
 from jpegnet import read_coefficients
 from jpegnet.data import build_dct_batch, center_crop_windows, image_planes, random_resized_crop_windows
-from jpegnet.data.dct_batch import _Plane
+from jpegnet.data.dct_resample import _Plane
 
 from .conftest import CORPUS, corpus_manifest, requires_shared
 from .dct_reference import assert_matches_reference, reference_batch

@@ -9,7 +9,7 @@ coefficients, or RGB for baselines).
 """
 from .augment import center_crop_windows, random_resized_crop_windows, uniforms
 from .batch import build_batch, build_batch_from
-from .dct_batch import DEFAULT_DCT_SCALE, UnsupportedImage, build_dct_batch, decode_crops, image_planes
+from .dct_resample import DEFAULT_DCT_SCALE, UnsupportedImage, build_dct_batch, decode_crops, image_planes
 from .dct_stats import compute_dct_stats
 from .folder import JPEG_EXTENSIONS, JpegFolder
 from .loader import JpegLoader, create_loader

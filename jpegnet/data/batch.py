@@ -28,7 +28,7 @@ from ..codec.exif import ORIENTATION_OPS, read_orientation
 from ..codec.reader import default_threads
 from ..dct.orient import hflip_blocks, orient_blocks
 from ..input_config import DCT_CHANNELS, DCT_Y_CHANNELS, normalization
-from .dct_batch import UnsupportedImage, build_dct_batch, decode_crops, image_planes
+from .dct_resample import UnsupportedImage, build_dct_batch, decode_crops, image_planes
 from .rgb import load_rgb
 
 

@@ -26,11 +26,10 @@ def list_classes(root: str | os.PathLike) -> list[str]:
         return sorted(e.name for e in entries if not _is_hidden(e.name) and e.is_dir())
 
 
-def list_class_files(folder: str | os.PathLike, extensions=JPEG_EXTENSIONS, *, first_only: bool = False) -> list[str]:
+def list_class_files(folder: str | os.PathLike, extensions=JPEG_EXTENSIONS) -> list[str]:
     """Paths of the visible files with one of `extensions` (case-insensitive) under folder, at any depth.
 
-    Ordered as sorted(os.walk(folder)) with sorted file names: directories by path, files by name.
-    first_only: stop at the first file found (a check that a class has any image)."""
+    Ordered as sorted(os.walk(folder)) with sorted file names: directories by path, files by name."""
     exts = tuple(e.lower() for e in extensions)
     folder = os.fspath(folder)
     visited: set[tuple[int, int]] = set()
@@ -64,8 +63,6 @@ def list_class_files(folder: str | os.PathLike, extensions=JPEG_EXTENSIONS, *, f
         except OSError:
             continue  # unreadable folder: as os.walk, which skips it
         found.append((path, sorted(files)))
-        if first_only and files:
-            break
     found.sort(key=lambda item: item[0])
     return [os.path.join(path, name) for path, names in found for name in names]
 

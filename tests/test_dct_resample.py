@@ -1,4 +1,4 @@
-"""jpegnet.data.dct_batch: decoded coefficients → one DCT batch, checked against pixel references (the
+"""jpegnet.data.dct_resample: decoded coefficients → one DCT batch, checked against pixel references (the
 reconstruction of a transformed batch vs the same transform on libjpeg's own decode), exact block crops and
 flips, greyscale / CMYK / RGB colour spaces and the decode areas of windows."""
 from __future__ import annotations
