@@ -109,6 +109,8 @@ def test_shard_batches_equal_folder_batches(data, representation):
     order = [key_to_index[k] for _, k in loader.sample_order()]
     got = [b for b in loader]
     want = [b for b in create_loader(folder, 4, sampler=order, num_threads=2, prefetch=0)]
+    with pytest.raises(ValueError, match="no sampler"):  # shards split themselves between processes
+        create_loader(shards, 4, sampler=order)
     assert len(got) == len(want) == 2
     for (xs, ts), (xf, tf) in zip(got, want):
         assert torch.equal(ts, tf)
