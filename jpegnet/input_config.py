@@ -39,6 +39,23 @@ def check_dct_stats(mean, std) -> None:
         raise ValueError("every dct_std must be a positive finite number: inputs are divided by it")
 
 
+def check_input_size(value, representation: str = "dct") -> tuple[int, int]:
+    """(height, width) of an input size given as an int or a pair; TypeError / ValueError unless positive, and
+    for DCT input whole 16×16 MCUs."""
+    if isinstance(value, int):
+        value = (value, value)
+    try:
+        h, w = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise TypeError(f"input_size must be an int or (height, width), got {value!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"input_size must be positive, got {value!r}")
+    if representation == "dct" and (h % 16 or w % 16):
+        # RGB input takes any size; DCT input is whole 16x16 MCUs (8x8 luma blocks, 4:2:0 chroma)
+        raise ValueError(f"DCT input_size must be positive multiples of 16 (the 4:2:0 chroma grid), got {value!r}")
+    return h, w
+
+
 @dataclass(frozen=True)
 class InputConfig:
     """What a model eats.
@@ -96,4 +113,5 @@ def normalization(config, representation: str | None = None) -> tuple[tuple[floa
 
 
 __all__ = ["DCT_CBCR_CHANNELS", "DCT_CHANNELS", "DCT_Y_CHANNELS", "DEFAULT_DCT_SCALE", "IMAGENET_MEAN",
-           "IMAGENET_STD", "InputConfig", "REPRESENTATIONS", "check_dct_stats", "normalization"]
+           "IMAGENET_STD", "InputConfig", "REPRESENTATIONS", "check_dct_stats", "check_input_size",
+           "normalization"]

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 
-from ..input_config import InputConfig
+from ..input_config import REPRESENTATIONS, InputConfig, check_input_size
 from .augment import center_crop_windows, random_resized_crop_windows
 
 logger = logging.getLogger("jpegnet.data")
@@ -27,21 +27,6 @@ def log_bad_file(path: str, reason: str) -> None:
     logger.warning("skipping %s: %s", path, reason)
 
 
-def _size(value, representation: str = "dct") -> tuple[int, int]:
-    if isinstance(value, int):
-        value = (value, value)
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise TypeError(f"input_size must be an int or (height, width), got {value!r}") from None
-    if h <= 0 or w <= 0:
-        raise ValueError(f"input_size must be positive, got {value!r}")
-    if representation == "dct" and (h % 16 or w % 16):
-        # RGB input takes any size; DCT input is whole 16x16 MCUs (8x8 luma blocks, 4:2:0 chroma)
-        raise ValueError(f"DCT input_size must be positive multiples of 16 (the 4:2:0 chroma grid), got {value!r}")
-    return h, w
-
-
 class JpegSource:
     """The transform settings every JPEG source shares (a folder, tar shards): representation, train or
     evaluation windows, input size, error policy, reader limits. `windows` draws each item's crop and flip
@@ -49,7 +34,7 @@ class JpegSource:
 
     def _configure(self, representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
                    seed, strict, max_pixels, exif_orientation=True) -> None:
-        if representation not in ("dct", "rgb"):
+        if representation not in REPRESENTATIONS:
             raise ValueError(f"representation must be 'dct' or 'rgb', got {representation!r}")
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
@@ -63,7 +48,7 @@ class JpegSource:
             raise ValueError(f"ratio must be (min, max) aspect ratios with 0 < min <= max, got {ratio!r}")
         self.representation = representation
         self.train = bool(train)
-        self.input_size = _size(input_size, representation)
+        self.input_size = check_input_size(input_size, representation)
         self.on_error = on_error
         self.scale = tuple(scale)
         self.ratio = tuple(ratio)

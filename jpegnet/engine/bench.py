@@ -94,7 +94,7 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
         dataset = JpegFolder.for_model(folder, cfg, train=False, on_error="skip")
         if max_images is not None and max_images < len(dataset):
             dataset.samples = dataset.samples[:max_images]
-        loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads, input_config=cfg,
+        loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads,
                                prefetch=loader_prefetch(dev))
 
         def forward(inputs):
