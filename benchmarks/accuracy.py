@@ -256,10 +256,9 @@ def measure_throughput(runs: list[Run], prof: Profile, data: Path, out: Path, de
                "gflops": round(flops / 1e9, 4)}
         for phase in ("train", "inference"):
             train = phase == "train"
-            ds = JpegFolder(data / ("train" if train else "val"), run.representation, train=train,
-                            input_size=prof.size, crop_pct=cfg.crop_pct)
+            ds = JpegFolder.for_model(data / ("train" if train else "val"), cfg, train=train)
             batch = min(prof.batch_size, len(ds))
-            loader = create_loader(ds, batch, shuffle=True, device=dev, input_config=cfg, seed=1,
+            loader = create_loader(ds, batch, shuffle=True, device=dev, seed=1,
                                    prefetch=loader_prefetch(dev), drop_last=True)
             steps = train_steps if train else infer_batches
             warmup = 2

@@ -36,9 +36,9 @@ sys.path.insert(0, str(REPO))
 
 from jpegnet.codec.reader import default_threads  # noqa: E402
 from jpegnet.data import JpegFolder, create_loader  # noqa: E402
+from jpegnet.input_config import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD  # noqa: E402
 
 SHARED = Path(os.environ.get("JPEGNET_SHARED_DATA", REPO.parent / "shared" / "data"))
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def imagefolder_of(files: list[Path], root: Path, repeat: int) -> Path:

@@ -33,11 +33,10 @@ import torch
 from torch import nn
 
 from jpegnet.data import JpegFolder, create_loader
+from jpegnet.input_config import IMAGENET_MEAN, IMAGENET_STD
 from jpegnet.models import create_model
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jpeg-corpus"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def repeated_folder(files: list[Path], images: int, root: Path, classes: int = 10) -> Path:

@@ -1,8 +1,9 @@
-"""The fused C kernel of the CPU DCT path (jpegnet.dct._resample) against its reference, the numpy path of
-jpegnet.data.dct_batch: the same batches (every chroma sampling, greyscale, odd sizes, progressive files; random
-resized crops that upscale and downscale, fractional evaluation windows, non-square outputs, flips,
-normalization, all-frequency mode) to within 1e-4 of the values' scale, the same bits on any thread count,
-strided planes, and argument checking."""
+"""The DCT batch's two implementations, the fused C kernel of the CPU path (jpegnet.dct._resample) and the torch
+path an accelerator runs (here on the CPU), against one dense float64 reference (tests/dct_reference.py): the
+same batches (every chroma sampling, greyscale, odd sizes, progressive files; random resized crops that upscale
+and downscale, fractional evaluation windows, non-square outputs, flips, normalization, all-frequency mode) to
+within 1e-4 of the values' scale, in the same layout; the same bits on any thread count, strided planes, and
+argument checking."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,9 +12,10 @@ import torch
 
 from jpegnet import read_coefficients
 from jpegnet.data import build_dct_batch, center_crop_windows, image_planes, random_resized_crop_windows
-from jpegnet.data.dct_batch import _Plane
+from jpegnet.data.dct_resample import _Plane
 
 from .conftest import CORPUS, corpus_manifest, requires_shared
+from .dct_reference import assert_matches_reference, reference_batch
 
 _resample = pytest.importorskip("jpegnet.dct._resample")
 
@@ -44,12 +46,17 @@ def sizes(images):
     return np.array([p[0].width for p in images]), np.array([p[0].height for p in images])
 
 
-def assert_close(fused, ref, tol=1e-4):
-    for a, b in zip(fused, ref):
-        assert a.shape == b.shape and a.stride() == b.stride()
-        scale = float(b.abs().max())
-        err = float((a - b).abs().max())
-        assert err <= tol * scale, f"max error {err} vs scale {scale}"
+def assert_both_match_reference(images, windows, flips, out_size, **options):
+    """The fused kernel and the torch path each within 1e-4 of the reference's scale, in the same layout."""
+    stats = {k: options[k] for k in ("mean", "std") if k in options}
+    ref = reference_batch(images, windows, flips, out_size, k_margin=options.get("k_margin", 1.0),
+                          **{k: v.numpy() for k, v in stats.items()})
+    fused = build_dct_batch(images, windows, flips, out_size, cpu_kernel="fused", **options)
+    torch_path = build_dct_batch(images, windows, flips, out_size, cpu_kernel="torch", **options)
+    assert_matches_reference(fused, ref)
+    assert_matches_reference(torch_path, ref)
+    for a, b in zip(fused, torch_path):
+        assert a.stride() == b.stride()  # both channels_last
 
 
 @requires_shared
@@ -63,19 +70,17 @@ def test_corpus_samplings_are_covered(images):
 @requires_shared
 @pytest.mark.parametrize("out_size", [(224, 224), (48, 80), (96, 32)])
 @pytest.mark.parametrize("k_margin", [1.0, None])
-def test_fused_matches_numpy_on_random_resized_crops(images, out_size, k_margin):
+def test_fused_and_torch_match_the_reference_on_random_resized_crops(images, out_size, k_margin):
     w, h = sizes(images)
     n = len(images)
     for epoch in range(2):
         windows, flips = random_resized_crop_windows(7, epoch, np.arange(n), w, h)
         flips[: n // 2] = ~flips[: n // 2]  # both mirror states for every file over the two epochs
-        ref = build_dct_batch(images, windows, flips, out_size, cpu_kernel="numpy", k_margin=k_margin, **RAW)
-        fused = build_dct_batch(images, windows, flips, out_size, cpu_kernel="fused", k_margin=k_margin, **RAW)
-        assert_close(fused, ref)
+        assert_both_match_reference(images, windows, flips, out_size, k_margin=k_margin, **RAW)
 
 
 @requires_shared
-def test_fused_matches_numpy_on_edge_windows_with_normalization(images):
+def test_fused_and_torch_match_the_reference_on_edge_windows_with_normalization(images):
     """Fractional evaluation windows, tiny windows (large upscales, k = 8), whole images shrunk a lot (k = 1),
     windows touching the right / bottom edges of odd sizes, non-square; normalized with dataset-like stats."""
     w, h = sizes(images)
@@ -93,13 +98,9 @@ def test_fused_matches_numpy_on_edge_windows_with_normalization(images):
     for g, windows in enumerate(groups):
         flips = (np.arange(n) + g) % 2 == 1
         for out_size in [(64, 96), (16, 16)]:
-            ref = build_dct_batch(images, windows, flips, out_size, cpu_kernel="numpy", mean=mean, std=std)
-            fused = build_dct_batch(images, windows, flips, out_size, cpu_kernel="fused", mean=mean, std=std)
-            assert_close(fused, ref)
+            assert_both_match_reference(images, windows, flips, out_size, mean=mean, std=std)
     # the default scale (no statistics) too
-    ref = build_dct_batch(images, groups[0], np.zeros(n, bool), (32, 32), cpu_kernel="numpy")
-    fused = build_dct_batch(images, groups[0], np.zeros(n, bool), (32, 32), cpu_kernel="fused")
-    assert_close(fused, ref)
+    assert_both_match_reference(images, groups[0], np.zeros(n, bool), (32, 32))
 
 
 @requires_shared

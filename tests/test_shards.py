@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
 
-from jpegnet import JpegError, read_header  # noqa: E402
+from jpegnet import InputConfig, JpegError, read_header  # noqa: E402
 from jpegnet.data import (JpegFolder, JpegShards, PipeCommandError, ShardError, ShardLoader,  # noqa: E402
                           ShardNotFoundError, create_loader, expand_braces, is_shard_spec, write_shards)
 from jpegnet.data.shard_format import ShardIndex, iter_samples, iter_tar, sidecar_url  # noqa: E402
@@ -98,13 +98,19 @@ def test_shard_batches_equal_folder_batches(data, representation):
     """The same files through the folder path and the shard path give the same tensors (evaluation transform,
     and training windows drawn from the sample's number, which here is not the folder index)."""
     root, out, train, val = data
-    folder = JpegFolder(root / "val", representation, train=False, input_size=SIZE)
-    shards = JpegShards(val["pattern"], representation, train=False, input_size=SIZE)
+    cfg = InputConfig(representation=representation, input_size=(SIZE, SIZE), crop_pct=0.8)
+    folder = JpegFolder.for_model(root / "val", cfg, train=False)
+    shards = JpegShards.for_model(val["pattern"], cfg, train=False)
+    assert (shards.representation, shards.input_size, shards.crop_pct, shards.input_config) == \
+        (folder.representation, folder.input_size, folder.crop_pct, folder.input_config) == \
+        (representation, (SIZE, SIZE), 0.8, cfg)
     key_to_index = {os.path.relpath(p, root / "val").rsplit(".", 1)[0]: i for i, (p, _) in enumerate(folder.samples)}
     loader = ShardLoader(shards, 4, num_threads=2, prefetch=0)
     order = [key_to_index[k] for _, k in loader.sample_order()]
     got = [b for b in loader]
     want = [b for b in create_loader(folder, 4, sampler=order, num_threads=2, prefetch=0)]
+    with pytest.raises(ValueError, match="no sampler"):  # shards split themselves between processes
+        create_loader(shards, 4, sampler=order)
     assert len(got) == len(want) == 2
     for (xs, ts), (xf, tf) in zip(got, want):
         assert torch.equal(ts, tf)

@@ -6,99 +6,16 @@ so skipped files drop out); `create_loader` is the fast path that decodes whole 
 """
 from __future__ import annotations
 
-import logging
 import os
-import threading
 
-import numpy as np
 import torch
 
 from ..codec import DEFAULT_MAX_PIXELS
-from .augment import center_crop_windows, random_resized_crop_windows
-from .scan import JPEG_EXTENSIONS, scan_image_folder
-
-logger = logging.getLogger("jpegnet.data")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-_logged_paths: set = set()
-_logged_lock = threading.Lock()
-
-
-def log_bad_file(path: str, reason: str) -> None:
-    """Log a file that could not be used, once per path per process."""
-    if isinstance(path, bytes):  # an in-memory JPEG: name it, do not print it
-        path = f"<{len(path)} bytes, hash {hash(path) & 0xFFFFFF:06x}>"
-    with _logged_lock:
-        if path in _logged_paths:
-            return
-        _logged_paths.add(path)
-    logger.warning("skipping %s: %s", path, reason)
-
-
-def _size(value, representation: str = "dct") -> tuple[int, int]:
-    if isinstance(value, int):
-        value = (value, value)
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise TypeError(f"input_size must be an int or (height, width), got {value!r}") from None
-    if h <= 0 or w <= 0:
-        raise ValueError(f"input_size must be positive, got {value!r}")
-    if representation == "dct" and (h % 16 or w % 16):
-        # RGB input takes any size; DCT input is whole 16x16 MCUs (8x8 luma blocks, 4:2:0 chroma)
-        raise ValueError(f"DCT input_size must be positive multiples of 16 (the 4:2:0 chroma grid), got {value!r}")
-    return h, w
-
-
-class JpegSource:
-    """The transform settings every JPEG source shares (a folder, tar shards): representation, train or
-    evaluation windows, input size, error policy, reader limits. `windows` draws each item's crop and flip
-    from (seed, epoch, key), the key being an integer fixed per sample (a folder's index)."""
-
-    def _configure(self, representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
-                   seed, strict, max_pixels, exif_orientation=True) -> None:
-        if representation not in ("dct", "rgb"):
-            raise ValueError(f"representation must be 'dct' or 'rgb', got {representation!r}")
-        if on_error not in ("skip", "raise"):
-            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
-        if not 0.0 <= hflip <= 1.0:
-            raise ValueError(f"hflip is a probability in [0, 1], got {hflip!r}")
-        if not 0 < crop_pct <= 1:
-            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
-        if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
-            raise ValueError(f"scale must be (min, max) area fractions with 0 < min <= max, got {scale!r}")
-        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"ratio must be (min, max) aspect ratios with 0 < min <= max, got {ratio!r}")
-        self.representation = representation
-        self.train = bool(train)
-        self.input_size = _size(input_size, representation)
-        self.on_error = on_error
-        self.scale = tuple(scale)
-        self.ratio = tuple(ratio)
-        self.hflip = float(hflip)
-        self.crop_pct = float(crop_pct)
-        self.input_config = input_config
-        self.seed = int(seed)
-        self.epoch = 0
-        self.strict = bool(strict)
-        self.max_pixels = max_pixels
-        # EXIF orientation: images are turned upright before cropping (RGB: transposed after decode; DCT: exact
-        # block transposes and sign flips, see jpegnet.dct.orient), so both pipelines see the displayed image.
-        self.exif_orientation = bool(exif_orientation)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    # -- augmentation windows ---------------------------------------------------------------------
-
-    def windows(self, indices, widths, heights, seed: int, epoch: int):
-        """(windows (N, 4) float pixels, flips (N,) bool) for these samples and image sizes."""
-        if self.train:
-            return random_resized_crop_windows(seed, epoch, indices, widths, heights, self.scale, self.ratio,
-                                               self.hflip)
-        return (center_crop_windows(widths, heights, self.input_size, self.crop_pct),
-                np.zeros(len(widths), dtype=bool))
+from ..input_config import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (their old import path)
+from .batch import build_batch
+from .loader import JpegLoader
+from .scan import JPEG_EXTENSIONS, FolderScan
+from .source import JpegSource, log_bad_file, logger  # noqa: F401  (JpegSource, logger: their old import path)
 
 
 class JpegFolder(JpegSource, torch.utils.data.Dataset):
@@ -109,8 +26,11 @@ class JpegFolder(JpegSource, torch.utils.data.Dataset):
         otherwise resize-shorter-side to floor(max(input_size) / crop_pct) and centre crop.
     on_error: 'skip' (bad files are logged once and dropped: an item is None) or 'raise' (JpegError / the
         decoder's error at the first bad file).
-    input_config: an object with dct_mean / dct_std (192 values, or None) and mean / std (RGB), like
-        jpegnet.models.InputConfig; used by item access and as the default of create_loader.
+    input_config: the model's InputConfig (or an object with its dct_mean / dct_std, mean / std); its
+        normalization is used by item access and is the default of create_loader. `JpegFolder.for_model(root,
+        model.input_config, train=...)` takes representation, input_size and crop_pct from it as well.
+    root: a folder, or the FolderScan of one (jpegnet.data.scan: the engine's folder check made it; the folder
+        is then not listed again).
     seed: augmentation seed for item access (create_loader has its own); randomness is a pure function of
         (seed, epoch, index): call set_epoch(epoch) between epochs.
     strict: the reader's strict mode (corrupt-data warnings are errors, as Pillow refuses truncated files).
@@ -127,14 +47,25 @@ class JpegFolder(JpegSource, torch.utils.data.Dataset):
         self._configure(representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
                         seed, strict, max_pixels, exif_orientation)
         exts = tuple(e.lower() for e in extensions)
-        # Hidden entries skipped, each real directory visited once: the same scan as the engine's folder check.
-        self.classes, self.samples = scan_image_folder(self.root, exts)
+        # Hidden entries skipped, each real directory visited once (jpegnet.data.scan); a scan made by the
+        # engine's folder check is used as it is.
+        scan = root if isinstance(root, FolderScan) and root.extensions == exts else FolderScan.of(self.root, exts)
+        self.classes, self.samples = list(scan.classes), list(scan.samples)
         if not self.classes:
             raise FileNotFoundError(f"no class subfolders in {self.root} (expected root/<class>/<image>)")
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
         if not self.samples:
             raise FileNotFoundError(f"no JPEG files ({', '.join(exts)}) under {self.root}")
         self.targets = [t for _, t in self.samples]
+
+    @classmethod
+    def for_model(cls, source, input_config, *, train: bool, **options) -> "JpegFolder":
+        """The dataset a model with this InputConfig reads: source is a folder (or its FolderScan), or a list
+        of files / JPEG bytes (`from_files`); representation, input size, crop_pct and normalization come from
+        the config. options: the other keywords (on_error, seed, exif_orientation, max_pixels...)."""
+        if isinstance(source, (list, tuple)):
+            return cls.from_files(list(source), train=train, **cls.model_options(input_config), **options)
+        return super().for_model(source, input_config, train=train, **options)
 
     @classmethod
     def from_files(cls, files, representation: str = "dct", *, train: bool = False, input_size=(224, 224),
@@ -160,8 +91,10 @@ class JpegFolder(JpegSource, torch.utils.data.Dataset):
 
     # -- item access ------------------------------------------------------------------------------
 
+    def make_loader(self, batch_size: int, **options) -> JpegLoader:
+        return JpegLoader(self, batch_size, **options)
+
     def __getitem__(self, index: int):
-        from .loader import build_batch
         path, target = self.samples[index]
         batch, bad = build_batch(self, [index], seed=self.seed, epoch=self.epoch, device="cpu",
                                  input_config=self.input_config, num_threads=1)

@@ -4,10 +4,14 @@ engine's folder checks, so that both always agree on the classes and the files.
 Rules: entries whose name starts with '.' (.ipynb_checkpoints, .DS_Store, .git ...) are skipped at every level;
 symlinks are followed, but each real directory is visited once per class (a link back up, such as
 `ln -s . loop`, would otherwise list every file again and again until the OS's link limit).
+
+A folder is scanned once per run: `FolderScan` holds the result and stands for the folder's path (it is
+path-like), so the engine's checks and the JpegFolder built after them share one listing.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif")
 
@@ -22,11 +26,10 @@ def list_classes(root: str | os.PathLike) -> list[str]:
         return sorted(e.name for e in entries if not _is_hidden(e.name) and e.is_dir())
 
 
-def list_class_files(folder: str | os.PathLike, extensions=JPEG_EXTENSIONS, *, first_only: bool = False) -> list[str]:
+def list_class_files(folder: str | os.PathLike, extensions=JPEG_EXTENSIONS) -> list[str]:
     """Paths of the visible files with one of `extensions` (case-insensitive) under folder, at any depth.
 
-    Ordered as sorted(os.walk(folder)) with sorted file names: directories by path, files by name.
-    first_only: stop at the first file found (a check that a class has any image)."""
+    Ordered as sorted(os.walk(folder)) with sorted file names: directories by path, files by name."""
     exts = tuple(e.lower() for e in extensions)
     folder = os.fspath(folder)
     visited: set[tuple[int, int]] = set()
@@ -60,8 +63,6 @@ def list_class_files(folder: str | os.PathLike, extensions=JPEG_EXTENSIONS, *, f
         except OSError:
             continue  # unreadable folder: as os.walk, which skips it
         found.append((path, sorted(files)))
-        if first_only and files:
-            break
     found.sort(key=lambda item: item[0])
     return [os.path.join(path, name) for path, names in found for name in names]
 
@@ -73,3 +74,35 @@ def scan_image_folder(root: str | os.PathLike,
     samples = [(path, index) for index, name in enumerate(classes)
                for path in list_class_files(os.path.join(os.fspath(root), name), extensions)]
     return classes, samples
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """One scan of root/<class>/**/<image>: what `scan_image_folder` found, kept so that nothing lists the
+    folder again. os.fspath(scan) is root: a scan can go wherever the folder's path goes."""
+
+    root: str
+    extensions: tuple[str, ...]
+    classes: list[str]
+    samples: list[tuple[str, int]]
+
+    @classmethod
+    def of(cls, root: str | os.PathLike, extensions=JPEG_EXTENSIONS) -> "FolderScan":
+        exts = tuple(e.lower() for e in extensions)
+        root = os.fspath(root)
+        classes, samples = scan_image_folder(root, exts)
+        return cls(root, exts, classes, samples)
+
+    def __fspath__(self) -> str:
+        return self.root
+
+    def __str__(self) -> str:
+        return self.root
+
+    def empty_classes(self) -> list[str]:
+        """Class folders without any image (an empty class would silently shift every label after it)."""
+        used = {target for _, target in self.samples}
+        return [name for index, name in enumerate(self.classes) if index not in used]
+
+
+__all__ = ["FolderScan", "JPEG_EXTENSIONS", "list_class_files", "list_classes", "scan_image_folder"]

@@ -140,7 +140,7 @@ class _ShardFile:
 
 def write_shards(folder, pattern: str, *, max_size=10 ** 9, max_count: int | None = None, shuffle_seed: int = 0,
                  threads: int | None = None, log=None) -> dict:
-    """Write the class folders under `folder` as shards named pattern % 0, pattern % 1, ... (e.g.
+    """Write the class folders under `folder` (a path, or its FolderScan) as shards named pattern % 0, pattern % 1, ... (e.g.
     'out/train-%06d.tar'), each at most max_size bytes (and max_count samples), plus classes.json beside them.
 
     Returns {'shards': [paths], 'samples', 'bytes', 'bad': [(path, reason)], 'pattern': a brace pattern of

@@ -33,10 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codec import DEFAULT_MAX_PIXELS
-from .folder import JpegSource
-from .loader import JpegLoader, build_batch_from
+from .batch import build_batch_from
+from .loader import JpegLoader
 from .shard_format import (PIPE, ShardError, TruncatedShard, expand_urls, iter_samples, iter_tar, load_classes,
                            load_index, open_url)
+from .source import JpegSource
 
 
 @dataclass
@@ -89,6 +90,11 @@ class JpegShards(JpegSource):
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
+
+    def make_loader(self, batch_size: int, *, sampler=None, **options) -> "ShardLoader":
+        if sampler is not None:
+            raise ValueError("shards take no sampler: the loader splits them between processes itself")
+        return ShardLoader(self, batch_size, **options)
 
     # -- order ------------------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Reference reconstruction of pixels from coefficients, in numpy: the ground truth the DCT path is tested
-against (and a way to look at what a model sees). Never used on the training or inference path.
+against (and a way to look at what a model sees). Never used on the training or inference path, except
+`dct_basis`, the one definition of the 8×8 DCT matrix (jpegnet.dct.transforms builds its torch ops on it).
 
 dequantize → 8×8 inverse DCT (+128 level shift) → box upsampling of subsampled components → JFIF colour
 conversion. With box upsampling this matches libjpeg-turbo's decode with do_fancy_upsampling=FALSE up to

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-BLOCK = 8
+from .pixels import BLOCK, dct_basis
 
 
 # ------------------------------------------------------------------------------------------------
@@ -32,14 +32,7 @@ BLOCK = 8
 
 def dct_matrix(n: int = BLOCK, dtype=torch.float32, device=None) -> torch.Tensor:
     """Orthonormal DCT-II matrix D (n×n): coefficients = D @ x, x = Dᵀ @ coefficients."""
-    return torch.from_numpy(_dct_matrix_np(n)).to(dtype=dtype, device=device)
-
-
-def _dct_matrix_np(n: int = BLOCK) -> np.ndarray:
-    k = np.arange(n)
-    d = np.cos((2 * k[None, :] + 1) * k[:, None] * np.pi / (2 * n)) * np.sqrt(2.0 / n)
-    d[0] /= np.sqrt(2.0)
-    return d
+    return torch.from_numpy(dct_basis(n)).to(dtype=dtype, device=device)
 
 
 def dequantize(planes: torch.Tensor, quant: torch.Tensor) -> torch.Tensor:
@@ -127,7 +120,7 @@ def vflip_blocks(planes: torch.Tensor) -> torch.Tensor:
 def _box_halving_1d() -> np.ndarray:
     """(8, 16): two 8-sample blocks' coefficients → the coefficients of their 2:1 box average (libjpeg's
     encoder downsampling, without its rounding bias)."""
-    d = _dct_matrix_np()
+    d = dct_basis()
     avg = np.zeros((BLOCK, 2 * BLOCK))
     avg[np.arange(BLOCK), 2 * np.arange(BLOCK)] = 0.5
     avg[np.arange(BLOCK), 2 * np.arange(BLOCK) + 1] = 0.5
@@ -192,12 +185,6 @@ def chroma_to_420(plane: torch.Tensor, sampling: tuple[int, int], max_sampling: 
 # ------------------------------------------------------------------------------------------------
 # Resampling: crop window + antialiased bilinear resize + mirror, as banded coefficient operators.
 
-#: Run the CPU side of `apply_resample` (and of the data pipeline's batch transforms) with numpy on zero-copy
-#: views: for these many small matrix products and row gathers it is several times faster than torch's CPU
-#: kernels. False runs the torch code path that CUDA uses (tests compare the two).
-NUMPY_ON_CPU = True
-
-
 @dataclass
 class BandOperator:
     """A banded 1-D coefficient operator for a batch of P planes.
@@ -248,7 +235,7 @@ def resample_operator(start, length, out_blocks: int, valid_stop, flip=None, k: 
     """Banded DCT-domain operator along one axis for P planes: the window [start, start+length) (pixels of
     each plane, floats) resized to out_blocks·8 samples with antialiased bilinear, optionally mirrored,
     composed with the block IDCT before and the block DCT after. Only input frequencies < k are read
-    (k = 8: the exact composition). Built with numpy on the CPU (it is small), returned on `device`."""
+    (k = 8: the exact composition). The support is found with numpy; the weights are computed on `device`."""
     if not 1 <= k <= BLOCK:
         raise ValueError(f"k must be in 1..8, got {k!r}")
     if out_blocks < 1:
@@ -269,37 +256,12 @@ def resample_operator(start, length, out_blocks: int, valid_stop, flip=None, k: 
     rel_centre = (centre.reshape(P, out_blocks, BLOCK) - (first * BLOCK)[:, :, None]).astype(np.float32)
     rel_lo = (lo_b - (first * BLOCK)[:, :, None]).astype(np.float32)
     rel_hi = (hi_b - (first * BLOCK)[:, :, None]).astype(np.float32)
-    natural_lo = np.floor(rel_centre - 1.0 / inv_support[:, None, None] + 0.5)
-    natural_hi = np.floor(rel_centre + 1.0 / inv_support[:, None, None] + 0.5)
-    # the triangle vanishes by itself outside [lo, hi) except where the window's edges clip it
-    clipped = (rel_lo > natural_lo) | (rel_hi < natural_hi)
-    if dev.type != "cpu" or not NUMPY_ON_CPU:
-        return BandOperator(_band_weights_torch(rel_centre, rel_lo, rel_hi, inv_support, band, k, dev),
-                            start_rel, first_abs, stop_abs)
-    # input pixel x = first·8 + tap for each output sample: (P, O, 8, band·8)
-    taps = np.arange(band * BLOCK, dtype=np.float32)
-    inv = np.asarray(inv_support, dtype=np.float32)[:, None, None, None]
-    w = taps - rel_centre[..., None]
-    w += np.float32(0.5)
-    np.abs(w, out=w)
-    w *= inv
-    np.subtract(np.float32(1.0), w, out=w)
-    np.maximum(w, 0.0, out=w)
-    if clipped.any():
-        pi, oi, ii = np.nonzero(clipped)
-        t = taps[None, :]
-        w[pi, oi, ii] *= (t >= rel_lo[pi, oi, ii][:, None]) & (t < rel_hi[pi, oi, ii][:, None])
-    w /= np.maximum(w.sum(axis=-1, keepdims=True), np.float32(1e-30))
-    # A[o, f, b, u] = Σ_i Σ_x D[f, i] · W[o, i, b·8 + x] · D[u, x]. As stacks of small products: one large
-    # 2-D product would wake OpenBLAS's thread pool, whose spinning threads then compete with the decoders.
-    d = _dct_matrix_np().astype(np.float32)
-    a = np.matmul(w.reshape(P * out_blocks, BLOCK * band, BLOCK), np.ascontiguousarray(d[:k].T))
-    a = np.matmul(d, a.reshape(P * out_blocks, BLOCK, band * k)).reshape(P, out_blocks, BLOCK, band, k)
-    return BandOperator(torch.from_numpy(a), start_rel, first_abs, stop_abs)
+    return BandOperator(_band_weights(rel_centre, rel_lo, rel_hi, inv_support, band, k, dev), start_rel, first_abs,
+                        stop_abs)
 
 
-def _band_weights_torch(rel_centre, rel_lo, rel_hi, inv_support, band: int, k: int, dev) -> torch.Tensor:
-    """The banded weights of resample_operator computed with torch on `dev` (the accelerator path)."""
+def _band_weights(rel_centre, rel_lo, rel_hi, inv_support, band: int, k: int, dev) -> torch.Tensor:
+    """The banded weights of resample_operator, computed on `dev`: (P, O, 8, band, k)."""
     P, O, _ = rel_centre.shape
     f32 = dict(dtype=torch.float32, device=dev)
     taps = torch.arange(band * BLOCK, **f32)
@@ -322,8 +284,8 @@ def apply_resample(x: torch.Tensor, vertical: BandOperator, horizontal: BandOper
     vertical pass whose results are dropped, so it only needs to hold finite numbers.
     Returns a (P, out_rows, out_cols, 8, 8) view (not contiguous; callers write it where it belongs).
 
-    On the CPU the gathers and the many small matrix products go through numpy (on zero-copy views), which
-    runs these shapes several times faster than torch's CPU bmm / index_select; elsewhere torch ops.
+    The path an accelerator runs (gathers and batched matrix products); on the CPU the data pipeline runs the
+    fused C kernel instead (jpegnet/dct/_resample.c), which tests check against the same reference.
     """
     P, R, k, C, _ = x.shape
     Ov, Oh = vertical.start.shape[1], horizontal.start.shape[1]
@@ -338,20 +300,11 @@ def apply_resample(x: torch.Tensor, vertical: BandOperator, horizontal: BandOper
     cols = (cols + (torch.arange(P, device=dev) * C)[:, None, None]).view(-1)
     av = vertical.weights.view(P * Ov, BLOCK, Bv * k)
     ah = horizontal.weights.view(P * Oh, BLOCK, Bh * k)
-    if dev.type == "cpu" and NUMPY_ON_CPU:
-        xn = x.numpy().reshape(P * R, k * C * k)
-        g = np.take(xn, rows.numpy(), axis=0).reshape(P * Ov, Bv * k, C * k)
-        t = np.matmul(av.numpy(), g)                                                   # (P·Ov, f, C·v)
-        t = np.ascontiguousarray(t.reshape(P, Ov * BLOCK, C, k).transpose(0, 2, 3, 1))  # (P, C, v, Ov·f)
-        g = np.take(t.reshape(P * C, k * Ov * BLOCK), cols.numpy(), axis=0).reshape(P * Oh, Bh * k, Ov * BLOCK)
-        # (Ov·f_v, band·v) @ (band·v, f_h): each output block lands as 64 contiguous values
-        o = torch.from_numpy(np.matmul(g.transpose(0, 2, 1), ah.numpy().transpose(0, 2, 1)))  # (P·Oh, Ov·f_v, f_h)
-    else:
-        g = x.view(P * R, k * C * k).index_select(0, rows).view(P * Ov, Bv * k, C * k)
-        t = torch.bmm(av, g)
-        t = t.view(P, Ov * BLOCK, C, k).permute(0, 2, 3, 1).contiguous()
-        g = t.view(P * C, k * Ov * BLOCK).index_select(0, cols).view(P * Oh, Bh * k, Ov * BLOCK)
-        o = torch.bmm(g.transpose(1, 2), ah.transpose(1, 2))
+    g = x.view(P * R, k * C * k).index_select(0, rows).view(P * Ov, Bv * k, C * k)
+    t = torch.bmm(av, g)
+    t = t.view(P, Ov * BLOCK, C, k).permute(0, 2, 3, 1).contiguous()
+    g = t.view(P * C, k * Ov * BLOCK).index_select(0, cols).view(P * Oh, Bh * k, Ov * BLOCK)
+    o = torch.bmm(g.transpose(1, 2), ah.transpose(1, 2))
     return o.view(P, Oh, Ov, BLOCK, BLOCK).permute(0, 2, 1, 3, 4)                       # (P, Ov, Oh, f_v, f_h)
 
 

@@ -18,7 +18,7 @@ from .plot import pareto_front, plot_pareto
 from ..profile import profile_model
 from .schedule import WarmupCosineLR, warmup_cosine_factor
 from .shards import write_split_shards
-from .stats import dataset_dct_stats
+from .dct_stats_file import dataset_dct_stats
 from .trainer import TrainConfig, TrainingRun, train
 from .visualize_command import visualize
 from .zoo import build_model, model_table

@@ -25,7 +25,7 @@ import torch
 from .checkpoint import atomic_write
 from .device import autocast_context, resolve_channels_last, resolve_device, resolve_precision
 from .errors import ConfigError, DataFolderError
-from .folders import check_image_folder
+from .folders import scan_checked_folder
 from .trainer import loader_prefetch
 
 DEFAULT_MODELS = ("resnet50", "dct_late_concat_rfa", "dct_late_concat_rfa_thinner", "dct_upsampling_rfa")
@@ -69,8 +69,7 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
     from ..models import create_model
     from ..samples import SAMPLES_DIR
 
-    folder = Path(data) if data is not None else SAMPLES_DIR
-    check_image_folder(folder, "benchmark")
+    folder = scan_checked_folder(Path(data) if data is not None else SAMPLES_DIR, "benchmark")
     if repeat < 1:
         raise ConfigError(f"repeat must be >= 1, got {repeat}")
     if size % 16:
@@ -91,11 +90,10 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
         dev = device  # where the inputs go: the model's device, or the CPU for ONNX Runtime
         if backend != "torch":
             model, dev = _onnxruntime(backend, model, name, size, num_threads, device)
-        dataset = JpegFolder(folder, representation=cfg.representation, train=False, input_size=cfg.input_size,
-                             crop_pct=cfg.crop_pct, on_error="skip")
+        dataset = JpegFolder.for_model(folder, cfg, train=False, on_error="skip")
         if max_images is not None and max_images < len(dataset):
             dataset.samples = dataset.samples[:max_images]
-        loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads, input_config=cfg,
+        loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads,
                                prefetch=loader_prefetch(dev))
 
         def forward(inputs):

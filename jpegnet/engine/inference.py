@@ -9,7 +9,7 @@ from .checkpoint import load_checkpoint, model_from_checkpoint
 from .device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate, plot_confusion
-from .folders import check_image_folder
+from .folders import scan_checked_folder
 from .shards import eval_shards, shard_classes
 
 
@@ -30,7 +30,8 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
     else:
         data = Path(data)
         folder = data / "val" if (data / "val").is_dir() else data
-        classes = check_image_folder(folder, "evaluation")
+        folder = scan_checked_folder(folder, "evaluation")  # the dataset below reuses this scan
+        classes = folder.classes
     state = load_checkpoint(checkpoint)
     names = state.get("class_names")
     if names is not None and list(names) != classes:
@@ -82,8 +83,7 @@ def input_batches(files, input_config, device: torch.device | str = "cpu", num_t
     order, through the evaluation transform of `jpegnet.data` (the very transform `jpegnet eval` applies:
     `JpegFolder.from_files`): errors[i] is None for a usable input, else why not; inputs holds the usable
     inputs' rows in order. A bad input costs only its own result."""
-    from ..data import JpegFolder
-    from ..data.loader import build_batch_from
+    from ..data import JpegFolder, build_batch_from
 
     items = [bytes(f) if isinstance(f, (bytearray, memoryview)) else f for f in files]
     for start in range(0, len(items), batch_size):
@@ -93,14 +93,12 @@ def input_batches(files, input_config, device: torch.device | str = "cpu", num_t
         present = [k for k, error in enumerate(errors) if error is None]
         inputs = None
         if present:
-            dataset = JpegFolder.from_files([chunk[k] for k in present], representation=input_config.representation,
-                                            train=False, input_size=input_config.input_size,
-                                            crop_pct=input_config.crop_pct, on_error="skip",
-                                            exif_orientation=exif_orientation)
+            dataset = JpegFolder.for_model([chunk[k] for k in present], input_config, train=False, on_error="skip",
+                                           exif_orientation=exif_orientation)
             # positions as names: a bad item maps back to its place even when a path is given twice
             batch, bad = build_batch_from(dataset, [s for s, _ in dataset.samples], range(len(present)),
                                           [-1] * len(present), names=[str(k) for k in present], seed=0, epoch=0,
-                                          device=device, input_config=input_config, num_threads=num_threads)
+                                          device=device, num_threads=num_threads)
             for position, reason, _ in bad:
                 errors[int(position)] = (reason.splitlines()[0] if reason else "") or "unreadable"
             inputs = batch[0] if batch is not None else None

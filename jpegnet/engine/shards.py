@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from .errors import DataFolderError
-from .folders import check_image_folder
+from .folders import scan_checked_folder
 
 
 def write_split_shards(data: str | Path, out: str, *, split: str | None = "train", max_size="1GB",
@@ -19,8 +19,8 @@ def write_split_shards(data: str | Path, out: str, *, split: str | None = "train
     from ..data import write_shards
 
     folder = Path(data) / split if split not in (None, "", ".") else Path(data)
-    check_image_folder(folder, f"{split} split" if split not in (None, "", ".") else "data")
-    return write_shards(folder, out, max_size=max_size, max_count=max_count, shuffle_seed=shuffle_seed, log=log)
+    scan = scan_checked_folder(folder, f"{split} split" if split not in (None, "", ".") else "data")
+    return write_shards(scan, out, max_size=max_size, max_count=max_count, shuffle_seed=shuffle_seed, log=log)
 
 
 def shard_classes(spec) -> list[str]:
@@ -56,10 +56,10 @@ class TrainValShards:
         shards per process with equal step counts (drop_last); validation each process's part once."""
         from ..data import JpegShards, ShardLoader
 
-        common = dict(representation=input_config.representation, input_size=input_config.input_size,
-                      on_error="skip", classes=self.classes)
-        train_ds = JpegShards(self.train_spec, train=True, **common)
-        val_ds = JpegShards(self.val_spec, train=False, crop_pct=input_config.crop_pct, **common)
+        train_ds = JpegShards.for_model(self.train_spec, input_config, train=True, on_error="skip",
+                                        classes=self.classes)
+        val_ds = JpegShards.for_model(self.val_spec, input_config, train=False, on_error="skip",
+                                      classes=self.classes)
         options = dict(rank=rank, world_size=world_size, device=device, num_threads=num_threads,
                        input_config=input_config, seed=seed, prefetch=prefetch)
         train_loader = ShardLoader(train_ds, per_rank_batch, shuffle=True, drop_last=True, **options)
@@ -71,6 +71,5 @@ def eval_shards(spec: str, input_config):
     """The dataset `jpegnet eval` reads from shards (evaluation transform, in the order written)."""
     from ..data import JpegShards
 
-    return JpegShards(spec, input_config.representation, train=False, input_size=input_config.input_size,
-                      crop_pct=input_config.crop_pct, on_error="skip")
+    return JpegShards.for_model(spec, input_config, train=False, on_error="skip")
 

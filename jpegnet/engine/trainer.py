@@ -677,11 +677,11 @@ class TrainingRun:
         if not (cfg.brightness or cfg.contrast or cfg.saturation):
             return inputs
         from ..data.jitter import draw_jitter, jitter_dct_normalized, jitter_rgb_normalized
-        from ..data.loader import _normalization_for
+        from ..input_config import normalization
 
         b, c, s = (t.to(inputs[0].device) for t in draw_jitter(cfg.seed, self.global_step, inputs[0].shape[0],
                                                                 cfg.brightness, cfg.contrast, cfg.saturation))
-        mean, std = _normalization_for(self.input_config)
+        mean, std = normalization(self.input_config)
         if self.input_config.representation == "dct":
             return jitter_dct_normalized(*inputs, mean, std, b, c, s)
         return (jitter_rgb_normalized(inputs[0], mean, std, b, c, s),)

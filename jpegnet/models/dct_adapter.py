@@ -31,10 +31,8 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from ..input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS
 from .registry import JpegNetModel, create_model, register_model
-
-DCT_Y_CHANNELS = 64
-DCT_CBCR_CHANNELS = 128
 
 
 class DctStem(nn.Module):

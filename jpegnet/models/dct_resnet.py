@@ -34,13 +34,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..input_config import DCT_CBCR_CHANNELS as CBCR_CHANNELS, DCT_Y_CHANNELS as Y_CHANNELS
 from ..layers.conv import ConvNormAct
 from .registry import InputConfig, register_model
 from .resnet import (EXPANSION, RESNET50_BLOCKS, STAGE_WIDTHS, ResNetBase, check_multiplier, init_resnet_weights,
                      make_stage, scale_channels)
-
-Y_CHANNELS = 64
-CBCR_CHANNELS = 128
 
 
 class DctResNetBase(ResNetBase):

@@ -8,16 +8,13 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import numbers
-from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 from torch import nn
 
 from ..errors import JpegnetError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ..input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS, IMAGENET_MEAN, IMAGENET_STD, InputConfig  # noqa: F401
 
 
 class UnknownModelError(JpegnetError, KeyError, ValueError):
@@ -25,43 +22,6 @@ class UnknownModelError(JpegnetError, KeyError, ValueError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0]) if self.args else ""
-
-
-@dataclass(frozen=True)
-class InputConfig:
-    """What a model eats.
-
-    representation: 'rgb' (model(x), x of shape (N, 3, H, W)) or 'dct' (model(y, cbcr), y of shape
-    (N, 64, H/8, W/8), cbcr of shape (N, 128, H/16, W/16)).
-    input_size: default (H, W) in pixels; DCT models accept any multiple of 16.
-    mean / std: RGB normalization (ignored by DCT models).
-    dct_mean / dct_std: per-channel statistics of the dequantized DCT input, 64 Y values then 128 CbCr
-    values, set from a dataset (`jpegnet stats`); None means "not computed yet".
-    """
-
-    representation: str = "rgb"
-    input_size: tuple[int, int] = (224, 224)
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    crop_pct: float = 0.875
-    dct_mean: tuple[float, ...] | None = None
-    dct_std: tuple[float, ...] | None = None
-
-    def __post_init__(self):
-        if self.representation not in ("rgb", "dct"):
-            raise ValueError(f"representation must be 'rgb' or 'dct', got {self.representation!r}")
-
-    def with_size(self, size: int | tuple[int, int]) -> "InputConfig":
-        if isinstance(size, int):
-            size = (size, size)
-        return replace(self, input_size=tuple(size))
-
-    def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "InputConfig":
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
 
 def check_num_classes(num_classes) -> int:
@@ -117,8 +77,8 @@ def example_inputs(cfg: InputConfig, batch_size: int = 1, size=None, device=None
         return (torch.randn(batch_size, 3, h, w, device=device, dtype=dtype),)
     if h % 16 or w % 16:
         raise ValueError(f"DCT input size must be a multiple of 16, got {h}x{w}")
-    return (torch.randn(batch_size, 64, h // 8, w // 8, device=device, dtype=dtype),
-            torch.randn(batch_size, 128, h // 16, w // 16, device=device, dtype=dtype))
+    return (torch.randn(batch_size, DCT_Y_CHANNELS, h // 8, w // 8, device=device, dtype=dtype),
+            torch.randn(batch_size, DCT_CBCR_CHANNELS, h // 16, w // 16, device=device, dtype=dtype))
 
 
 class FeatureExtractor(nn.Module):

@@ -1,6 +1,6 @@
 """Request bytes → model inputs, through the same code as `jpegnet predict` and `jpegnet eval`.
 
-An upload goes through `JpegFolder.from_files` and `build_batch` of jpegnet.data with the model's evaluation
+An upload goes through `JpegFolder.for_model` and `build_batch` of jpegnet.data with the model's evaluation
 transform (resize the shorter side to max(input size) / crop_pct, centre crop, normalize): DCT models get the
 reader's coefficients of the crop window (C code, GIL released), RGB models the Pillow decode + resize + centre
 crop of the RGB twin (jpegnet.data.rgb). A file that cannot be used raises `UploadError`, whose `kind` names
@@ -72,16 +72,13 @@ def classify_error(error: BaseException, reason: str) -> UploadError:
 def decode_upload(body: bytes, input_config, *, max_pixels: int | None, max_body_bytes: int | None = None):
     """(inputs, decode seconds) for one uploaded JPEG: inputs as the model takes them, batch of 1, on the CPU.
     Runs the decode on the calling thread (one C thread for the DCT reader); raises UploadError."""
-    from ..data import JpegFolder
-    from ..data.loader import build_batch
+    from ..data import JpegFolder, build_batch
 
     start = time.perf_counter()
     check_upload(body, max_body_bytes)
-    dataset = JpegFolder.from_files([bytes(body)], representation=input_config.representation, train=False,
-                                    input_size=input_config.input_size, crop_pct=input_config.crop_pct,
-                                    on_error="skip", max_pixels=max_pixels)
-    batch, bad = build_batch(dataset, [0], seed=0, epoch=0, device="cpu", input_config=input_config,
-                             num_threads=1)
+    dataset = JpegFolder.for_model([bytes(body)], input_config, train=False, on_error="skip",
+                                   max_pixels=max_pixels)
+    batch, bad = build_batch(dataset, [0], seed=0, epoch=0, device="cpu", num_threads=1)
     if bad:
         _, reason, error = bad[0]
         raise classify_error(error, reason)

@@ -9,9 +9,8 @@ buffer; frequency selection, dequantization, both resampling passes and normaliz
 torch ops. On the CPU one fused C kernel (`jpegnet/dct/_resample.c`, GIL released, `threads` pthreads) builds
 each plane's operators, dequantizes the kept coefficients of the blocks under the window, applies both passes
 and writes every output block normalized into its slot of the batch: no intermediate array the size of an
-image. The numpy path (`cpu_kernel='numpy'`: batched small matrix products on zero-copy views, in
-cache-sized chunks of planes grouped by kept-frequency count) is its reference, and runs where the extension
-is not built.
+image. The torch path also runs on the CPU (`cpu_kernel='torch'`) where the extension is not built; tests
+hold both against one dense reference (jpegnet.dct.pixels.reference_resample).
 
 Output: y (N, 64, H/8, W/8) and cbcr (N, 128, H/16, W/16) float32, channels_last: the reader's
 (blocks_h, blocks_w, 64) layout kept throughout, channel = 8·u + v, Cb's 64 then Cr's 64.
@@ -30,23 +29,18 @@ import numpy as np
 import torch
 
 from ..errors import JpegnetError
-from ..dct import transforms
 from ..dct.transforms import BLOCK, BandOperator, apply_resample, frequencies_kept, resample_operator
+from ..input_config import DCT_CHANNELS, DCT_Y_CHANNELS, DEFAULT_DCT_SCALE
 
-try:  # the fused C kernel of the CPU path (jpegnet/dct/_resample.c); the numpy path is its reference
+try:  # the fused C kernel of the CPU path (jpegnet/dct/_resample.c)
     from ..dct import _resample
 except ImportError:  # pragma: no cover - a source checkout whose extension is not built yet
     _resample = None
 
 #: CPU kernels: 'fused' runs crop, resize, mirror, dequantization and normalization per plane in one C pass
-#: (jpegnet.dct._resample) straight into the batch tensors; 'numpy' is the reference path (numpy batched
-#: matrix products on views). None: 'fused' when the extension is built.
-CPU_KERNELS = ("fused", "numpy")
-
-#: Without dataset statistics, dequantized coefficients are divided by this (mean 0). The DC coefficient of
-#: an 8×8 block is 8× its mean level-shifted sample (range ±1024), so /128 maps pixel means to about ±8 and
-#: typical low-frequency AC terms to about ±1: a usable scale for a first run; `compute_dct_stats` is better.
-DEFAULT_DCT_SCALE = 128.0
+#: (jpegnet.dct._resample) straight into the batch tensors; 'torch' runs the accelerator's torch ops on the
+#: CPU. None: 'fused' when the extension is built, else 'torch'.
+CPU_KERNELS = ("fused", "torch")
 
 # JFIF RGB → YCbCr on level-shifted samples (rows: Y, Cb, Cr); rows sum to 1, 0, 0, so no offsets remain.
 _RGB_TO_YCC = np.array([[0.299, 0.587, 0.114],
@@ -124,7 +118,7 @@ def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_si
     mean / std: 192 values (64 Y, 128 CbCr) or None for mean 0, std DEFAULT_DCT_SCALE; pass mean=0, std=1
     tensors for raw dequantized coefficients. k_margin: a downscale by r reads the ceil(8·r·k_margin) lowest
     frequencies per axis (1.0: those below the new Nyquist limit; None: all 8, the exact composition
-    IDCT → resize → DCT). cpu_kernel: 'fused' or 'numpy' (see CPU_KERNELS; None picks 'fused' when built);
+    IDCT → resize → DCT). cpu_kernel: 'fused' or 'torch' (see CPU_KERNELS; None picks 'fused' when built);
     threads: C threads of the fused kernel (the plane jobs of the batch are shared among them).
     """
     if cpu_kernel is not None and cpu_kernel not in CPU_KERNELS:
@@ -145,14 +139,14 @@ def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_si
     colour = [i for i, p in enumerate(per_image) if len(p) == 3]
 
     if mean is None:
-        mean = torch.zeros(192)
-        std = torch.full((192,), DEFAULT_DCT_SCALE)
+        mean = torch.zeros(DCT_CHANNELS)
+        std = torch.full((DCT_CHANNELS,), DEFAULT_DCT_SCALE)
     mean = torch.as_tensor(mean, dtype=torch.float32).to(device)
     inv = 1.0 / torch.as_tensor(std, dtype=torch.float32).to(device)
     # normalized = raw · (1/std) − mean/std, written once into the final channels_last layout
     bias = -mean * inv
     hb, wb = out_h // 8, out_w // 8
-    if device.type == "cpu" and transforms.NUMPY_ON_CPU and cpu_kernel != "numpy":
+    if device.type == "cpu" and cpu_kernel != "torch":
         if _resample is not None:
             return _fused_cpu_batch(per_image, windows, flips, (hb, wb), inv, bias, k_margin, int(threads))
         if cpu_kernel == "fused":
@@ -160,7 +154,8 @@ def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_si
                                "(python setup.py build_ext --inplace)")
     y = torch.empty((n, hb, wb, 8, 8), dtype=torch.float32, device=device)
     _resample_into(y, (np.arange(n),), [p[0] for p in per_image], windows, flips, (hb, wb),
-                   inv[:64].view(1, 1, 1, 8, 8), bias[:64].view(1, 1, 1, 8, 8), device, k_margin, pin_memory)
+                   inv[:DCT_Y_CHANNELS].view(1, 1, 1, 8, 8), bias[:DCT_Y_CHANNELS].view(1, 1, 1, 8, 8), device,
+                   k_margin, pin_memory)
     cbcr = torch.empty((n, hb // 2, wb // 2, 2, 8, 8), dtype=torch.float32, device=device)
     grey = [i for i in range(n) if len(per_image[i]) == 1]
     if grey:  # zero chroma (neutral grey), normalized like any other image
@@ -232,32 +227,15 @@ def _resample_into(target: torch.Tensor, ids: tuple, planes: list[_Plane], windo
         vert = _expand(resample_operator(y0[u], wh[u], ov, ph[first_of], None, k, device), inverse, len(uniq))
         horiz = _expand(resample_operator(x0[u], ww[u], oh, pw[first_of], flips[u], k, device), inverse,
                         len(uniq))
-        on_cpu = device.type == "cpu" and transforms.NUMPY_ON_CPU
-        chunks = _cache_sized_chunks(group, windows, fx, fy, k) if on_cpu else [(0, len(group))]
-        for j0, j1 in chunks:
-            sel = group[j0:j1]
-            raw = _resample_group([planes[i] for i in sel], _slice(vert, j0, j1), _slice(horiz, j0, j1), k,
-                                  device, pin_memory)
-            sel_t = torch.from_numpy(sel).to(device)
-            s = scale if scale.shape[0] == 1 else scale[sel_t]
-            b = bias if bias.shape[0] == 1 else bias[sel_t]
-            if len(sel) == len(planes) and len(ids) == 1:  # the whole batch in order: write in place
-                _normalize_into(target, raw, s, b)
-            elif on_cpu:
-                # plane by plane into its slot (numpy on views: no temporary, no scatter)
-                t_np, r_np, s_np, b_np = target.numpy(), raw.numpy(), s.numpy(), b.numpy()
-                for j, i in enumerate(sel):
-                    slot = t_np[tuple(int(a[i]) for a in ids)]
-                    np.multiply(r_np[j], s_np[j if s_np.shape[0] > 1 else 0], out=slot)
-                    slot += b_np[j if b_np.shape[0] > 1 else 0]
-            else:
-                part = torch.empty(raw.shape, dtype=torch.float32, device=device)
-                _normalize_into(part, raw, s, b)
-                target[tuple(torch.from_numpy(i[sel]).to(device) for i in ids)] = part
-
-
-def _slice(op: BandOperator, j0: int, j1: int) -> BandOperator:
-    return BandOperator(op.weights[j0:j1], op.start[j0:j1], op.first_block[j0:j1], op.stop_block[j0:j1])
+        raw = _resample_group(planes=[planes[i] for i in group], vert=vert, horiz=horiz, k=k, device=device,
+                              pin_memory=pin_memory)
+        group_t = torch.from_numpy(group).to(device)
+        s = scale if scale.shape[0] == 1 else scale[group_t]
+        b = bias if bias.shape[0] == 1 else bias[group_t]
+        if len(group) == len(planes) and len(ids) == 1:  # the whole batch in order: write in place
+            torch.addcmul(b, raw, s, out=target)
+        else:
+            target[tuple(torch.from_numpy(i[group]).to(device) for i in ids)] = torch.addcmul(b, raw, s)
 
 
 def _expand(op: BandOperator, inverse: np.ndarray, n_unique: int) -> BandOperator:
@@ -267,38 +245,6 @@ def _expand(op: BandOperator, inverse: np.ndarray, n_unique: int) -> BandOperato
         return op
     idx = torch.from_numpy(inverse).to(op.weights.device)
     return BandOperator(op.weights[idx], op.start[idx], op.first_block[inverse], op.stop_block[inverse])
-
-
-#: On the CPU, planes are transformed in chunks whose dequantized input holds about this many floats, so that
-#: the intermediate arrays of the two passes stay in the core's L2 cache instead of streaming through memory
-#: (the passes are memory-bound: several times faster in cache).
-CPU_CHUNK_FLOATS = 256 * 1024
-
-
-def _cache_sized_chunks(group, windows, fx, fy, k: int) -> list[tuple[int, int]]:
-    """Split positions [0, len(group)) so that each chunk's Σ window_blocks·k² stays near CPU_CHUNK_FLOATS."""
-    g = np.asarray(group)
-    blocks = (np.ceil(windows[g, 2] * fx[g] / BLOCK) + 1) * (np.ceil(windows[g, 3] * fy[g] / BLOCK) + 1)
-    volume = blocks * k * k
-    out, start, acc = [], 0, 0.0
-    for j, v in enumerate(volume):
-        if acc > 0 and acc + v > CPU_CHUNK_FLOATS:
-            out.append((start, j))
-            start, acc = j, 0.0
-        acc += v
-    out.append((start, len(g)))
-    return out
-
-
-def _normalize_into(out: torch.Tensor, raw: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> None:
-    """out = raw · scale + bias, raw a strided view: the permute to the final layout and the normalization in
-    one pass (numpy on the CPU, where it is faster on strided views than torch's addcmul)."""
-    if out.device.type == "cpu" and transforms.NUMPY_ON_CPU:
-        o = out.numpy()
-        np.multiply(raw.numpy(), scale.numpy(), out=o)
-        o += bias.numpy()
-    else:
-        torch.addcmul(bias, raw, scale, out=out)
 
 
 def _resample_group(planes: list[_Plane], vert, horiz, k: int, device, pin_memory):
@@ -314,20 +260,7 @@ def _resample_group(planes: list[_Plane], vert, horiz, k: int, device, pin_memor
         r0, c0 = int(vert.first_block[i]), int(horiz.first_block[i])
         r1, c1 = min(r0 + int(rows[i]), p.coefs.shape[0]), min(c0 + int(cols[i]), p.coefs.shape[1])
         spans.append((r0, r1, c0, c1))
-    if device.type == "cpu" and transforms.NUMPY_ON_CPU:
-        # one strided pass per plane: the k×k kept frequencies, dequantized, in the (P, rows, u, cols, v)
-        # layout the operators read
-        x = torch.empty((P, R, k, C, k), dtype=torch.float32)
-        xn = x.numpy()
-        for i, (p, (r0, r1, c0, c1)) in enumerate(zip(planes, spans)):
-            h, w = r1 - r0, c1 - c0
-            coefs = p.coefs[r0:r1, c0:c1].reshape(h, w, BLOCK, BLOCK)[:, :, :k, :k].transpose(0, 2, 1, 3)
-            steps = p.quant.reshape(BLOCK, BLOCK)[None, :k, None, :k].astype(np.float32)
-            np.multiply(coefs, steps, out=xn[i, :h, :, :w, :])
-            if w < C:
-                xn[i, :h, :, w:, :] = 0.0
-        return apply_resample(x, vert, horiz)
-    # Accelerator: the host only copies whole int16 block rows into a pinned buffer (memcpy); frequency
+    # The host only copies whole int16 block rows into a (pinned, for an accelerator) buffer; frequency
     # selection, dequantization and the layout change run on the device.
     buf = torch.empty((P, R, C, 64), dtype=torch.int16, pin_memory=pin_memory)
     quant = torch.empty((P, 64), dtype=torch.int32, pin_memory=pin_memory)

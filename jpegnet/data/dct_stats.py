@@ -8,9 +8,11 @@ from types import SimpleNamespace
 import torch
 
 from ..codec.reader import default_threads
-from .folder import JpegFolder, log_bad_file
-from .loader import build_batch
+from ..input_config import DCT_CHANNELS, DCT_Y_CHANNELS
+from .batch import build_batch
+from .folder import JpegFolder
 from .shards import JpegShards, ShardLoader
+from .source import log_bad_file
 
 
 def compute_dct_stats(dataset_or_root, max_images: int | None = None, *, input_size=(224, 224),
@@ -34,18 +36,19 @@ def compute_dct_stats(dataset_or_root, max_images: int | None = None, *, input_s
         raise ValueError(f"max_images must be >= 1 or None, got {max_images!r}")
     n = len(ds) if max_images is None else min(len(ds), int(max_images))
     threads = num_threads or default_threads()
-    sums = torch.zeros(192, dtype=torch.float64)
-    sums_sq = torch.zeros(192, dtype=torch.float64)
-    positions = {0: 0, 64: 0}
+    sums = torch.zeros(DCT_CHANNELS, dtype=torch.float64)
+    sums_sq = torch.zeros(DCT_CHANNELS, dtype=torch.float64)
+    positions = {0: 0, DCT_Y_CHANNELS: 0}
     for y, cbcr in _raw_batches(ds, n, batch_size, threads, seed):
-        for x, offset in ((y, 0), (cbcr, 64)):
+        for x, offset in ((y, 0), (cbcr, DCT_Y_CHANNELS)):
             flat = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).to(torch.float64)
             sums[offset:offset + x.shape[1]] += flat.sum(0)
             sums_sq[offset:offset + x.shape[1]] += (flat * flat).sum(0)
             positions[offset] += flat.shape[0]
     if positions[0] == 0:
         raise ValueError(f"no readable image among the first {n} of {getattr(ds, 'root', None) or ds}")
-    counts = torch.cat([torch.full((64,), float(positions[0])), torch.full((128,), float(positions[64]))])
+    counts = torch.cat([torch.full((DCT_Y_CHANNELS,), float(positions[0])),
+                        torch.full((DCT_CHANNELS - DCT_Y_CHANNELS,), float(positions[DCT_Y_CHANNELS]))])
     mean = sums / counts
     var = (sums_sq / counts - mean * mean).clamp_min(0.0)
     # a channel that never varies (e.g. chroma of an all-grey set) keeps std 1 so normalization stays finite
@@ -65,7 +68,7 @@ def _raw_batches(ds, n: int, batch_size: int, threads: int, seed: int):
                 yield batch[0]
         return
     # shards: in the order written; mean 0 / std 1 "statistics" leave the coefficients as they are
-    raw = SimpleNamespace(dct_mean=(0.0,) * 192, dct_std=(1.0,) * 192)
+    raw = SimpleNamespace(dct_mean=(0.0,) * DCT_CHANNELS, dct_std=(1.0,) * DCT_CHANNELS)
     loader = ShardLoader(ds, batch_size, rank=0, world_size=1, num_threads=threads, input_config=raw, seed=seed,
                          prefetch=0)
     loader.set_epoch(0)

@@ -1,0 +1,69 @@
+"""The one reference the DCT batch's two implementations (the fused C kernel on the CPU, torch ops on an
+accelerator) are tested against: each plane taken to pixels (float64 block IDCT of the dequantized
+coefficients, keeping the k lowest frequencies the resize reads), resized with a dense antialiased-bilinear
+weight matrix per axis (the support of `jpegnet.dct.resample_support`, i.e. PyTorch's antialiased bilinear
+with its clipping to the window), then block DCT and normalization. No bands, no batching, no float32."""
+from __future__ import annotations
+
+import numpy as np
+
+from jpegnet.dct import frequencies_kept, resample_support
+from jpegnet.dct.pixels import BLOCK, blocks_to_plane, dct_basis
+
+
+def dense_weights(start: float, length: float, out_size: int, valid_stop: int, size: int, flip: bool) -> np.ndarray:
+    """(out_size, size) float64: row i weighs input sample x by max(0, 1 − |(x + ½ − centre)·inv|), x in
+    [lo, hi), normalized."""
+    lo, hi, centre, inv = resample_support(np.array([start]), np.array([length]), out_size,
+                                           np.array([valid_stop]), None if not flip else np.array([True]))
+    x = np.arange(size, dtype=np.float64)[None, :]
+    w = np.maximum(0.0, 1.0 - np.abs((x + 0.5 - centre[0][:, None]) * inv[0]))
+    w *= (x >= lo[0][:, None]) & (x < hi[0][:, None])
+    return w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
+
+
+def reference_plane(plane, window, flip: bool, out_blocks: tuple[int, int], k_margin) -> np.ndarray:
+    """(Ov, Oh, 64) raw coefficients of one plane (coefs, quant, fx, fy, width, height) resampled."""
+    ov, oh = out_blocks
+    x0, y0 = window[0] * plane.fx, window[1] * plane.fy
+    ww, wh = window[2] * plane.fx, window[3] * plane.fy
+    k = BLOCK if k_margin is None else frequencies_kept(max(ov * BLOCK / wh, oh * BLOCK / ww), k_margin)
+    deq = plane.coefs.astype(np.float64) * plane.quant.astype(np.float64)
+    deq = deq.reshape(*deq.shape[:2], BLOCK, BLOCK)
+    deq[:, :, k:, :] = 0.0
+    deq[:, :, :, k:] = 0.0
+    pixels = blocks_to_plane(deq.reshape(*deq.shape[:2], 64)) - 128.0
+    wv = dense_weights(y0, wh, ov * BLOCK, plane.height, pixels.shape[0], False)
+    wh_ = dense_weights(x0, ww, oh * BLOCK, plane.width, pixels.shape[1], flip)
+    out = wv @ pixels @ wh_.T
+    d = dct_basis()
+    blocks = out.reshape(ov, BLOCK, oh, BLOCK)
+    return np.einsum("uy,hywx,vx->hwuv", d, blocks, d).reshape(ov, oh, 64)
+
+
+def reference_batch(images, windows, flips, out_size, *, mean=None, std=None, k_margin=1.0):
+    """(y, cbcr) float64 numpy arrays shaped as `build_dct_batch`'s (N, 64, H/8, W/8), (N, 128, H/16, W/16),
+    for images given as plane lists (`image_planes`). mean / std: 192 values (default 0 and 128)."""
+    mean = np.zeros(192) if mean is None else np.asarray(mean, dtype=np.float64)
+    std = np.full(192, 128.0) if std is None else np.asarray(std, dtype=np.float64)
+    hb, wb = out_size[0] // BLOCK, out_size[1] // BLOCK
+    n = len(images)
+    raw = np.zeros((n, hb // 2, wb // 2, 192))
+    raw_y = np.zeros((n, hb, wb, 64))
+    for i, planes in enumerate(images):
+        raw_y[i] = reference_plane(planes[0], windows[i], bool(flips[i]), (hb, wb), k_margin)
+        for c, p in enumerate(planes[1:]):
+            raw[i, :, :, 64 + 64 * c:128 + 64 * c] = reference_plane(p, windows[i], bool(flips[i]),
+                                                                     (hb // 2, wb // 2), k_margin)
+    y = (raw_y - mean[:64]) / std[:64]
+    cbcr = (raw[..., 64:] - mean[64:]) / std[64:]
+    return y.transpose(0, 3, 1, 2), cbcr.transpose(0, 3, 1, 2)
+
+
+def assert_matches_reference(got, ref, tol=1e-4):
+    """Each of (y, cbcr) within tol of the reference's largest magnitude."""
+    for a, b in zip(got, ref):
+        assert tuple(a.shape) == b.shape
+        scale = float(np.abs(b).max())
+        err = float(np.abs(a.double().numpy() - b).max())
+        assert err <= tol * scale, f"max error {err} vs scale {scale}"
