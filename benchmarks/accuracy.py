@@ -112,7 +112,7 @@ class Profile:
     def model_kwargs(self, model: str) -> dict:
         base = model.removeprefix("dct_")
         if base.startswith("efficientnet"):
-            return {} if self.efficientnet_width == 1.0 else {"width": self.efficientnet_width}
+            return {} if self.efficientnet_width == 1.0 else {"width_multiplier": self.efficientnet_width}
         if base.startswith("vgnet"):
             return {}
         return {} if self.resnet_width == 1.0 else {"width_multiplier": self.resnet_width}

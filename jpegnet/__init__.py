@@ -9,7 +9,8 @@ from .codec import (JpegCoefficients, JpegError, JpegHeader, read_coefficients, 
 
 __version__ = "0.1.0"
 
-_MODEL_API = {"create_model", "list_models", "import_weights", "InputConfig", "is_model"}
+_MODEL_API = {"create_model", "list_models", "import_weights", "InputConfig", "is_model", "compound_scale",
+              "scale_model"}
 
 
 def __getattr__(name):
@@ -21,4 +22,5 @@ def __getattr__(name):
 
 __all__ = ["JpegCoefficients", "JpegError", "JpegnetError", "JpegHeader", "read_coefficients", "read_coefficients_batch",
            "read_header", "read_headers_batch",
-           "create_model", "list_models", "import_weights", "InputConfig", "__version__"]
+           "create_model", "list_models", "import_weights", "InputConfig", "compound_scale", "scale_model",
+           "__version__"]

@@ -1,6 +1,8 @@
-"""EfficientNet B0–B7: golden sizes against torchvision, weight import parity with torchvision and timm,
-stochastic depth, the classifier interface, features_only, the DCT variant, compile and ONNX export."""
+"""EfficientNet B0–B7: golden sizes and BatchNorm settings against torchvision, the `bn` and multiplier
+keywords, weight import parity with torchvision and timm, stochastic depth, the classifier interface,
+features_only, the DCT variant, compile and ONNX export."""
 import io
+import math
 
 import pytest
 import torch
@@ -39,10 +41,46 @@ def test_parameter_counts_equal_torchvision(n):
     theirs = getattr(torchvision.models, f"efficientnet_b{n}")(weights=None)
     assert count_params(ours) == count_params(theirs) == TORCHVISION_PARAMS[n]
     assert ours.input_config.input_size == (RESOLUTIONS[n], RESOLUTIONS[n])
-    # BN settings are torchvision's per variant (the native reference)
-    bn_ours = next(m for m in ours.modules() if isinstance(m, nn.BatchNorm2d))
-    bn_theirs = next(m for m in theirs.modules() if isinstance(m, nn.BatchNorm2d))
-    assert (bn_ours.eps, bn_ours.momentum) == (bn_theirs.eps, bn_theirs.momentum)
+    # BN settings are torchvision's per variant (the native reference), on every BatchNorm
+    assert bn_settings(ours) == bn_settings(theirs) == {TORCHVISION_BN[n]}
+
+
+def bn_settings(model: nn.Module) -> set[tuple[float, float]]:
+    return {(m.eps, m.momentum) for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+
+
+# torchvision 0.29: efficientnet_b0..b4 take nn.BatchNorm2d's defaults, b5..b7 eps 1e-3 / momentum 0.01
+TORCHVISION_BN = {n: (1e-5, 0.1) if n <= 4 else (1e-3, 0.01) for n in range(8)}
+
+
+@pytest.mark.parametrize("n", [0, 4, 7])
+def test_bn_keyword_sets_every_batchnorm(n):
+    """bn="paper": eps 1e-3 and TensorFlow momentum 0.99 (PyTorch 0.01) on every BatchNorm of any variant."""
+    with torch.device("meta"):
+        paper = create_model(f"efficientnet_b{n}", bn="paper")
+        default = create_model(f"efficientnet_b{n}", bn="torchvision")
+        explicit = create_model(f"efficientnet_b{n}", bn="paper", bn_eps=1e-4)
+    assert bn_settings(paper) == {(1e-3, 0.01)}
+    assert bn_settings(default) == {TORCHVISION_BN[n]}
+    assert bn_settings(explicit) == {(1e-4, 0.01)}
+    # stem, head, and per MBConv the expand (if any), depthwise and projection BNs: all of them were set
+    expected = 2 + sum(2 + (not isinstance(b.conv_expand, nn.Identity)) for s in paper.blocks for b in s)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in paper.modules()) == expected
+    with pytest.raises(ValueError, match="bn must be one of"):
+        create_model("efficientnet_b0", bn="tf")
+
+
+def test_multiplier_keywords_scale_the_variant():
+    b2 = create_model("efficientnet_b2", width_multiplier=0.5, depth_multiplier=0.5)
+    assert (b2.width_multiplier, b2.depth_multiplier) == (0.55, 0.6)
+    assert b2.stem.conv.out_channels == round_channels(32 * 0.55)
+    assert [len(s) for s in b2.blocks] == [math.ceil(r * 0.6) for r in (1, 2, 2, 3, 3, 4, 1)]
+    with pytest.raises(TypeError, match="width_multiplier"):
+        create_model("efficientnet_b0", width=0.5)  # the old keyword names the new one
+    with pytest.raises(TypeError):
+        create_model("efficientnet_b0", depth_multiplier="2")
+    with pytest.raises(ValueError):
+        create_model("efficientnet_b0", width_multiplier=0)
 
 
 def test_compound_scaling_rules():
@@ -140,7 +178,7 @@ def test_forward_backward_and_interface():
     with pytest.raises(ValueError):
         model.reset_classifier(-1)
     with pytest.raises(ValueError):
-        EfficientNet(width=0)
+        EfficientNet(width_multiplier=0)
 
 
 def test_features_only_channels_and_reductions():

@@ -9,7 +9,7 @@ from torch import nn
 
 from jpegnet.layers import Conv2dSame, fuse_bn
 from jpegnet.models import create_model, import_weights, list_models
-from jpegnet.models.resnet import ResNet, scale_channels, scale_depth
+from jpegnet.models.resnet import Bottleneck, ResNet, make_stage, scale_channels, scale_depth
 from jpegnet.models.weights import WeightImportError
 from jpegnet.profile import count_flops, count_params
 
@@ -103,6 +103,36 @@ def test_width_and_depth_multipliers():
     assert [info["num_chs"] for info in tiny.feature_info] == [8, 32, 64, 128, 256]
     assert scale_channels(64, 0.75) == 48 and scale_channels(64, 0.01) == 8 and scale_channels(100, 1.0) == 100
     assert scale_depth(3, 0.5) == 2 and scale_depth(6, 0.25) == 2 and scale_depth(3, 0.01) == 1
+    # rounded up (EfficientNet's rule), and a float product just above a whole number stays on it
+    assert scale_depth(3, 1.44) == 5 and scale_depth(10, 1.1) == 11 and scale_depth(4, 1.0) == 4
+
+
+def test_named_points_take_further_multipliers():
+    # a named point's multipliers times the caller's, so compound scaling can start from any of them
+    half = create_model("resnet50_thin0_5", width_multiplier=0.5, depth_multiplier=0.5)
+    assert half.width_multiplier == 0.25 and half.blocks == (2, 2, 3, 2)
+    assert create_model("resnet50_short", depth_multiplier=1.5).blocks == (3, 4, 6, 3)
+    with pytest.raises(ValueError):
+        create_model("resnet50_thin0_75", width_multiplier=-1)
+
+
+def test_conv_block_projects_even_when_the_shape_is_kept():
+    cb = Bottleneck(384, 128, 384, conv_shortcut=True)
+    assert cb.downsample is not None and cb.downsample[0].weight.shape == (384, 384, 1, 1)
+    assert Bottleneck(384, 128, 384).downsample is None  # default: torchvision's rule (project on a change)
+    assert Bottleneck(256, 64, 512).downsample is not None
+    with pytest.raises(ValueError, match="IdentityBlock"):
+        Bottleneck(256, 64, 512, conv_shortcut=False)
+    x = torch.randn(1, 384, 4, 4)
+    with torch.no_grad():  # the projection is on the shortcut: zeroing it leaves relu(residual branch)
+        cb.downsample[0].weight.zero_()
+        branch = cb.bn3(cb.conv3(cb.relu(cb.bn2(cb.conv2(cb.relu(cb.bn1(cb.conv1(x))))))))
+        torch.testing.assert_close(cb(x), torch.relu(branch + cb.downsample[1](torch.zeros_like(x))))
+    stage = make_stage(384, 128, 384, 3)
+    assert [b.downsample is not None for b in stage] == [True, False, False]
+    continued = make_stage(1024, 256, 1024, 2, first_index=1, conv_block_first=False)
+    assert [k for k, _ in continued.named_children()] == ["1", "2"]
+    assert all(b.downsample is None for b in continued)
 
 
 @pytest.mark.parametrize("kwargs, error", [
@@ -254,7 +284,7 @@ def test_stride8_entry_protocol_and_dct_resnet50():
 
 def test_registered_resnet_names():
     assert {"resnet50", "resnet50_thin0_75", "resnet50_thin0_5", "resnet50_short", "resnet50_shorter",
-            "dct_resnet50"} <= set(list_models("*resnet50*"))
+            "resnet50_compound_phi2", "dct_resnet50"} <= set(list_models("*resnet50*"))
 
 
 def test_fuse_bn_leaves_undeclared_pairs_alone():

@@ -28,6 +28,10 @@ Choices the paper's description leaves open (made here, and repeated in each bui
 - Convolutions have no bias (a BN follows each), including the chroma deconvolutions.
 - In the Late-Concat models the luma stride-2 block and the chroma block end with 512 channels each (the
   reference reimplementation's channel table), so their concat has ResNet-50's 1024.
+
+CB / IB: every block the figure marks CB is a ConvBlock with its projection shortcut (the figure's CB/IB
+naming is Keras' ResNet-50 `conv_block` / `identity_block`; a conv_block projects even at stride 1 with
+unchanged channels), every IB an IdentityBlock: `make_stage` builds a stage as one CB then IBs.
 """
 from __future__ import annotations
 
@@ -38,14 +42,15 @@ from ..input_config import DCT_CBCR_CHANNELS as CBCR_CHANNELS, DCT_Y_CHANNELS as
 from ..layers.conv import ConvNormAct
 from .registry import InputConfig, register_model
 from .resnet import (EXPANSION, RESNET50_BLOCKS, STAGE_WIDTHS, ResNetBase, check_multiplier, init_resnet_weights,
-                     make_stage, scale_channels)
+                     make_stage, scale_channels, scale_depth)
 
 
 class DctResNetBase(ResNetBase):
     """Shared by the seven variants: DCT input config, `forward_features(y, cbcr)` = merge then stages."""
 
-    def _setup(self, num_classes: int, width_multiplier: float) -> None:
+    def _setup(self, num_classes: int, width_multiplier: float, depth_multiplier: float) -> None:
         self.width_multiplier = check_multiplier("width_multiplier", width_multiplier)
+        self.depth_multiplier = check_multiplier("depth_multiplier", depth_multiplier)
         self.input_config = InputConfig(representation="dct")
 
     def check_inputs(self, y: torch.Tensor, cbcr: torch.Tensor) -> None:
@@ -61,12 +66,27 @@ class DctResNetBase(ResNetBase):
     def _c(self, channels: int) -> int:
         return scale_channels(channels, self.width_multiplier)
 
-    def _resnet_stage(self, stage: int, in_channels: int, num_blocks: int | None = None, stride: int = 2,
-                      first_index: int = 0, kernel_sizes=None) -> nn.Sequential:
-        """ResNet-50's stage `stage` (2..5 in the paper's CB numbering: CB3 is torchvision's layer2)."""
+    def _n(self, num_blocks: int) -> int:
+        return scale_depth(num_blocks, self.depth_multiplier)
+
+    def _rfa_stage(self, in_channels: int, width: int, out_channels: int) -> nn.Sequential:
+        """The receptive-field-aware group: CB (k=1, s=1), IB (k=2), IB (k=3), at stride 8.
+
+        Depth scaling keeps the k=1, k=2 lead and adds or removes k=3 IdentityBlocks at the end.
+        """
+        n = self._n(3)
+        return make_stage(in_channels, width, out_channels, n, stride=1, kernel_sizes=((1, 2) + (3,) * n)[:n])
+
+    def _resnet_stage(self, stage: int, in_channels: int, stride: int = 2, first_index: int = 0) -> nn.Sequential:
+        """ResNet-50's stage `stage` (2..5 in the paper's CB numbering: CB3 is torchvision's layer2), depth-scaled.
+
+        A stage that starts part-way (first_index > 0: the Late-Concat `layer3`, IdentityBlocks 1..5 of
+        ResNet-50's stage 4) has no ConvBlock: its blocks are IdentityBlocks, at least one.
+        """
         width = self._c(STAGE_WIDTHS[stage - 2])
-        n = RESNET50_BLOCKS[stage - 2] - first_index if num_blocks is None else num_blocks
-        return make_stage(in_channels, width, width * EXPANSION, n, stride, kernel_sizes, first_index)
+        n = max(1, self._n(RESNET50_BLOCKS[stage - 2]) - first_index)
+        return make_stage(in_channels, width, width * EXPANSION, n, stride, first_index=first_index,
+                          conv_block_first=first_index == 0)
 
 
 class ChromaUpsample(nn.Module):
@@ -125,14 +145,14 @@ class EarlyMergeDctResNet(DctResNetBase):
     """
 
     def __init__(self, num_classes: int = 1000, chroma: str = "upsample", rfa: bool = False,
-                 width_multiplier: float = 1.0):
+                 width_multiplier: float = 1.0, depth_multiplier: float = 1.0):
         super().__init__()
-        self._setup(num_classes, width_multiplier)
+        self._setup(num_classes, width_multiplier, depth_multiplier)
         self.stem = EarlyMergeStem(chroma)
         in_ch = self.stem.out_channels
         self.feature_info = []
         if rfa:
-            self.rfa_stage = self._resnet_stage(4, in_ch, num_blocks=3, stride=1, kernel_sizes=(1, 2, 3))
+            self.rfa_stage = self._rfa_stage(in_ch, self._c(256), self._c(256) * EXPANSION)
             in_ch = self.rfa_stage[0].conv3.out_channels
             self.feature_info.append(dict(module="rfa_stage", num_chs=in_ch, reduction=8))
         else:
@@ -168,9 +188,9 @@ class DownSamplingStem(nn.Module):
 class DownSamplingDctResNet(DctResNetBase):
     """DownSampling: merge at stride 16, then CB3 (s=1) + 3 IB, CB4 (s=1) + 5 IB, CB5 (s=2) + 2 IB."""
 
-    def __init__(self, num_classes: int = 1000, width_multiplier: float = 1.0):
+    def __init__(self, num_classes: int = 1000, width_multiplier: float = 1.0, depth_multiplier: float = 1.0):
         super().__init__()
-        self._setup(num_classes, width_multiplier)
+        self._setup(num_classes, width_multiplier, depth_multiplier)
         self.stem = DownSamplingStem(self._c(256))
         self.layer2 = self._resnet_stage(3, self.stem.out_channels, stride=1)
         self.layer3 = self._resnet_stage(4, self.layer2[0].conv3.out_channels, stride=1)
@@ -193,27 +213,32 @@ class LateConcatDctResNet(DctResNetBase):
     Chroma (stride 16): BN → `cbcr_stage` (one CB, k=1, s=1, width 128).
     Concat (ResNet-50's 1024 channels) → `layer3` = ResNet-50's stage-4 IdentityBlocks 1..5 (keys layer3.1 …
     layer3.5) → `layer4` = ResNet-50's stage 5 → pool → fc.
+    Every CB has its projection shortcut, also `y_stage2`'s first block where it keeps the shape (the
+    Thinner's 384 → 384).
 
     Channel arguments are the unscaled outputs of each block group; `y_stage3`'s output is whatever the
     concat needs beyond the chroma channels (so width multipliers keep the concat at ResNet-50's width).
+    depth_multiplier scales the block groups (`y_stage1` as an RFA group, `y_stage2` from 4 blocks, stage 4
+    from 6 = `y_stage3`'s CB + `layer3`'s IBs, `layer4` from 3); the one-CB `y_stage3` and `cbcr_stage` stay
+    single blocks.
     """
 
     def __init__(self, num_classes: int = 1000, *, y_stage1_out: int | None, y_stage2_width: int,
-                 y_stage2_out: int, cbcr_out: int, width_multiplier: float = 1.0):
+                 y_stage2_out: int, cbcr_out: int, width_multiplier: float = 1.0, depth_multiplier: float = 1.0):
         super().__init__()
-        self._setup(num_classes, width_multiplier)
+        self._setup(num_classes, width_multiplier, depth_multiplier)
         c = self._c
         concat_ch = c(STAGE_WIDTHS[2]) * EXPANSION
         self.bn_y = nn.BatchNorm2d(Y_CHANNELS)
         in_ch = Y_CHANNELS
         self.feature_info = []
         if y_stage1_out is not None:
-            self.y_stage1 = make_stage(in_ch, c(256), c(y_stage1_out), 3, stride=1, kernel_sizes=(1, 2, 3))
+            self.y_stage1 = self._rfa_stage(in_ch, c(256), c(y_stage1_out))
             in_ch = c(y_stage1_out)
             self.feature_info.append(dict(module="y_stage1", num_chs=in_ch, reduction=8))
         else:
             self.y_stage1 = nn.Identity()
-        self.y_stage2 = make_stage(in_ch, c(y_stage2_width), c(y_stage2_out), 4, stride=1)
+        self.y_stage2 = make_stage(in_ch, c(y_stage2_width), c(y_stage2_out), self._n(4), stride=1)
         self.feature_info.append(dict(module="y_stage2", num_chs=c(y_stage2_out), reduction=8))
         cbcr_ch = c(cbcr_out)
         if not 0 < cbcr_ch < concat_ch:
@@ -243,7 +268,7 @@ def dct_upsampling(num_classes: int = 1000, **kwargs) -> EarlyMergeDctResNet:
 
     Choices: BN per input before the concat (same function as one BN after it); ResNet-50's stage 3 (layer2)
     runs at stride 1 on the 192-channel merge, then layer3 / layer4 as in ResNet-50.
-    kwargs: width_multiplier.
+    kwargs: width_multiplier, depth_multiplier.
     """
     return EarlyMergeDctResNet(num_classes, chroma="upsample", rfa=False, **kwargs)
 
@@ -257,7 +282,7 @@ def dct_upsampling_rfa(num_classes: int = 1000, **kwargs) -> EarlyMergeDctResNet
     Choices: the figure shows "CB4 (k=1, s=1), IB(k=2), IB" in place of the start of UpSampling; we insert
     those three blocks before an unchanged CB3 (the RFA pattern of Late-Concat-RFA's luma path); the k=2
     conv is padded at the bottom/right.
-    kwargs: width_multiplier.
+    kwargs: width_multiplier, depth_multiplier.
     """
     return EarlyMergeDctResNet(num_classes, chroma="upsample", rfa=True, **kwargs)
 
@@ -268,7 +293,7 @@ def dct_deconvolution_rfa(num_classes: int = 1000, **kwargs) -> EarlyMergeDctRes
 
     Choices: the two deconvolutions are one grouped ConvTranspose2d without bias (the following BN has its
     own shift); BN on y and on the deconvolved chroma, then concat (the figure's BN after the concat).
-    kwargs: width_multiplier.
+    kwargs: width_multiplier, depth_multiplier.
     """
     return EarlyMergeDctResNet(num_classes, chroma="deconv", rfa=True, **kwargs)
 
@@ -280,7 +305,7 @@ def dct_downsampling(num_classes: int = 1000, **kwargs) -> DownSamplingDctResNet
     Choices: the 2×2 stride-2 luma conv is followed by BN + ReLU (as every conv of ResNet-50); chroma gets a
     BN before the concat; the concat has 256 + 128 = 384 channels (the figure's "(14, 14, 192)" does not add
     up with C(256, …)); layer2 and layer3 run at stride 1, layer4 at stride 2 (output stride 32 as ResNet-50).
-    kwargs: width_multiplier.
+    kwargs: width_multiplier, depth_multiplier.
     """
     return DownSamplingDctResNet(num_classes, **kwargs)
 
@@ -293,7 +318,7 @@ def dct_late_concat(num_classes: int = 1000, **kwargs) -> LateConcatDctResNet:
     Choices: the figure lists "CB4 (s=1), IB, IB, IB" and a final "CB4" on the luma path and "CB4 (k=1, s=1)"
     on the chroma path; we read the first group with stage-4 channels as labelled and, as in the
     Late-Concat-RFA channel table, give the two blocks that meet at the concat width 128 and 512 outputs each.
-    kwargs: width_multiplier.
+    kwargs: width_multiplier, depth_multiplier.
     """
     return LateConcatDctResNet(num_classes, y_stage1_out=None, y_stage2_width=256, y_stage2_out=1024,
                                cbcr_out=512, **kwargs)
@@ -305,7 +330,7 @@ def dct_late_concat_rfa(num_classes: int = 1000, **kwargs) -> LateConcatDctResNe
     → CB (s=2, 128, 128, 512); chroma BN → CB(k=1, s=1) (128, 128, 512); concat 1024 → stage 4's 5 IB → stage 5.
 
     Channel counts from the reference channel table (papers.md §1.2); the k=2 conv pads bottom/right.
-    kwargs: width_multiplier.
+    kwargs: width_multiplier, depth_multiplier.
     """
     return LateConcatDctResNet(num_classes, y_stage1_out=1024, y_stage2_width=128, y_stage2_out=512,
                                cbcr_out=512, **kwargs)
@@ -315,7 +340,11 @@ def dct_late_concat_rfa(num_classes: int = 1000, **kwargs) -> LateConcatDctResNe
 def dct_late_concat_rfa_thinner(num_classes: int = 1000, **kwargs) -> LateConcatDctResNet:
     """Late-Concat-RFA-Thinner: Late-Concat-RFA with luma outputs {1024, 512, 512} → {384, 384, 768} and the
     chroma block's 512 → 256 (concat still 1024). Block widths (the 1×1-reduced channels) unchanged.
-    kwargs: width_multiplier.
+
+    The luma CB3 (s=1) keeps 384 channels and is still a ConvBlock with its 1×1 projection, as the figure's
+    CB (until issue 13 it was built as an IdentityBlock: 25,737,576 params, 3.97 GMACs; now 25,885,800 and
+    4.09 GMACs at 224, which tests/test_dct_resnet.py counts by hand).
+    kwargs: width_multiplier, depth_multiplier.
     """
     return LateConcatDctResNet(num_classes, y_stage1_out=384, y_stage2_width=128, y_stage2_out=384,
                                cbcr_out=256, **kwargs)

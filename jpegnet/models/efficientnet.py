@@ -6,14 +6,26 @@ the official block strings. Model Bφ multiplies every stage's channels by the w
 multiple of 8, never more than 10 % below the exact value) and every stage's repeats by the depth
 coefficient (rounded up); resolution, dropout and the coefficients are the official `efficientnet_params`
 table (papers.md §5.3). The compound rule behind the table is depth α^φ, width β^φ, resolution γ^φ with
-α = 1.2, β = 1.1, γ = 1.15.
+α = 1.2, β = 1.1, γ = 1.15 (`jpegnet.models.scaling.compound_scale`). Every builder takes
+`width_multiplier` and `depth_multiplier` (the keyword names of every family here), which multiply the
+variant's own coefficients: `efficientnet_b0(width_multiplier=0.5)` is B0 at half width, and
+`scale_model("efficientnet_b0", φ)` compound-scales B0 by the rule instead of the official table.
 
 Reference and native settings: torchvision. Parameter counts equal torchvision's `efficientnet_bN` exactly
-(B0: 5,288,548), and so do the BatchNorm settings: B0–B4 use PyTorch's defaults (eps 1e-5, momentum 0.1)
-and B5–B7 the TensorFlow ones (eps 1e-3, momentum 0.01), as torchvision does, so torchvision weights import
-with no change. timm's `efficientnet_b*` (the PyTorch-trained, non-`tf_` models) have the same shapes and
+(B0: 5,288,548). timm's `efficientnet_b*` (the PyTorch-trained, non-`tf_` models) have the same shapes and
 symmetric padding but use eps 1e-5 everywhere; importing timm weights therefore sets eps 1e-5 on every
 BatchNorm of the model (see `_timm_to_jpegnet`), which only changes B5–B7.
+
+BatchNorm settings, the `bn` keyword of every builder:
+- `bn="torchvision"` (the default): torchvision's per variant, so its weights import as trained. Its
+  `efficientnet_b0` … `b4` pass no norm layer, so they get `nn.BatchNorm2d`'s defaults, eps 1e-5 and momentum
+  0.1; `b5` … `b7` (ported from TensorFlow) use eps 1e-3, momentum 0.01 (torchvision 0.29 source).
+- `bn="paper"`: the paper's (§5.2, and the official code's `batch_norm_momentum=0.99, batch_norm_epsilon=1e-3`)
+  for every variant: eps 1e-3 and TensorFlow momentum 0.99, which keeps 99 % of the running average per step:
+  PyTorch's momentum 0.01 (PyTorch's momentum weighs the new batch, TensorFlow's the old average).
+- `bn_eps=` / `bn_momentum=` set one value explicitly, over either preset.
+A weight import sets the eps its weights were trained with (torchvision's or timm's), whatever the preset;
+the momentum, which only matters for training, stays as chosen.
 
 Stochastic depth rises linearly over the blocks, block i of n dropping with probability rate · i / n
 (rate 0.2, the paper's survival probability 0.8), as in torchvision and timm.
@@ -21,6 +33,7 @@ Stochastic depth rises linearly over the blocks, block i of n dropping with prob
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
 
@@ -80,8 +93,11 @@ VARIANTS = {
     "b7": Variant(2.0, 3.1, 600, 0.5),
 }
 
-# torchvision's BatchNorm settings per variant (the native ones here): B5–B7 were ported from TensorFlow.
+# (eps, PyTorch momentum) of every BatchNorm. torchvision's per variant (the native ones here): B5–B7 were
+# ported from TensorFlow. The paper's: eps 1e-3, TensorFlow momentum 0.99 = PyTorch momentum 1 - 0.99.
 TORCHVISION_BN = {name: ((1e-3, 0.01) if name in ("b5", "b6", "b7") else (1e-5, 0.1)) for name in VARIANTS}
+PAPER_BN = (1e-3, 0.01)
+BN_PRESETS = ("torchvision", "paper")
 TIMM_BN_EPS = 1e-5
 
 
@@ -128,37 +144,38 @@ class MBConv(nn.Module):
 
 
 class EfficientNet(JpegNetModel):
-    """EfficientNet scaled by (width, depth) from B0; see the module docstring for the reference settings.
+    """EfficientNet scaled by (width_multiplier, depth_multiplier) from B0; see the module docstring for the
+    reference settings.
 
     Layout: `stem` (3×3 s2 conv-BN-SiLU) → `blocks` (seven stages of MBConv) → `conv_head` (1×1 to
     4 × the last stage width) → global average pool → dropout → `classifier`.
     """
 
-    def __init__(self, width: float = 1.0, depth: float = 1.0, num_classes: int = 1000, dropout: float = 0.2,
-                 drop_path_rate: float = 0.2, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+    def __init__(self, width_multiplier: float = 1.0, depth_multiplier: float = 1.0, num_classes: int = 1000,
+                 dropout: float = 0.2, drop_path_rate: float = 0.2, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
                  input_size: int = 224, crop_pct: float = 0.875, variant: str | None = None, in_channels: int = 3):
         super().__init__()
-        for name, value in (("width", width), ("depth", depth)):
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"EfficientNet {name} multiplier must be a positive number, got {value!r}")
+        for name, value in (("width_multiplier", width_multiplier), ("depth_multiplier", depth_multiplier)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"EfficientNet {name} must be a positive number, got {value!r}")
         if not 0.0 <= dropout < 1.0 or not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"dropout and drop_path_rate must be in [0, 1), got {dropout}, {drop_path_rate}")
         if not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
-        self.width, self.depth, self.variant = width, depth, variant
+        self.width_multiplier, self.depth_multiplier, self.variant = width_multiplier, depth_multiplier, variant
         self.input_config = InputConfig(input_size=(input_size, input_size), crop_pct=crop_pct)
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
 
-        stem_channels = round_channels(B0_STEM_CHANNELS * width)
+        stem_channels = round_channels(B0_STEM_CHANNELS * width_multiplier)
         self.stem = ConvNormAct(in_channels, stem_channels, 3, stride=2, act_layer=nn.SiLU, **bn)
 
-        repeats = [round_repeats(s.repeats, depth) for s in B0_STAGES]
+        repeats = [round_repeats(s.repeats, depth_multiplier) for s in B0_STAGES]
         total_blocks = sum(repeats)
         block_index = 0
         channels, reduction = stem_channels, 2
         stages, self.feature_info, stage_reductions = [], [], []
         for spec, n in zip(B0_STAGES, repeats):
-            out_channels = round_channels(spec.out_channels * width)
+            out_channels = round_channels(spec.out_channels * width_multiplier)
             blocks = []
             for i in range(n):
                 blocks.append(MBConv(channels, out_channels, spec.kernel_size, spec.stride if i == 0 else 1,
@@ -174,7 +191,7 @@ class EfficientNet(JpegNetModel):
             if idx == len(stage_reductions) - 1 or stage_reductions[idx + 1][0] != red:
                 self.feature_info.append({"module": f"blocks.{idx}", "num_chs": chs, "reduction": red})
 
-        self.num_features = round_channels(B0_HEAD_CHANNELS * width)
+        self.num_features = round_channels(B0_HEAD_CHANNELS * width_multiplier)
         self.conv_head = ConvNormAct(channels, self.num_features, 1, act_layer=nn.SiLU, **bn)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
@@ -238,14 +255,24 @@ class EfficientNet(JpegNetModel):
         self.classifier = linear_classifier(self.num_features, num_classes)
 
 
-def _build(variant: str, num_classes: int, **kwargs) -> EfficientNet:
+def _build(variant: str, num_classes: int, bn: str = "torchvision", width_multiplier: float = 1.0,
+           depth_multiplier: float = 1.0, **kwargs) -> EfficientNet:
+    """Variant `variant` with its coefficients times the given multipliers and the `bn` preset's BatchNorm."""
+    for old, new in (("width", "width_multiplier"), ("depth", "depth_multiplier")):
+        if old in kwargs:
+            raise TypeError(f"EfficientNet's {old!r} keyword is now {new!r} (the name every family uses)")
+    for name, value in (("width_multiplier", width_multiplier), ("depth_multiplier", depth_multiplier)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if bn not in BN_PRESETS:
+        raise ValueError(f"bn must be one of {BN_PRESETS}, got {bn!r}")
     v = VARIANTS[variant]
-    eps, momentum = TORCHVISION_BN[variant]
+    eps, momentum = TORCHVISION_BN[variant] if bn == "torchvision" else PAPER_BN
     # the official evaluation crops a (res + 32)-pixel resize to res, hence crop_pct = res / (res + 32)
-    defaults = dict(width=v.width, depth=v.depth, dropout=v.dropout, bn_eps=eps, bn_momentum=momentum,
-                    input_size=v.resolution, crop_pct=v.resolution / (v.resolution + 32), variant=variant)
+    defaults = dict(dropout=v.dropout, bn_eps=eps, bn_momentum=momentum, input_size=v.resolution,
+                    crop_pct=v.resolution / (v.resolution + 32), variant=variant)
     defaults.update(kwargs)
-    return EfficientNet(num_classes=num_classes, **defaults)
+    return EfficientNet(v.width * width_multiplier, v.depth * depth_multiplier, num_classes=num_classes, **defaults)
 
 
 @register_model

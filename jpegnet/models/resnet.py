@@ -9,7 +9,9 @@ size 1 or 2 (the "receptive-field-aware" blocks of Gueguen et al. 2018).
 
 Shorter / thinner variants (the RGB speed/accuracy curve of Gueguen et al., Fig. 5) come from two keyword
 arguments of every builder here: `width_multiplier` scales every channel count (stem and all stages) and
-`depth_multiplier` scales the number of blocks of each stage (rounded half up, at least one per stage).
+`depth_multiplier` scales the number of blocks of each stage (rounded up, EfficientNet's rule). A named
+variant's own multipliers are multiplied by the ones passed, so `jpegnet.models.scaling.scale_model` can scale
+any of them. `resnet50_compound_phi2` is EfficientNet's Table 3 case: ResNet-50 compound-scaled with φ = 2.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from torch import nn
 from ..layers.conv import make_conv2d
 from .dct_adapter import register_dct_variant
 from .registry import InputConfig, JpegNetModel, check_num_classes, linear_classifier, register_model
+from .scaling import scale_model
 from .weights import register_converter
 
 RESNET50_BLOCKS = (3, 4, 6, 3)
@@ -46,8 +49,11 @@ def scale_channels(channels: int, multiplier: float, divisor: int = 8) -> int:
 
 
 def scale_depth(num_blocks: int, multiplier: float) -> int:
-    """Blocks of a stage scaled by `multiplier`, rounded half up, at least 1."""
-    return max(1, math.floor(num_blocks * multiplier + 0.5))
+    """Blocks of a stage scaled by `multiplier`, rounded up (EfficientNet's `round_repeats`), at least 1.
+
+    The 1e-9 keeps a product that float arithmetic puts just above a whole number (10 × 1.1) on it.
+    """
+    return max(1, math.ceil(num_blocks * multiplier - 1e-9))
 
 
 def check_multiplier(name: str, value) -> float:
@@ -61,8 +67,11 @@ def check_multiplier(name: str, value) -> float:
 class Bottleneck(nn.Module):
     """1×1 reduce → k×k (stride here, as torchvision) → 1×1 expand, plus the shortcut, then ReLU.
 
-    A "ConvBlock" (CB) of the paper is a Bottleneck with a projection shortcut (`downsample`: 1×1 conv + BN,
-    present whenever the stride or the channel count changes); an "IdentityBlock" (IB) has none.
+    conv_shortcut=True builds a ConvBlock (CB, the `conv_block` of Keras' ResNet-50 that Gueguen et al.'s
+    CB/IB naming comes from): its shortcut is a projection (`downsample`: 1×1 conv + BN), also at stride 1
+    with unchanged channels. conv_shortcut=False builds an IdentityBlock (IB): the input is added as it is,
+    so the shape must not change. None (the default) takes a projection exactly when the shape changes
+    (torchvision's rule), which gives the same blocks wherever a stage's first block changes the shape.
     kernel_size is that of the middle conv: 3 as in ResNet-50, or 1 / 2 in receptive-field-aware blocks
     (an even kernel only at stride 1, padded by one row/column at the bottom/right to keep the size).
     """
@@ -70,8 +79,14 @@ class Bottleneck(nn.Module):
     fusable_conv_bn = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))  # for jpegnet.layers.fuse_bn
 
     def __init__(self, in_channels: int, width: int, out_channels: int, stride: int = 1, kernel_size: int = 3,
-                 conv_layer=make_conv2d):
+                 conv_layer=make_conv2d, conv_shortcut: bool | None = None):
         super().__init__()
+        shape_changes = stride != 1 or in_channels != out_channels
+        if conv_shortcut is None:
+            conv_shortcut = shape_changes
+        elif not conv_shortcut and shape_changes:
+            raise ValueError(f"an IdentityBlock keeps its input's shape: got {in_channels} -> {out_channels} "
+                             f"channels at stride {stride}; use conv_shortcut=True")
         self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         # conv_layer(in, out, kernel_size, stride) builds the middle conv: other families swap it (HetConv).
@@ -80,7 +95,7 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
-        if stride != 1 or in_channels != out_channels:
+        if conv_shortcut:
             self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
                                             nn.BatchNorm2d(out_channels))
         else:
@@ -97,11 +112,15 @@ class Bottleneck(nn.Module):
 
 def make_stage(in_channels: int, width: int, out_channels: int, num_blocks: int, stride: int = 1,
                kernel_sizes: Sequence[int] | None = None, first_index: int = 0,
-               conv_layer=make_conv2d) -> nn.Sequential:
+               conv_layer=make_conv2d, conv_block_first: bool = True) -> nn.Sequential:
     """A ResNet stage: one ConvBlock (carrying the stride) then `num_blocks - 1` IdentityBlocks.
 
-    kernel_sizes gives each block's middle kernel (default all 3). Blocks are named `first_index`,
-    `first_index + 1`, …, so a stage that starts part-way through a ResNet-50 stage keeps ResNet-50's keys.
+    The ConvBlock always has its projection shortcut, even when it keeps the shape (as CB3 (s=1) of the
+    Late-Concat-RFA-Thinner luma path, 384 → 384). conv_block_first=False makes every block an
+    IdentityBlock: a stage continued part-way, as the Late-Concat models' `layer3` (ResNet-50's stage-4
+    IdentityBlocks 1..5). kernel_sizes gives each block's middle kernel (default all 3). Blocks are named
+    `first_index`, `first_index + 1`, …, so a stage that starts part-way through a ResNet-50 stage keeps
+    ResNet-50's keys.
     """
     if num_blocks < 1:
         raise ValueError(f"a stage needs at least one block, got {num_blocks}")
@@ -111,7 +130,8 @@ def make_stage(in_channels: int, width: int, out_channels: int, num_blocks: int,
     stage = nn.Sequential()
     for i, k in enumerate(kernel_sizes):
         stage.add_module(str(first_index + i), Bottleneck(in_channels if i == 0 else out_channels, width,
-                                                          out_channels, stride if i == 0 else 1, k, conv_layer))
+                                                          out_channels, stride if i == 0 else 1, k, conv_layer,
+                                                          conv_shortcut=i == 0 and conv_block_first))
     return stage
 
 
@@ -150,7 +170,7 @@ class ResNet(ResNetBase):
     """Bottleneck ResNet in torchvision's layout (stride on the 3×3 conv), with width / depth multipliers.
 
     blocks: blocks per stage (ResNet-50: 3, 4, 6, 3). width_multiplier scales the stem and every stage's
-    channels; depth_multiplier scales `blocks` (at least one per stage).
+    channels; depth_multiplier scales `blocks` (rounded up, at least one per stage).
 
     Stride-8 entry protocol (for `jpegnet.models.dct_adapter`): the entry is the input of `layer3`
     (`stride8_channels` = layer2's output channels, 512 at width 1); `drop_before_stride8()` removes the stem,
@@ -168,7 +188,7 @@ class ResNet(ResNetBase):
         if len(blocks) != 4 or not all(isinstance(b, int) and b >= 1 for b in blocks):
             raise ValueError(f"blocks must be 4 positive ints (one per stage), got {blocks}")
         self.blocks = tuple(scale_depth(b, depth_multiplier) for b in blocks)
-        self.width_multiplier = width_multiplier
+        self.width_multiplier, self.depth_multiplier = width_multiplier, depth_multiplier
         self.input_config = InputConfig(representation="rgb")
 
         stem = scale_channels(64, width_multiplier)
@@ -218,6 +238,13 @@ register_converter(ResNet, "torchvision")(_same_keys)
 register_converter(ResNet, "timm")(_same_keys)
 
 
+def _resnet50_point(num_classes: int, width: float, depth: float, kwargs: dict) -> ResNet:
+    """A named ResNet-50 point: its own multipliers times any the caller passes (so it can be scaled further)."""
+    width *= check_multiplier("width_multiplier", kwargs.pop("width_multiplier", 1.0))
+    depth *= check_multiplier("depth_multiplier", kwargs.pop("depth_multiplier", 1.0))
+    return ResNet(RESNET50_BLOCKS, num_classes=num_classes, width_multiplier=width, depth_multiplier=depth, **kwargs)
+
+
 @register_model
 def resnet50(num_classes: int = 1000, **kwargs) -> ResNet:
     """ResNet-50, identical to torchvision's `resnet50` (25,557,032 parameters at 1000 classes).
@@ -230,29 +257,41 @@ def resnet50(num_classes: int = 1000, **kwargs) -> ResNet:
 @register_model
 def resnet50_thin0_75(num_classes: int = 1000, **kwargs) -> ResNet:
     """ResNet-50 at 3/4 width (stem 48, stage widths 48/96/192/384, 1536 features); same depth."""
-    return ResNet(RESNET50_BLOCKS, num_classes=num_classes, width_multiplier=0.75, **kwargs)
+    return _resnet50_point(num_classes, 0.75, 1.0, kwargs)
 
 
 @register_model
 def resnet50_thin0_5(num_classes: int = 1000, **kwargs) -> ResNet:
     """ResNet-50 at half width (stem 32, stage widths 32/64/128/256, 1024 features); same depth."""
-    return ResNet(RESNET50_BLOCKS, num_classes=num_classes, width_multiplier=0.5, **kwargs)
+    return _resnet50_point(num_classes, 0.5, 1.0, kwargs)
 
 
 @register_model
 def resnet50_short(num_classes: int = 1000, **kwargs) -> ResNet:
     """ResNet-50 at 2/3 depth: blocks (2, 3, 4, 2) instead of (3, 4, 6, 3); full width."""
-    return ResNet(RESNET50_BLOCKS, num_classes=num_classes, depth_multiplier=2 / 3, **kwargs)
+    return _resnet50_point(num_classes, 1.0, 2 / 3, kwargs)
 
 
 @register_model
 def resnet50_shorter(num_classes: int = 1000, **kwargs) -> ResNet:
     """ResNet-50 at half depth: blocks (2, 2, 3, 2) (3·½ and 1·½ round up); full width."""
-    return ResNet(RESNET50_BLOCKS, num_classes=num_classes, depth_multiplier=0.5, **kwargs)
+    return _resnet50_point(num_classes, 1.0, 0.5, kwargs)
+
+
+@register_model
+def resnet50_compound_phi2(num_classes: int = 1000, **kwargs) -> ResNet:
+    """ResNet-50 compound-scaled with φ = 2 (EfficientNet, Table 3, "ResNet-50 compound scale": 16.7B FLOPS).
+
+    Table 3 gives only the FLOPS (4.1B → 16.7B, ≈ 2² as eq. 3 intends), hence φ = 2 with α, β, γ = 1.2, 1.1,
+    1.15: depth × 1.44 → blocks (5, 6, 9, 5), width × 1.21 → stage widths 80/152/312/616, input
+    224 × 1.3225 = 296.2 → 304 px (a multiple of 16, see `jpegnet.models.scaling`): 55,662,904 parameters,
+    16.73 GMACs (tests/test_scaling.py checks it against the table).
+    """
+    return scale_model("resnet50", 2, num_classes=num_classes, **kwargs)
 
 
 register_dct_variant("resnet50")
 
 __all__ = ["Bottleneck", "ResNet", "ResNetBase", "init_resnet_weights", "make_stage", "scale_channels",
            "scale_depth", "resnet50", "resnet50_thin0_75", "resnet50_thin0_5", "resnet50_short",
-           "resnet50_shorter"]
+           "resnet50_shorter", "resnet50_compound_phi2"]
