@@ -27,11 +27,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..layers.channels import make_divisible
+from ..layers.classifier import ClassifierHead, check_drop_rate
 from ..layers.conv import ConvNormAct
 from ..layers.drop_path import DropPath
 from ..layers.squeeze_excite import SqueezeExcite
-from .dct_adapter import register_dct_variant
-from .registry import InputConfig, JpegNetModel, check_num_classes, linear_classifier, register_model
+from .dct_adapter import Stride8Entry, register_dct_variant
+from .registry import InputConfig, JpegNetModel, register_model
 from .weights import WeightImportError, register_converter
 
 
@@ -85,12 +87,8 @@ TORCHVISION_BN = {name: ((1e-3, 0.01) if name in ("b5", "b6", "b7") else (1e-5, 
 TIMM_BN_EPS = 1e-5
 
 
-def round_channels(channels: float, divisor: int = 8) -> int:
-    """Nearest multiple of `divisor` (at least `divisor`), bumped up one step if rounding lost over 10 %."""
-    rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * channels:
-        rounded += divisor
-    return rounded
+# Nearest multiple of 8 (at least 8), bumped up one step if rounding lost over 10 %: the reference rule.
+round_channels = make_divisible
 
 
 def round_repeats(repeats: int, depth: float) -> int:
@@ -127,22 +125,24 @@ class MBConv(nn.Module):
         return out
 
 
-class EfficientNet(JpegNetModel):
+class EfficientNet(Stride8Entry, ClassifierHead, JpegNetModel):
     """EfficientNet scaled by (width, depth) from B0; see the module docstring for the reference settings.
 
     Layout: `stem` (3×3 s2 conv-BN-SiLU) → `blocks` (seven stages of MBConv) → `conv_head` (1×1 to
-    4 × the last stage width) → global average pool → dropout → `classifier`.
+    4 × the last stage width) → global average pool → dropout (`drop_rate`) → `classifier`.
     """
 
-    def __init__(self, width: float = 1.0, depth: float = 1.0, num_classes: int = 1000, dropout: float = 0.2,
+    classifier_attr = "classifier"
+
+    def __init__(self, width: float = 1.0, depth: float = 1.0, num_classes: int = 1000, drop_rate: float = 0.2,
                  drop_path_rate: float = 0.2, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
                  input_size: int = 224, crop_pct: float = 0.875, variant: str | None = None, in_channels: int = 3):
         super().__init__()
         for name, value in (("width", width), ("depth", depth)):
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"EfficientNet {name} multiplier must be a positive number, got {value!r}")
-        if not 0.0 <= dropout < 1.0 or not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"dropout and drop_path_rate must be in [0, 1), got {dropout}, {drop_path_rate}")
+        check_drop_rate(drop_rate)
+        check_drop_rate(drop_path_rate, "drop_path_rate")
         if not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
         self.width, self.depth, self.variant = width, depth, variant
@@ -174,17 +174,14 @@ class EfficientNet(JpegNetModel):
             if idx == len(stage_reductions) - 1 or stage_reductions[idx + 1][0] != red:
                 self.feature_info.append({"module": f"blocks.{idx}", "num_chs": chs, "reduction": red})
 
-        self.num_features = round_channels(B0_HEAD_CHANNELS * width)
-        self.conv_head = ConvNormAct(channels, self.num_features, 1, act_layer=nn.SiLU, **bn)
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.num_classes = num_classes
-        self.classifier = linear_classifier(self.num_features, num_classes)
+        num_features = round_channels(B0_HEAD_CHANNELS * width)
+        self.conv_head = ConvNormAct(channels, num_features, 1, act_layer=nn.SiLU, **bn)
+        self.init_head(num_features, num_classes, drop_rate)
 
         # stride-8 entry protocol (see dct_adapter): enter after the last stage still at reduction 8
         self._stride8_stage = max(i for i, (red, _) in enumerate(stage_reductions) if red == 8)
+        self.stride8_prefix = ("stem",) + tuple(f"blocks.{i}" for i in range(self._stride8_stage + 1))
         self.stride8_channels = stage_reductions[self._stride8_stage][1]
-        self._entered_at_stride8 = False
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -201,48 +198,17 @@ class EfficientNet(JpegNetModel):
                 nn.init.uniform_(m.weight, -bound, bound)
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if self._entered_at_stride8:
-            raise RuntimeError("this EfficientNet was cut at stride 8 (drop_before_stride8); "
-                               "call forward_from_stride8 or use it through the DCT adapter")
-        x = self.stem(x)
-        for stage in self.blocks[: self._stride8_stage + 1]:
-            x = stage(x)
-        return self._from_stride8_entry(x)
-
     def forward_from_stride8(self, x: torch.Tensor) -> torch.Tensor:
-        # After drop_before_stride8 the stride-8 stage is an Identity; running it anyway keeps the
-        # reduction-8 feature_info hook firing, with the entry activation as the stride-8 feature.
-        x = self.blocks[self._stride8_stage](x)
-        return self._from_stride8_entry(x)
-
-    def _from_stride8_entry(self, x: torch.Tensor) -> torch.Tensor:
         for stage in self.blocks[self._stride8_stage + 1:]:
             x = stage(x)
         return self.conv_head(x)
-
-    def drop_before_stride8(self) -> None:
-        self.stem = nn.Identity()
-        for i in range(self._stride8_stage + 1):
-            self.blocks[i] = nn.Identity()
-        self._entered_at_stride8 = True
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        if pre_logits:
-            return x
-        return self.classifier(self.dropout(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.classifier = linear_classifier(self.num_features, num_classes)
 
 
 def _build(variant: str, num_classes: int, **kwargs) -> EfficientNet:
     v = VARIANTS[variant]
     eps, momentum = TORCHVISION_BN[variant]
     # the official evaluation crops a (res + 32)-pixel resize to res, hence crop_pct = res / (res + 32)
-    defaults = dict(width=v.width, depth=v.depth, dropout=v.dropout, bn_eps=eps, bn_momentum=momentum,
+    defaults = dict(width=v.width, depth=v.depth, drop_rate=v.dropout, bn_eps=eps, bn_momentum=momentum,
                     input_size=v.resolution, crop_pct=v.resolution / (v.resolution + 32), variant=variant)
     defaults.update(kwargs)
     return EfficientNet(num_classes=num_classes, **defaults)
