@@ -29,10 +29,10 @@ def check_drop_rate(drop_rate, name: str = "drop_rate") -> float:
     return float(drop_rate)
 
 
-def linear_classifier(num_features: int, num_classes: int, device=None) -> nn.Module:
+def linear_classifier(num_features: int, num_classes: int, device=None, dtype=None) -> nn.Module:
     """The final fully connected layer, or nn.Identity for num_classes == 0."""
     num_classes = check_num_classes(num_classes)
-    return nn.Linear(num_features, num_classes, device=device) if num_classes else nn.Identity()
+    return nn.Linear(num_features, num_classes, device=device, dtype=dtype) if num_classes else nn.Identity()
 
 
 class ClassifierHead:
@@ -63,11 +63,11 @@ class ClassifierHead:
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the linear layer by a fresh one with `num_classes` outputs (0: none, features out), on the
-        device the model is on."""
+        device and in the dtype of the model's parameters."""
         num_classes = check_num_classes(num_classes)
         param = next(self.parameters(), None)
-        device = param.device if param is not None else None
-        setattr(self, self.classifier_attr, linear_classifier(self.num_features, num_classes, device=device))
+        where = dict(device=param.device, dtype=param.dtype) if param is not None else {}
+        setattr(self, self.classifier_attr, linear_classifier(self.num_features, num_classes, **where))
         self.num_classes = num_classes
 
 

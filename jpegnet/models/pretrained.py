@@ -12,9 +12,7 @@ the report says what was loaded and what stays as initialised.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
