@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ from ..layers.conv import ConvNormAct
 from ..layers.drop_path import DropPath
 from ..layers.squeeze_excite import SqueezeExcite
 from .dct_adapter import Stride8Entry, register_dct_variant
-from .registry import InputConfig, JpegNetModel, register_model
+from .registry import InputConfig, JpegNetModel, register_variant
 from .weights import WeightImportError, register_converter
 
 
@@ -214,53 +215,17 @@ def _build(variant: str, num_classes: int, **kwargs) -> EfficientNet:
     return EfficientNet(num_classes=num_classes, **defaults)
 
 
-@register_model
-def efficientnet_b0(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B0 (width 1.0, depth 1.0, 224 px, dropout 0.2): 5,288,548 parameters."""
-    return _build("b0", num_classes, **kwargs)
+def _doc(variant: str) -> str:
+    v = VARIANTS[variant]
+    eps, momentum = TORCHVISION_BN[variant]
+    bn = f"; BN eps {eps:g}, momentum {momentum:g}" if (eps, momentum) != (1e-5, 0.1) else ""
+    return (f"EfficientNet-{variant.upper()} (width {v.width}, depth {v.depth}, {v.resolution} px, "
+            f"dropout {v.dropout}{bn}).")
 
 
-@register_model
-def efficientnet_b1(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B1 (width 1.0, depth 1.1, 240 px, dropout 0.2)."""
-    return _build("b1", num_classes, **kwargs)
-
-
-@register_model
-def efficientnet_b2(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B2 (width 1.1, depth 1.2, 260 px, dropout 0.3)."""
-    return _build("b2", num_classes, **kwargs)
-
-
-@register_model
-def efficientnet_b3(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B3 (width 1.2, depth 1.4, 300 px, dropout 0.3)."""
-    return _build("b3", num_classes, **kwargs)
-
-
-@register_model
-def efficientnet_b4(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B4 (width 1.4, depth 1.8, 380 px, dropout 0.4)."""
-    return _build("b4", num_classes, **kwargs)
-
-
-@register_model
-def efficientnet_b5(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B5 (width 1.6, depth 2.2, 456 px, dropout 0.4; BN eps 1e-3, momentum 0.01)."""
-    return _build("b5", num_classes, **kwargs)
-
-
-@register_model
-def efficientnet_b6(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B6 (width 1.8, depth 2.6, 528 px, dropout 0.5; BN eps 1e-3, momentum 0.01)."""
-    return _build("b6", num_classes, **kwargs)
-
-
-@register_model
-def efficientnet_b7(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B7 (width 2.0, depth 3.1, 600 px, dropout 0.5; BN eps 1e-3, momentum 0.01)."""
-    return _build("b7", num_classes, **kwargs)
-
+for _variant in VARIANTS:
+    register_variant(f"efficientnet_{_variant}", partial(_build, _variant), _doc(_variant))
+del _variant
 
 register_dct_variant("efficientnet_b0")
 
