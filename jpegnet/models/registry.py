@@ -73,7 +73,8 @@ class JpegNetModel(nn.Module):
 
     Subclasses set `input_config`, `num_classes`, `num_features`, `feature_info` (a list of dicts with
     'module' (a submodule name), 'num_chs' and 'reduction' (stride in input pixels)) and implement
-    `forward_features(*inputs)`, `forward_head(x, pre_logits=False)` and `reset_classifier(num_classes)`.
+    `forward_features(*inputs)`, `forward_head(x, pre_logits=False)` and `reset_classifier(num_classes)`; every
+    family here gets the last two (and `num_classes`, `num_features`) from `jpegnet.layers.ClassifierHead`.
     """
 
     input_config: InputConfig = InputConfig()
