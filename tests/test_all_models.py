@@ -1,5 +1,7 @@
-"""Every registered model, whatever its family: forward and backward on a small input in channels_last, and
-features_only maps that match feature_info. Families registered later are covered without changes here."""
+"""Every registered model, whatever its family: forward and backward on a small input in channels_last, the
+classifier head (pre-logits features, reset_classifier), features_only maps that match feature_info, ONNX
+export, channels_last / bf16 agreement and torch.compile. Families registered later are covered without changes
+here; the family test files keep only what is particular to their family."""
 from __future__ import annotations
 
 import pytest
@@ -29,7 +31,24 @@ def test_forward_backward_and_features(name):
     for x in inputs:  # gradients reach the input: nothing detached on the way
         assert x.grad is not None and x.grad.abs().sum() > 0
     trainable = [p for p in model.parameters() if p.requires_grad]
-    assert sum(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in trainable) >= 0.9 * len(trainable)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)  # every parameter is used
+    assert sum(bool(p.grad.abs().sum() > 0) for p in trainable) >= 0.9 * len(trainable)
+
+    # the classifier head: pre-logits features, then a fresh classifier of another size, then none
+    model.eval()
+    with torch.no_grad():
+        feats = model.forward_features(*inputs)
+        pooled = model.forward_head(feats, pre_logits=True)
+        assert pooled.shape == (2, model.num_features)
+        model.reset_classifier(5)
+        assert model.num_classes == 5 and model(*inputs).shape == (2, 5)
+        model.reset_classifier(0)
+        assert model.num_classes == 0
+        torch.testing.assert_close(model(*inputs), pooled)
+    with pytest.raises(TypeError, match="num_classes must be an int"):
+        model.reset_classifier(2.5)
+    with pytest.raises(ValueError, match="num_classes must be >= 0"):
+        model.reset_classifier(-1)
 
     features = create_model(name, num_classes=3, features_only=True).eval()
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""The model registry: names and patterns, unknown names, features_only, reset_classifier, InputConfig."""
+"""The model registry: names and patterns, unknown names, generated variants, features_only, InputConfig.
+(reset_classifier and the head of every model: test_all_models.py.)"""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,8 @@ from torch import nn
 
 import jpegnet
 from jpegnet.models import (FeatureExtractor, InputConfig, JpegNetModel, UnknownModelError, create_model,
-                            example_inputs, is_model, list_models, register_model)
+                            example_inputs, is_model, list_models, model_builder, register_model, register_variant)
+from jpegnet.models import registry
 
 TINY = dict(width_multiplier=0.125, depth_multiplier=0.25)
 
@@ -46,6 +48,30 @@ def test_register_twice_is_an_error():
         register_model(resnet50)
 
 
+def test_register_variant_presets_keywords_the_caller_can_override(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # leave the real registry untouched
+    calls = []
+
+    def build(num_classes, **kwargs):
+        calls.append(dict(kwargs, num_classes=num_classes))
+        return create_model("resnet50", num_classes=num_classes, **TINY)
+
+    builder = register_variant("toy_wide", build, "A toy variant.", width=2, se=True)
+    assert model_builder("toy_wide") is builder and builder.__name__ == "toy_wide"
+    assert builder.__doc__ == "A toy variant." and builder.preset == {"width": 2, "se": True}
+    assert isinstance(create_model("toy_wide", num_classes=3), JpegNetModel)
+    create_model("toy_wide", se=False, depth=3)
+    assert calls == [dict(width=2, se=True, num_classes=3), dict(width=2, se=False, depth=3, num_classes=1000)]
+    with pytest.raises(ValueError, match="registered twice"):
+        register_variant("toy_wide", build, "again")
+    with pytest.raises(UnknownModelError, match="toy_wide"):
+        model_builder("toy_wid")
+    # the generated names of the families come from it too
+    for name in ("dct_resnet50", "vgnetg_1_0mp_se", "octresnet50_a25"):
+        assert hasattr(model_builder(name), "preset"), name
+    assert model_builder("vgnetg_1_0mp_se").preset["se_ratio"] == 0.25
+
+
 @pytest.mark.parametrize("name, size, expected", [
     ("resnet50", (64, 96), [(8, 2), (32, 4), (64, 8), (128, 16), (256, 32)]),
     ("dct_late_concat_rfa_thinner", (64, 96), [(48, 8), (48, 8), (128, 16), (256, 32)]),
@@ -72,18 +98,6 @@ def test_features_only_rejects_unknown_modules():
     model.feature_info = [dict(module="layer9", num_chs=1, reduction=64)]
     with pytest.raises(ValueError, match="layer9"):
         FeatureExtractor(model)
-
-
-@pytest.mark.parametrize("name", ["resnet50", "dct_upsampling", "dct_resnet50"])
-def test_reset_classifier(name):
-    kwargs = TINY if name.endswith("resnet50") else dict(width_multiplier=0.125)
-    model = create_model(name, num_classes=4, **kwargs).eval()
-    inputs = model.example_inputs(1, 32)
-    assert model(*inputs).shape == (1, 4)
-    model.reset_classifier(7)
-    assert model.num_classes == 7 and model(*inputs).shape == (1, 7)
-    model.reset_classifier(0)
-    assert model(*inputs).shape == (1, model.num_features)
 
 
 def test_input_config():

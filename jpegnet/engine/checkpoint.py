@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..weights_file import CHECKPOINT_FORMAT as FORMAT
+from ..weights_file import check_state_fits, load_model_state  # noqa: F401  (re-exported: the format lives there)
 from .errors import CheckpointError
 
-FORMAT = "jpegnet-checkpoint"
 VERSION = 2  # 2: the weights' digest (model_sha256); version 1 files load without one
 
 # Builder keyword arguments from a checkpoint: plain values only, numbers at most this large. Multipliers of
@@ -206,32 +207,6 @@ def model_from_checkpoint(state: dict, path: str = "checkpoint"):
     load_model_state(model, state.get("ema") or state["model"], path)
     model.input_config = InputConfig.from_dict(state["input_config"])
     return model.eval()
-
-
-def load_model_state(model: torch.nn.Module, model_state: dict, path: str = "checkpoint") -> None:
-    """load_state_dict with strict checking, turned into a one-line CheckpointError on mismatch."""
-    check_state_fits(model.state_dict(), model_state, path)
-    model.load_state_dict(model_state)
-
-
-def check_state_fits(own: dict, model_state: dict, path: str = "checkpoint") -> None:
-    """CheckpointError unless model_state has exactly the keys and shapes of `own` (a model's state dict)."""
-    if not all(isinstance(v, torch.Tensor) for v in model_state.values()):
-        raise CheckpointError(f"{path}: its weights hold values that are not tensors")
-    missing = [k for k in own if k not in model_state]
-    unexpected = [k for k in model_state if k not in own]
-    wrong_shape = [k for k in own if k in model_state and own[k].shape != model_state[k].shape]
-    if missing or unexpected or wrong_shape:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if wrong_shape:
-            k = wrong_shape[0]
-            parts.append(f"{len(wrong_shape)} of another shape (e.g. {k}: "
-                         f"{tuple(model_state[k].shape)} in file, {tuple(own[k].shape)} in model)")
-        raise CheckpointError(f"{path} does not fit the model: " + "; ".join(parts))
 
 
 # --- random number generator states, in weights_only-safe form ---------------------------------------------

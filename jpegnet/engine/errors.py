@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import JpegnetError
+from ..weights_file import CheckpointError  # noqa: F401  (defined beside the weights-file code models use too)
 
 
 class EngineError(JpegnetError):
@@ -10,10 +11,6 @@ class EngineError(JpegnetError):
 
 class DataFolderError(EngineError, ValueError):
     """A data folder that does not exist, lacks train/ or val/, or has a class folder without images."""
-
-
-class CheckpointError(EngineError, ValueError):
-    """A file that is not a jpegnet checkpoint, or one that does not fit the model / data / run at hand."""
 
 
 class OutOfMemoryError(EngineError, MemoryError):

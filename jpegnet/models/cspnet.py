@@ -39,10 +39,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..layers.classifier import ClassifierHead, check_drop_rate
 from ..layers.conv import ConvNormAct
 from ..layers.drop_path import DropPath
-from .dct_adapter import register_dct_variant
-from .registry import InputConfig, JpegNetModel, check_num_classes, linear_classifier, register_model
+from .dct_adapter import Stride8Entry, register_dct_variant
+from .registry import InputConfig, JpegNetModel, register_model
 from .weights import WeightImportError, register_converter
 
 LEAKY_SLOPE = 0.01  # timm's nn.LeakyReLU default; see the module docstring
@@ -173,41 +174,6 @@ CONFIGS = {
 }
 
 
-class _Stride8Entry:
-    """The stride-8 entry protocol (see dct_adapter) for models made of a `stem` and `stages`.
-
-    Subclasses set `_stride8_stage` (index of the last stage whose output is at reduction 8) and
-    `stride8_channels`, and implement `_head_features(x)` for whatever follows the last stage.
-    """
-
-    _entered_at_stride8 = False
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if self._entered_at_stride8:
-            raise RuntimeError(f"this {type(self).__name__} was cut at stride 8 (drop_before_stride8); "
-                               "call forward_from_stride8 or use it through the DCT adapter")
-        x = self.stem(x)
-        for stage in self.stages[: self._stride8_stage + 1]:
-            x = stage(x)
-        return self._rest(x)
-
-    def forward_from_stride8(self, x: torch.Tensor) -> torch.Tensor:
-        # After drop_before_stride8 the stride-8 stage is an Identity; running it keeps the reduction-8
-        # feature_info hook firing, with the entry activation as the stride-8 feature.
-        return self._rest(self.stages[self._stride8_stage](x))
-
-    def _rest(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in self.stages[self._stride8_stage + 1:]:
-            x = stage(x)
-        return self._head_features(x)
-
-    def drop_before_stride8(self) -> None:
-        self.stem = nn.Identity()
-        for i in range(self._stride8_stage + 1):
-            self.stages[i] = nn.Identity()
-        self._entered_at_stride8 = True
-
-
 def _stride8_stage(feature_info: list[dict]) -> int:
     """Index into `stages` of the last stage at reduction 8."""
     stage_infos = [f for f in feature_info if f["module"].startswith("stages.")]
@@ -225,32 +191,17 @@ def _linear_drop_path(depths, rate: float) -> list[list[float]]:
     return out
 
 
-class _ClassifierMixin:
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        if pre_logits:
-            return x
-        return self.fc(self.dropout(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        check_num_classes(num_classes)
-        self.num_classes = num_classes
-        self.fc = linear_classifier(self.num_features, num_classes)
-
-
-class CspNet(_Stride8Entry, _ClassifierMixin, JpegNetModel):
+class CspNet(Stride8Entry, ClassifierHead, JpegNetModel):
     """CSPResNet / CSPResNeXt / CSPDarknet from a `CspConfig` (layout and reference: module docstring)."""
 
-    def __init__(self, cfg: CspConfig, num_classes: int = 1000, dropout: float = 0.0,
-                 drop_path_rate: float = 0.0, in_channels: int = 3):
+    def __init__(self, cfg: CspConfig, num_classes: int = 1000, drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, in_chans: int = 3):
         super().__init__()
-        check_num_classes(num_classes)
-        if not 0.0 <= dropout < 1.0 or not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"dropout and drop_path_rate must be in [0, 1), got {dropout}, {drop_path_rate}")
+        check_drop_rate(drop_path_rate, "drop_path_rate")
         self.cfg = cfg
         self.input_config = InputConfig(**CSP_INPUT)
         self.stem = nn.Sequential()
-        self.stem.add_module("conv1", ConvNormAct(in_channels, cfg.stem_channels, cfg.stem_kernel,
+        self.stem.add_module("conv1", ConvNormAct(in_chans, cfg.stem_channels, cfg.stem_kernel,
                                                   stride=cfg.stem_stride, act_layer=_leaky))
         reduction = cfg.stem_stride
         self.feature_info = [{"module": "stem.conv1", "num_chs": cfg.stem_channels, "reduction": reduction}]
@@ -268,16 +219,15 @@ class CspNet(_Stride8Entry, _ClassifierMixin, JpegNetModel):
             reduction *= cfg.strides[i]
             self.feature_info.append({"module": f"stages.{i}", "num_chs": channels, "reduction": reduction})
         self.stages = nn.Sequential(*stages)
-        self.num_features = channels
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.num_classes = num_classes
-        self.fc = nn.Linear(channels, num_classes) if num_classes else nn.Identity()
+        self.init_head(channels, num_classes, drop_rate)  # `fc`: timm's `head.fc` (see _timm_to_jpegnet)
         self._stride8_stage = _stride8_stage(self.feature_info)
+        self.stride8_prefix = ("stem",) + tuple(f"stages.{i}" for i in range(self._stride8_stage + 1))
         self.stride8_channels = cfg.out_channels[self._stride8_stage]
         _init_weights(self)
 
-    def _head_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_from_stride8(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages[self._stride8_stage + 1:]:
+            x = stage(x)
         return x
 
 
@@ -412,14 +362,13 @@ class PartialDenseStage(nn.Module):
         return self.transition(torch.cat([cross, through], dim=1))
 
 
-class CspDenseNet(_ClassifierMixin, JpegNetModel):
+class CspDenseNet(ClassifierHead, JpegNetModel):
     """CSPDenseNet: DenseNet-BC's stem and block sizes with partial dense stages (module docstring)."""
 
     def __init__(self, block_layers: tuple[int, ...] = (6, 12, 48, 32), growth_rate: int = 32,
                  stem_channels: int = 64, bn_size: int = 4, compression: float = 0.5, part_ratio: float = 0.5,
-                 fusion: str = "both", num_classes: int = 1000, dropout: float = 0.0, in_channels: int = 3):
+                 fusion: str = "both", num_classes: int = 1000, drop_rate: float = 0.0, in_chans: int = 3):
         super().__init__()
-        check_num_classes(num_classes)
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         if not 0.0 < part_ratio <= 1.0:
@@ -428,13 +377,11 @@ class CspDenseNet(_ClassifierMixin, JpegNetModel):
             raise ValueError(f"compression must be in (0, 1], got {compression}")
         if not block_layers or any(int(n) != n or n < 1 for n in block_layers):
             raise ValueError(f"block_layers must be positive ints, got {block_layers!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.fusion, self.part_ratio = fusion, part_ratio
         self.input_config = InputConfig(input_size=(224, 224), crop_pct=0.875)
         # DenseNet stem: 7×7 s2 conv-BN-ReLU, 3×3 s2 max-pool
         self.stem = nn.Sequential()
-        self.stem.add_module("conv1", ConvNormAct(in_channels, stem_channels, 7, stride=2, act_layer=nn.ReLU))
+        self.stem.add_module("conv1", ConvNormAct(in_chans, stem_channels, 7, stride=2, act_layer=nn.ReLU))
         self.stem.add_module("pool", nn.MaxPool2d(3, stride=2, padding=1))
         self.feature_info = [{"module": "stem.conv1", "num_chs": stem_channels, "reduction": 2}]
         channels, reduction, stages = stem_channels, 4, []
@@ -449,11 +396,7 @@ class CspDenseNet(_ClassifierMixin, JpegNetModel):
         # transitions end in a conv (pre-activation), so one BN-ReLU before pooling, like DenseNet's norm5
         self.final_norm = nn.BatchNorm2d(channels)
         self.final_act = nn.ReLU(inplace=True)
-        self.num_features = channels
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.num_classes = num_classes
-        self.fc = nn.Linear(channels, num_classes) if num_classes else nn.Identity()
+        self.init_head(channels, num_classes, drop_rate)
         _init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -3,24 +3,29 @@
 A JPEG's Y coefficients are already a stride-8 feature map (64 channels: one per DCT frequency) and its
 4:2:0 chroma a stride-16 one (2 × 64 channels). A network built for RGB reaches stride 8 after its stem
 and first stages; the adapter drops those layers and feeds the backbone, at its stride-8 entry point, with
-a small learned stem over the coefficients, as the paper's UpSampling variant does for ResNet-50:
+a small learned stem over the coefficients (in the spirit of the paper's UpSampling variant, which also feeds
+stride-8 coefficients to ResNet-50's later stages, but not the same network: see below):
 
     y (64, H/8, W/8) ─ BN ──────────────────┐
                                             ├ concat (192) ─ 1×1 conv ─ BN ─ ReLU ─▶ backbone from stride 8
     cbcr (128, H/16, W/16) ─ BN ─ 2× nearest ┘
 
-That is the `dct_stem="linear"` stem. It is not the paper's UpSampling variant: it adds the 1×1 fusion conv,
-and the backbone's own stride-8 stage is dropped with everything before it. For a backbone whose stride-8
-width is small (EfficientNet-B0: 40 channels, 24 at width 0.5) the single linear 1×1 squeezes 192 coefficient
+That is the `dct_stem="linear"` stem. It is not the paper's UpSampling variant (`dct_upsampling`), which feeds
+the 192 concatenated channels straight into ResNet-50's CB3 stage run at stride 1: the adapter adds the 1×1
+fusion conv to the backbone's stride-8 width instead, and drops the backbone's own stride-8 stage (CB3 in
+ResNet-50) with everything before it.
+
+For a backbone whose stride-8 width is small (EfficientNet-B0: 40 channels, 24 at width 0.5) the single linear 1×1 squeezes 192 coefficient
 channels through that width before any non-linearity; `dct_stem="block"` instead runs an inverted-bottleneck
 block at stride 8 (1×1 to 192, BN-ReLU, depthwise 3×3, BN-ReLU, 1×1 to the entry width, BN-ReLU), which the
 accuracy study (benchmarks/accuracy.py) compares with the linear stem.
 
-A backbone supports the adapter by implementing the *stride-8 entry protocol*:
-- `stride8_channels` (int): channels of the activation at its stride-8 entry point;
-- `forward_from_stride8(x)`: runs the rest of `forward_features` from that activation;
-- `drop_before_stride8()`: replaces every module used only before that point with `nn.Identity`, so the
-  DCT model neither holds nor counts their parameters.
+A backbone supports the adapter by implementing the *stride-8 entry protocol*, once, through the `Stride8Entry`
+mixin below: it lists in `stride8_prefix` the modules that run, in order, from its input to its stride-8
+activation, sets `stride8_channels` (the channels of that activation) and implements `forward_from_stride8(x)`
+(the rest of `forward_features`). The mixin provides `forward_features`, `forward_to_stride8` and
+`drop_before_stride8()`, which replaces the prefix modules with `nn.Identity`, so the DCT model neither holds
+nor counts their parameters. The adapter uses nothing else of the backbone but its classifier head.
 Features: the stem's output is the stride-8 map; the backbone's entries with reduction > 8 keep their names
 (under `backbone.`).
 """
@@ -32,7 +37,7 @@ import torch
 from torch import nn
 
 from ..input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS
-from .registry import JpegNetModel, create_model, register_model
+from .registry import JpegNetModel, model_builder, register_variant
 
 
 class DctStem(nn.Module):
@@ -71,8 +76,44 @@ class DctBlockStem(DctStem):
 DCT_STEMS = {"linear": DctStem, "block": DctBlockStem}
 
 
+class Stride8Entry:
+    """The stride-8 entry protocol (module docstring), for a JpegNetModel whose `forward_features` is
+    `forward_from_stride8(forward_to_stride8(x))`.
+
+    Families set `stride8_prefix` (module names, dotted paths allowed, in the order they run up to the stride-8
+    activation; a class attribute, or an instance one when it depends on the configuration), `stride8_channels`,
+    and implement `forward_from_stride8(x)`.
+    """
+
+    stride8_prefix: tuple[str, ...] = ()
+    _entered_at_stride8 = False
+
+    def forward_to_stride8(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.stride8_prefix:
+            x = self.get_submodule(name)(x)
+        return x
+
+    def forward_from_stride8(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self._entered_at_stride8:
+            raise RuntimeError(f"this {type(self).__name__} was cut at stride 8 (drop_before_stride8); "
+                               "call forward_from_stride8 or use it through the DCT adapter")
+        return self.forward_from_stride8(self.forward_to_stride8(x))
+
+    def drop_before_stride8(self) -> None:
+        """Replace every module of `stride8_prefix` with nn.Identity; keep the feature_info entries that still
+        run (reduction > 8)."""
+        for name in self.stride8_prefix:
+            parent, _, child = name.rpartition(".")
+            setattr(self.get_submodule(parent), child, nn.Identity())
+        self.feature_info = [info for info in self.feature_info if info["reduction"] > 8]
+        self._entered_at_stride8 = True
+
+
 def supports_dct_entry(model: nn.Module) -> bool:
-    return all(hasattr(model, a) for a in ("stride8_channels", "forward_from_stride8", "drop_before_stride8"))
+    return isinstance(model, Stride8Entry)
 
 
 class DctAdapter(JpegNetModel):
@@ -107,16 +148,17 @@ class DctAdapter(JpegNetModel):
         self.num_classes = num_classes
 
 
+def _adapted(rgb_name: str):
+    def build(num_classes: int = 1000, dct_stem: str = "linear", **kwargs) -> DctAdapter:
+        return DctAdapter(model_builder(rgb_name)(num_classes=num_classes, **kwargs), dct_stem=dct_stem)
+    return build
+
+
 def register_dct_variant(rgb_name: str) -> None:
     """Register `dct_<rgb_name>`: the registered RGB model `rgb_name` behind the DCT adapter."""
-
-    def builder(num_classes: int = 1000, dct_stem: str = "linear", **kwargs) -> DctAdapter:
-        return DctAdapter(create_model(rgb_name, num_classes=num_classes, **kwargs), dct_stem=dct_stem)
-
-    builder.__name__ = f"dct_{rgb_name}"
-    builder.__qualname__ = builder.__name__
-    builder.__doc__ = f"{rgb_name} on DCT input through the generic stride-8 adapter (see jpegnet.models.dct_adapter)."
-    register_model(builder)
+    register_variant(f"dct_{rgb_name}", _adapted(rgb_name),
+                     f"{rgb_name} on DCT input through the generic stride-8 adapter (see jpegnet.models.dct_adapter).")
 
 
-__all__ = ["DCT_STEMS", "DctAdapter", "DctBlockStem", "DctStem", "register_dct_variant", "supports_dct_entry"]
+__all__ = ["DCT_STEMS", "DctAdapter", "DctBlockStem", "DctStem", "Stride8Entry", "register_dct_variant",
+           "supports_dct_entry"]

@@ -163,7 +163,7 @@ class EarlyMergeDctResNet(DctResNetBase):
         for name, reduction in (("layer2", 8), ("layer3", 16), ("layer4", 32)):
             self.feature_info.append(dict(module=name, num_chs=getattr(self, name)[0].conv3.out_channels,
                                           reduction=reduction))
-        self._init_head(self.layer4[0].conv3.out_channels, num_classes)
+        self.init_head(self.layer4[0].conv3.out_channels, num_classes)
         init_resnet_weights(self)
 
     def forward_features(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
@@ -197,7 +197,7 @@ class DownSamplingDctResNet(DctResNetBase):
         self.layer4 = self._resnet_stage(5, self.layer3[0].conv3.out_channels)
         self.feature_info = [dict(module=name, num_chs=getattr(self, name)[0].conv3.out_channels, reduction=r)
                              for name, r in (("layer2", 16), ("layer3", 16), ("layer4", 32))]
-        self._init_head(self.layer4[0].conv3.out_channels, num_classes)
+        self.init_head(self.layer4[0].conv3.out_channels, num_classes)
         init_resnet_weights(self)
 
     def forward_features(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
@@ -250,7 +250,7 @@ class LateConcatDctResNet(DctResNetBase):
         self.layer4 = self._resnet_stage(5, concat_ch)
         self.feature_info += [dict(module="layer3", num_chs=concat_ch, reduction=16),
                               dict(module="layer4", num_chs=self.layer4[0].conv3.out_channels, reduction=32)]
-        self._init_head(self.layer4[0].conv3.out_channels, num_classes)
+        self.init_head(self.layer4[0].conv3.out_channels, num_classes)
         init_resnet_weights(self)
 
     def forward_features(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:

@@ -36,15 +36,18 @@ import math
 import numbers
 import re
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
 
+from ..layers.channels import make_divisible
+from ..layers.classifier import ClassifierHead, check_drop_rate
 from ..layers.conv import ConvNormAct
 from ..layers.drop_path import DropPath
 from ..layers.squeeze_excite import SqueezeExcite
-from .dct_adapter import register_dct_variant
-from .registry import InputConfig, JpegNetModel, check_num_classes, linear_classifier, register_model
+from .dct_adapter import Stride8Entry, register_dct_variant
+from .registry import InputConfig, JpegNetModel, register_variant
 from .weights import WeightImportError, register_converter
 
 
@@ -101,12 +104,8 @@ BN_PRESETS = ("torchvision", "paper")
 TIMM_BN_EPS = 1e-5
 
 
-def round_channels(channels: float, divisor: int = 8) -> int:
-    """Nearest multiple of `divisor` (at least `divisor`), bumped up one step if rounding lost over 10 %."""
-    rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * channels:
-        rounded += divisor
-    return rounded
+# Nearest multiple of 8 (at least 8), bumped up one step if rounding lost over 10 %: the reference rule.
+round_channels = make_divisible
 
 
 def round_repeats(repeats: int, depth: float) -> int:
@@ -143,23 +142,25 @@ class MBConv(nn.Module):
         return out
 
 
-class EfficientNet(JpegNetModel):
+class EfficientNet(Stride8Entry, ClassifierHead, JpegNetModel):
     """EfficientNet scaled by (width_multiplier, depth_multiplier) from B0; see the module docstring for the
     reference settings.
 
     Layout: `stem` (3×3 s2 conv-BN-SiLU) → `blocks` (seven stages of MBConv) → `conv_head` (1×1 to
-    4 × the last stage width) → global average pool → dropout → `classifier`.
+    4 × the last stage width) → global average pool → dropout (`drop_rate`) → `classifier`.
     """
 
+    classifier_attr = "classifier"
+
     def __init__(self, width_multiplier: float = 1.0, depth_multiplier: float = 1.0, num_classes: int = 1000,
-                 dropout: float = 0.2, drop_path_rate: float = 0.2, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                 drop_rate: float = 0.2, drop_path_rate: float = 0.2, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
                  input_size: int = 224, crop_pct: float = 0.875, variant: str | None = None, in_channels: int = 3):
         super().__init__()
         for name, value in (("width_multiplier", width_multiplier), ("depth_multiplier", depth_multiplier)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise ValueError(f"EfficientNet {name} must be a positive number, got {value!r}")
-        if not 0.0 <= dropout < 1.0 or not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"dropout and drop_path_rate must be in [0, 1), got {dropout}, {drop_path_rate}")
+        check_drop_rate(drop_rate)
+        check_drop_rate(drop_path_rate, "drop_path_rate")
         if not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
         self.width_multiplier, self.depth_multiplier, self.variant = width_multiplier, depth_multiplier, variant
@@ -191,17 +192,14 @@ class EfficientNet(JpegNetModel):
             if idx == len(stage_reductions) - 1 or stage_reductions[idx + 1][0] != red:
                 self.feature_info.append({"module": f"blocks.{idx}", "num_chs": chs, "reduction": red})
 
-        self.num_features = round_channels(B0_HEAD_CHANNELS * width_multiplier)
-        self.conv_head = ConvNormAct(channels, self.num_features, 1, act_layer=nn.SiLU, **bn)
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.num_classes = num_classes
-        self.classifier = linear_classifier(self.num_features, num_classes)
+        num_features = round_channels(B0_HEAD_CHANNELS * width_multiplier)
+        self.conv_head = ConvNormAct(channels, num_features, 1, act_layer=nn.SiLU, **bn)
+        self.init_head(num_features, num_classes, drop_rate)
 
         # stride-8 entry protocol (see dct_adapter): enter after the last stage still at reduction 8
         self._stride8_stage = max(i for i, (red, _) in enumerate(stage_reductions) if red == 8)
+        self.stride8_prefix = ("stem",) + tuple(f"blocks.{i}" for i in range(self._stride8_stage + 1))
         self.stride8_channels = stage_reductions[self._stride8_stage][1]
-        self._entered_at_stride8 = False
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -218,41 +216,10 @@ class EfficientNet(JpegNetModel):
                 nn.init.uniform_(m.weight, -bound, bound)
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if self._entered_at_stride8:
-            raise RuntimeError("this EfficientNet was cut at stride 8 (drop_before_stride8); "
-                               "call forward_from_stride8 or use it through the DCT adapter")
-        x = self.stem(x)
-        for stage in self.blocks[: self._stride8_stage + 1]:
-            x = stage(x)
-        return self._from_stride8_entry(x)
-
     def forward_from_stride8(self, x: torch.Tensor) -> torch.Tensor:
-        # After drop_before_stride8 the stride-8 stage is an Identity; running it anyway keeps the
-        # reduction-8 feature_info hook firing, with the entry activation as the stride-8 feature.
-        x = self.blocks[self._stride8_stage](x)
-        return self._from_stride8_entry(x)
-
-    def _from_stride8_entry(self, x: torch.Tensor) -> torch.Tensor:
         for stage in self.blocks[self._stride8_stage + 1:]:
             x = stage(x)
         return self.conv_head(x)
-
-    def drop_before_stride8(self) -> None:
-        self.stem = nn.Identity()
-        for i in range(self._stride8_stage + 1):
-            self.blocks[i] = nn.Identity()
-        self._entered_at_stride8 = True
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        if pre_logits:
-            return x
-        return self.classifier(self.dropout(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.classifier = linear_classifier(self.num_features, num_classes)
 
 
 def _build(variant: str, num_classes: int, bn: str = "torchvision", width_multiplier: float = 1.0,
@@ -269,59 +236,23 @@ def _build(variant: str, num_classes: int, bn: str = "torchvision", width_multip
     v = VARIANTS[variant]
     eps, momentum = TORCHVISION_BN[variant] if bn == "torchvision" else PAPER_BN
     # the official evaluation crops a (res + 32)-pixel resize to res, hence crop_pct = res / (res + 32)
-    defaults = dict(dropout=v.dropout, bn_eps=eps, bn_momentum=momentum, input_size=v.resolution,
+    defaults = dict(drop_rate=v.dropout, bn_eps=eps, bn_momentum=momentum, input_size=v.resolution,
                     crop_pct=v.resolution / (v.resolution + 32), variant=variant)
     defaults.update(kwargs)
     return EfficientNet(v.width * width_multiplier, v.depth * depth_multiplier, num_classes=num_classes, **defaults)
 
 
-@register_model
-def efficientnet_b0(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B0 (width 1.0, depth 1.0, 224 px, dropout 0.2): 5,288,548 parameters."""
-    return _build("b0", num_classes, **kwargs)
+def _doc(variant: str) -> str:
+    v = VARIANTS[variant]
+    eps, momentum = TORCHVISION_BN[variant]
+    bn = f"; BN eps {eps:g}, momentum {momentum:g}" if (eps, momentum) != (1e-5, 0.1) else ""
+    return (f"EfficientNet-{variant.upper()} (width {v.width}, depth {v.depth}, {v.resolution} px, "
+            f"dropout {v.dropout}{bn}).")
 
 
-@register_model
-def efficientnet_b1(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B1 (width 1.0, depth 1.1, 240 px, dropout 0.2)."""
-    return _build("b1", num_classes, **kwargs)
-
-
-@register_model
-def efficientnet_b2(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B2 (width 1.1, depth 1.2, 260 px, dropout 0.3)."""
-    return _build("b2", num_classes, **kwargs)
-
-
-@register_model
-def efficientnet_b3(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B3 (width 1.2, depth 1.4, 300 px, dropout 0.3)."""
-    return _build("b3", num_classes, **kwargs)
-
-
-@register_model
-def efficientnet_b4(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B4 (width 1.4, depth 1.8, 380 px, dropout 0.4)."""
-    return _build("b4", num_classes, **kwargs)
-
-
-@register_model
-def efficientnet_b5(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B5 (width 1.6, depth 2.2, 456 px, dropout 0.4; BN eps 1e-3, momentum 0.01)."""
-    return _build("b5", num_classes, **kwargs)
-
-
-@register_model
-def efficientnet_b6(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B6 (width 1.8, depth 2.6, 528 px, dropout 0.5; BN eps 1e-3, momentum 0.01)."""
-    return _build("b6", num_classes, **kwargs)
-
-
-@register_model
-def efficientnet_b7(num_classes: int = 1000, **kwargs) -> EfficientNet:
-    """EfficientNet-B7 (width 2.0, depth 3.1, 600 px, dropout 0.5; BN eps 1e-3, momentum 0.01)."""
-    return _build("b7", num_classes, **kwargs)
-
+for _variant in VARIANTS:
+    register_variant(f"efficientnet_{_variant}", partial(_build, _variant), _doc(_variant))
+del _variant
 
 register_dct_variant("efficientnet_b0")
 

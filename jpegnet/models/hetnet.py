@@ -17,8 +17,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..layers.classifier import ClassifierHead
 from ..layers.hetconv import HetConv2d
-from .registry import InputConfig, JpegNetModel, check_num_classes, linear_classifier, register_model
+from .registry import InputConfig, JpegNetModel, register_model
 from .resnet import ResNet
 
 __all__ = ["HetVGG", "VALID_PARTS"]
@@ -64,9 +65,14 @@ def _init(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class HetVGG(JpegNetModel):
+class HetVGG(ClassifierHead, JpegNetModel):
     """VGG-16 with BN and HetConv layers. `cifar=True`: 32×32 input, FC 512-512-classes; else ImageNet's
-    7×7 pooling and FC 4096-4096-classes with dropout."""
+    7×7 pooling and FC 4096-4096-classes with dropout (`drop_rate`, between the hidden FC layers).
+
+    The hidden FC layers are the head's `pre_logits` (their output is the feature `forward_head(x,
+    pre_logits=True)` returns); the last FC is `classifier`."""
+
+    classifier_attr = "classifier"
 
     def __init__(self, part: int = 1, num_classes: int = 1000, cifar: bool = False, drop_rate: float = 0.5):
         super().__init__()
@@ -86,32 +92,22 @@ class HetVGG(JpegNetModel):
             layers += [_conv3x3(in_ch, v, part), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
             in_ch = v
         self.features = nn.Sequential(*layers)
-        self.num_features = 512 if cifar else 4096
-        self.num_classes = num_classes
         if cifar:
             self.input_config = InputConfig(input_size=(32, 32), mean=CIFAR_MEAN, std=CIFAR_STD, crop_pct=1.0)
             # 32 px is 1×1 after five poolings; larger inputs are averaged down to it.
-            self.pool = nn.AdaptiveAvgPool2d((1, 1))
-            self.pre_logits = nn.Sequential(nn.Flatten(1), nn.Linear(512, 512), nn.BatchNorm1d(512),
-                                            nn.ReLU(inplace=True))
+            pool = nn.AdaptiveAvgPool2d((1, 1))
+            # (the leading Flatten is a no-op after the head's flatten; it keeps the state-dict indices)
+            hidden = nn.Sequential(nn.Flatten(1), nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True))
         else:
-            self.pool = nn.AdaptiveAvgPool2d((7, 7))
-            self.pre_logits = nn.Sequential(nn.Flatten(1), nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True),
-                                            nn.Dropout(drop_rate), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
-                                            nn.Dropout(drop_rate))
-        self.classifier = linear_classifier(self.num_features, num_classes)
+            pool = nn.AdaptiveAvgPool2d((7, 7))
+            hidden = nn.Sequential(nn.Flatten(1), nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True),
+                                   nn.Dropout(drop_rate), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+                                   nn.Dropout(drop_rate))
+        self.init_head(512 if cifar else 4096, num_classes, pool=pool, hidden=hidden)
         _init(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.pre_logits(self.pool(x))
-        return x if pre_logits else self.classifier(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.classifier = linear_classifier(self.num_features, num_classes)
 
 
 @register_model

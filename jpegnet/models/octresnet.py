@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..layers.octconv import OctBatchNorm2d, OctConv2d, OctReLU
-from .registry import register_model
+from .registry import register_model, register_variant
 from .resnet import ResNetBase, init_resnet_weights
 
 __all__ = ["OctBottleneck", "OctResNet", "OCT_ALPHAS"]
@@ -83,7 +83,7 @@ class OctResNet(ResNetBase):
             self.add_module(f"tap{i + 1}", _HighFrequencyTap())
             self.feature_info.append(dict(module=f"tap{i + 1}", num_chs=ch - int(ratios[i] * ch),
                                           reduction=4 * 2 ** i))
-        self._init_head(2048, num_classes)  # pooling and `fc` as ResNet-50's
+        self.init_head(2048, num_classes)  # pooling and `fc` as ResNet-50's
         init_resnet_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,17 +104,7 @@ def octresnet50(num_classes: int = 1000, alpha: float = 0.5, **kwargs) -> OctRes
     return OctResNet(alpha=alpha, num_classes=num_classes, **kwargs)
 
 
-def _register_alpha(alpha: float) -> None:
-    name = f"octresnet50_a{str(alpha).replace('0.', '')}"
-
-    def builder(num_classes: int = 1000, **kwargs) -> OctResNet:
-        return OctResNet(alpha=alpha, num_classes=num_classes, **kwargs)
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"Oct-ResNet-50 with alpha = {alpha}."
-    register_model(builder)
-
-
 for _alpha in OCT_ALPHAS:
-    _register_alpha(_alpha)
+    register_variant(f"octresnet50_a{str(_alpha).replace('0.', '')}", OctResNet,
+                     f"Oct-ResNet-50 with alpha = {_alpha}.", alpha=_alpha)
 del _alpha

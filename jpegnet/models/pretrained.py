@@ -12,13 +12,15 @@ the report says what was loaded and what stays as initialised.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..weights_file import JPEGNET_FORMATS, first_line, load_model_state, read_weights_file
+from .dct_adapter import DctAdapter
+from .dct_resnet import DCT_RESNET_VARIANTS, _resnet50_name
+from .registry import is_model, model_builder
 from .weights import _CONVERTERS, SOURCES, WeightImportError
 
 #: Hub weights `pretrained=True` uses: the RGB twin's torchvision or timm weights.
@@ -50,45 +52,7 @@ class InitReport:
                 "new": list(self.new), "unused": len(self.unused)}
 
 
-# --- reading weights ---------------------------------------------------------------------------------------
-
-def read_weights_file(path: str | os.PathLike) -> tuple[dict, dict]:
-    """(state dict, metadata) of a local weights file: .safetensors, a jpegnet checkpoint (the EMA weights
-    when it has them: those were evaluated), or a torch.save'd state dict (optionally under 'state_dict' /
-    'model'). Loaded with the safe unpickler: a file cannot run code."""
-    from ..engine.errors import CheckpointError
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = dict(f.metadata() or {})
-                return {k: f.get_tensor(k) for k in f.keys()}, meta
-        except Exception as exc:  # safetensors raises its own SafetensorError for bad files
-            raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(exc)})") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable weights file ({_first_line(exc)})") from None
-    if isinstance(obj, dict) and obj.get("format") == "jpegnet-checkpoint":
-        meta = {"format": "jpegnet-checkpoint", "model_name": obj.get("model_name")}
-        return dict(obj.get("ema") or obj["model"]), meta
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path} holds no state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in obj.items()}, {}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
+# --- reading weights (local files: jpegnet.weights_file) -----------------------------------------------
 
 def hub_state_dict(spec: str) -> dict:
     """Download `torchvision:NAME` / `timm:NAME` weights (needs a network; torchvision / timm cache them)."""
@@ -101,7 +65,7 @@ def hub_state_dict(spec: str) -> dict:
             import timm
             return timm.create_model(name, pretrained=True).state_dict()
     except Exception as exc:  # no network, unknown name, no such weights
-        raise WeightImportError(f"could not get {spec} weights ({type(exc).__name__}: {_first_line(exc)}); "
+        raise WeightImportError(f"could not get {spec} weights ({type(exc).__name__}: {first_line(exc)}); "
                                 f"pass a local weights file instead") from None
     raise WeightImportError(f"unknown weight source {source!r} in {spec!r}; use torchvision:NAME, timm:NAME "
                             f"or a file path")
@@ -111,9 +75,6 @@ def hub_state_dict(spec: str) -> dict:
 
 def rgb_twin_name(model_name: str) -> str | None:
     """The RGB model whose layers a DCT model shares (None for an RGB model)."""
-    from .dct_resnet import DCT_RESNET_VARIANTS
-    from .registry import is_model
-
     if model_name in DCT_RESNET_VARIANTS:
         return "resnet50"
     if model_name.startswith("dct_") and is_model(model_name[4:]):
@@ -166,9 +127,6 @@ def init_from(model: nn.Module, spec: str, model_name: str | None = None,
               model_kwargs: dict | None = None) -> InitReport:
     """Initialise `model` from `spec` (a file path, `torchvision:NAME` or `timm:NAME`) as the module
     docstring says; returns the report. model_name: its registry name (default: the model's own)."""
-    from .dct_adapter import DctAdapter
-    from .registry import create_model
-
     model_name = model_name or getattr(model, "registry_name", None)
     if spec.split(":", 1)[0] in SOURCES:
         state_dict, meta = hub_state_dict(spec), {}
@@ -183,14 +141,13 @@ def init_from(model: nn.Module, spec: str, model_name: str | None = None,
         return InitReport(spec, fmt, loaded, new, sorted(set(named) - set(loaded)))
     kwargs = dict(model_kwargs or {}) if isinstance(model, DctAdapter) else {}
     with torch.device("meta"):  # only the key names and shapes of the twin are needed
-        twin = create_model(twin_name, num_classes=getattr(model, "num_classes", 1000), **kwargs)
+        twin = model_builder(twin_name)(num_classes=getattr(model, "num_classes", 1000), **kwargs)
     named, fmt = _named_for(twin, state_dict, meta, twin_name)
     if isinstance(model, DctAdapter):
         loaded, new = load_by_module(model, named, rename=lambda k: k.removeprefix("backbone."))
         used = {k.removeprefix("backbone.") for k in loaded}
         _copy_norm_eps(twin, model.backbone)  # converters set the eps the weights were trained with
     else:
-        from .dct_resnet import _resnet50_name
         loaded, new = load_by_module(model, named, rename=_resnet50_name)
         used = {_resnet50_name(k) for k in loaded}
     return InitReport(spec, fmt, loaded, new, sorted(set(named) - used))
@@ -204,7 +161,7 @@ def _copy_norm_eps(source: nn.Module, target: nn.Module) -> None:
 
 
 def _named_for(model: nn.Module, state_dict: dict, meta: dict, model_name) -> tuple[dict, str]:
-    if meta.get("format") in ("jpegnet-checkpoint", "jpegnet-weights"):
+    if meta.get("format") in JPEGNET_FORMATS:
         return state_dict, "jpegnet"
     return to_jpegnet_names(model, state_dict)
 
@@ -216,11 +173,10 @@ def load_pretrained(model: nn.Module, name: str, pretrained, checkpoint_path, mo
     if checkpoint_path is not None:
         state_dict, meta = read_weights_file(checkpoint_path)
         twin = model if rgb_twin_name(name) is None else None
-        if twin is None or meta.get("format") in ("jpegnet-checkpoint", "jpegnet-weights"):
+        if twin is None or meta.get("format") in JPEGNET_FORMATS:
             named = state_dict
         else:
             named, _ = to_jpegnet_names(model, state_dict)
-        from ..engine.checkpoint import load_model_state
         load_model_state(model, named, str(checkpoint_path))
         model.pretrained_report = InitReport(str(checkpoint_path), meta.get("format", "state dict"),
                                              sorted(named), [], [])

@@ -1,13 +1,16 @@
 """The model registry, in the timm style: families register builder functions by name.
 
-`create_model(name, num_classes=1000, features_only=False, **kwargs)` builds one; `list_models(pattern)` lists
-names. Every registered model is a `JpegNetModel` and carries an `InputConfig` saying which input it takes.
+`register_model` (a decorator) and `register_variant` (a generated name: a builder with preset keywords) fill
+it; `list_models(pattern)` lists names and `model_builder(name)` finds one (`create_model`, in `factory`, builds
+it). Every registered model is a `JpegNetModel` and carries an `InputConfig` saying which input it takes.
+
+This module imports no model family and nothing that builds models: the families import it to register
+themselves, and `jpegnet.models` imports the families.
 """
 from __future__ import annotations
 
 import difflib
 import fnmatch
-import numbers
 from typing import Callable
 
 import torch
@@ -15,6 +18,7 @@ from torch import nn
 
 from ..errors import JpegnetError
 from ..input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS, IMAGENET_MEAN, IMAGENET_STD, InputConfig  # noqa: F401
+from ..layers.classifier import check_num_classes, linear_classifier  # noqa: F401  (re-exported)
 
 
 class UnknownModelError(JpegnetError, KeyError, ValueError):
@@ -24,19 +28,6 @@ class UnknownModelError(JpegnetError, KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
-def check_num_classes(num_classes) -> int:
-    """A classifier size: an int >= 0 (0 means no classifier: the head returns pooled features)."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
-        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
-    if num_classes < 0:
-        raise ValueError(f"num_classes must be >= 0 (0 removes the classifier), got {num_classes}")
-    return int(num_classes)
-
-
-def linear_classifier(num_features: int, num_classes: int, device=None) -> nn.Module:
-    """The final fully connected layer, or nn.Identity for num_classes == 0."""
-    num_classes = check_num_classes(num_classes)
-    return nn.Linear(num_features, num_classes, device=device) if num_classes else nn.Identity()
 
 
 class JpegNetModel(nn.Module):
@@ -44,7 +35,8 @@ class JpegNetModel(nn.Module):
 
     Subclasses set `input_config`, `num_classes`, `num_features`, `feature_info` (a list of dicts with
     'module' (a submodule name), 'num_chs' and 'reduction' (stride in input pixels)) and implement
-    `forward_features(*inputs)`, `forward_head(x, pre_logits=False)` and `reset_classifier(num_classes)`.
+    `forward_features(*inputs)`, `forward_head(x, pre_logits=False)` and `reset_classifier(num_classes)`; every
+    family here gets the last two (and `num_classes`, `num_features`) from `jpegnet.layers.ClassifierHead`.
     """
 
     input_config: InputConfig = InputConfig()
@@ -134,6 +126,20 @@ def register_model(fn: Callable[..., JpegNetModel]) -> Callable[..., JpegNetMode
     return fn
 
 
+def register_variant(name: str, build: Callable[..., JpegNetModel], doc: str, **preset) -> Callable[..., JpegNetModel]:
+    """Register a generated model name: `name(num_classes, **kwargs)` calls `build(num_classes=num_classes,
+    **preset, **kwargs)`, a keyword given by the caller replacing the preset one. Every family registers its
+    generated names (width / SE / alpha variants, DCT twins) through this; returns the builder."""
+
+    def builder(num_classes: int = 1000, **kwargs) -> JpegNetModel:
+        return build(num_classes=num_classes, **{**preset, **kwargs})
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = doc
+    builder.preset = dict(preset)
+    return register_model(builder)
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style pattern, sorted."""
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
@@ -143,27 +149,11 @@ def is_model(name: str) -> bool:
     return name in _REGISTRY
 
 
-def create_model(name: str, num_classes: int = 1000, features_only: bool = False,
-                 out_indices: tuple[int, ...] | None = None, pretrained: bool | str = False,
-                 checkpoint_path: str | None = None, **kwargs) -> nn.Module:
-    """Build a registered model. Unknown names raise UnknownModelError naming the closest matches.
-
-    pretrained: True for the model's hub weights (torchvision / timm, downloaded where a network exists), or a
-    spec (a weights file path, 'torchvision:NAME', 'timm:NAME'): every layer that fits is initialised from it
-    (a DCT model takes the layers it shares with its RGB twin). checkpoint_path: a local weights file (jpegnet
-    checkpoint, best.safetensors, torchvision / timm state dict) loaded strictly. What was loaded is in
-    `model.pretrained_report` (see jpegnet.models.pretrained)."""
+def model_builder(name: str) -> Callable[..., JpegNetModel]:
+    """The builder registered as `name`; UnknownModelError naming the closest registered names otherwise."""
     try:
-        builder = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         close = difflib.get_close_matches(name, _REGISTRY.keys(), n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see jpegnet.list_models()"
         raise UnknownModelError(f"unknown model {name!r}{hint}") from None
-    model = builder(num_classes=num_classes, **kwargs)
-    model.registry_name = name
-    if pretrained or checkpoint_path is not None:
-        from .pretrained import load_pretrained
-        load_pretrained(model, name, pretrained, checkpoint_path, kwargs)
-    if features_only:
-        return FeatureExtractor(model, out_indices)
-    return model

@@ -22,9 +22,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..layers.channels import make_divisible
+from ..layers.classifier import ClassifierHead
 from ..layers.conv import make_conv2d
-from .dct_adapter import register_dct_variant
-from .registry import InputConfig, JpegNetModel, check_num_classes, linear_classifier, register_model
+from .dct_adapter import Stride8Entry, register_dct_variant
+from .registry import InputConfig, JpegNetModel, register_model
 from .scaling import scale_model
 from .weights import register_converter
 
@@ -34,18 +36,11 @@ EXPANSION = 4  # a bottleneck's output has 4× its width
 
 
 def scale_channels(channels: int, multiplier: float, divisor: int = 8) -> int:
-    """`channels * multiplier`, rounded to a multiple of `divisor` (at least `divisor`).
-
-    Multiples of 8 keep tensor-core friendly shapes; never rounding down by more than 10% keeps small
-    multipliers from collapsing a layer.
-    """
+    """`channels * multiplier` by `jpegnet.layers.make_divisible` (a multiple of `divisor`, at least `divisor`,
+    never more than 10 % below); at multiplier 1 the count stays as it is, even when not a multiple."""
     if multiplier == 1.0:
         return channels
-    target = channels * multiplier
-    rounded = max(divisor, int(target + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * target:
-        rounded += divisor
-    return rounded
+    return make_divisible(channels * multiplier, divisor)
 
 
 def scale_depth(num_blocks: int, multiplier: float) -> int:
@@ -145,28 +140,13 @@ def init_resnet_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class ResNetBase(JpegNetModel):
-    """The part every ResNet-like model here shares: global average pooling and the `fc` classifier."""
+class ResNetBase(ClassifierHead, JpegNetModel):
+    """The part every ResNet-like model here shares: the classifier head (global average pool, `fc`).
 
-    def _init_head(self, num_features: int, num_classes: int) -> None:
-        self.num_features = num_features
-        self.num_classes = check_num_classes(num_classes)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(num_features, num_classes) if num_classes else nn.Identity()
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a fresh one with `num_classes` outputs (0: none, pooled features out)."""
-        num_classes = check_num_classes(num_classes)
-        device = next(self.parameters()).device
-        self.fc = linear_classifier(self.num_features, num_classes, device=device)
-        self.num_classes = num_classes
+    Subclasses call `init_head(num_features, num_classes)` after building their stages."""
 
 
-class ResNet(ResNetBase):
+class ResNet(Stride8Entry, ResNetBase):
     """Bottleneck ResNet in torchvision's layout (stride on the 3×3 conv), with width / depth multipliers.
 
     blocks: blocks per stage (ResNet-50: 3, 4, 6, 3). width_multiplier scales the stem and every stage's
@@ -178,6 +158,7 @@ class ResNet(ResNetBase):
     """
 
     fusable_conv_bn = (("conv1", "bn1"),)  # the stem, for jpegnet.layers.fuse_bn
+    stride8_prefix = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2")
 
     def __init__(self, blocks: Sequence[int] = RESNET50_BLOCKS, num_classes: int = 1000,
                  width_multiplier: float = 1.0, depth_multiplier: float = 1.0, conv_layer=make_conv2d):
@@ -205,27 +186,16 @@ class ResNet(ResNetBase):
                                                       conv_layer=conv_layer))
             self.feature_info.append(dict(module=f"layer{i + 1}", num_chs=out_ch, reduction=4 * 2 ** i))
             in_ch = out_ch
-        self._init_head(in_ch, num_classes)
+        self.init_head(in_ch, num_classes)
         init_resnet_weights(self)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer2(self.layer1(x))
-        return self.forward_from_stride8(x)
-
-    # -- stride-8 entry protocol ------------------------------------------------------------------------
+    # -- stride-8 entry protocol (forward_features = forward_from_stride8(forward_to_stride8(x))) ----------
     @property
     def stride8_channels(self) -> int:
         return self.layer3[0].conv1.in_channels
 
     def forward_from_stride8(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer4(self.layer3(x))
-
-    def drop_before_stride8(self) -> None:
-        """Replace the stem, layer1 and layer2 with nn.Identity and drop their feature_info entries."""
-        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2"):
-            setattr(self, name, nn.Identity())
-        self.feature_info = [info for info in self.feature_info if info["module"] in ("layer3", "layer4")]
 
 
 def _same_keys(model: nn.Module, state_dict: dict) -> dict:

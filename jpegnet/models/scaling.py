@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from torch import nn
 
-from .registry import FeatureExtractor, create_model
+from .registry import FeatureExtractor, model_builder
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # EfficientNet's depth, width and resolution bases (§4, step 1)
 RESOLUTION_MULTIPLE = 16
@@ -82,7 +82,9 @@ def scale_model(name: str, phi: float, num_classes: int = 1000, *, alpha: float 
     depth, width, resolution = compound_scale(phi, alpha, beta, gamma)
     kwargs["width_multiplier"] = width * kwargs.get("width_multiplier", 1.0)
     kwargs["depth_multiplier"] = depth * kwargs.get("depth_multiplier", 1.0)
-    model = set_input_resolution(create_model(name, num_classes=num_classes, **kwargs), resolution)
+    # the builder, not create_model: the families register scaled models through this module, and
+    # create_model's weight loading needs the families (models/factory.py)
+    model = set_input_resolution(model_builder(name)(num_classes=num_classes, **kwargs), resolution)
     return FeatureExtractor(model, out_indices) if features_only else model
 
 

@@ -32,9 +32,12 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from ..layers.channels import make_divisible
+from ..layers.classifier import ClassifierHead
 from ..layers.fixed_kernels import edge_detection, edge_gaussian, gaussian_blur
-from .dct_adapter import register_dct_variant
-from .registry import InputConfig, JpegNetModel, check_num_classes, linear_classifier, register_model
+from ..layers.squeeze_excite import SqueezeExcite
+from .dct_adapter import Stride8Entry, register_dct_variant
+from .registry import InputConfig, JpegNetModel, register_variant
 
 __all__ = ["DownsamplingBlock", "HalfIdentityBlock", "VGNet", "VGNET_SIZES", "REFERENCE_MODELS"]
 
@@ -62,25 +65,9 @@ _DOWNSAMPLING = ("blur", "dwconv")
 _KERNELS = ("learned", "edge", "edge_gaussian")
 
 
-def _make_divisible(value: float, divisor: int = 8) -> int:
-    """Round to a multiple of `divisor` without going more than 10% below (the reference's SE width rule)."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
-
-
-class SqueezeExcite(nn.Module):
-    """x · sigmoid(expand(SiLU(reduce(mean(x))))) with a squeeze width of make_divisible(C·ratio, 8)."""
-
-    def __init__(self, channels: int, ratio: float = SE_RATIO, act_layer: Callable[[], nn.Module] = nn.SiLU):
-        super().__init__()
-        reduced = _make_divisible(int(channels * ratio))
-        self.reduce = nn.Conv2d(channels, reduced, 1, bias=True)
-        self.act = act_layer()
-        self.expand = nn.Conv2d(reduced, channels, 1, bias=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = self.expand(self.act(self.reduce(x.mean(dim=(2, 3), keepdim=True))))
-        return x * torch.sigmoid(gate)
+def _squeeze_excite(channels: int, ratio: float, act_layer) -> SqueezeExcite:
+    """The reference's SE: squeeze width make_divisible(int(C·ratio), 8), from the gated width itself."""
+    return SqueezeExcite(channels, make_divisible(int(channels * ratio)), act_layer=act_layer)
 
 
 class ConvActNorm(nn.Sequential):
@@ -97,7 +84,7 @@ class ConvActNorm(nn.Sequential):
 def _pointwise(in_channels: int, out_channels: int, se_ratio: float, act_layer) -> nn.Module:
     block = ConvActNorm(in_channels, out_channels, 1, act_layer=act_layer)
     if se_ratio > 0:
-        block.add_module("se", SqueezeExcite(out_channels, se_ratio, act_layer))
+        block.add_module("se", _squeeze_excite(out_channels, se_ratio, act_layer))
     return block
 
 
@@ -178,8 +165,11 @@ class VGNetStage(nn.Module):
         return torch.cat(pair, dim=1)
 
 
-class VGNet(JpegNetModel):
+class VGNet(Stride8Entry, ClassifierHead, JpegNetModel):
     """VGNet on RGB input. Implements the stride-8 entry protocol (entry after stage 2) for the DCT adapter."""
+
+    classifier_attr = "classifier"
+    stride8_prefix = ("stem", "stage1", "stage2")
 
     def __init__(self, channels: Sequence[int], layers: Sequence[int], downsampling: str = "blur",
                  kernels: str = "learned", se_ratio: float = 0.0, num_classes: int = 1000,
@@ -194,8 +184,6 @@ class VGNet(JpegNetModel):
         if not 0.0 <= se_ratio < 1.0:
             raise ValueError(f"se_ratio must be in [0, 1), got {se_ratio!r}")
         self.channels, self.layers = tuple(channels), tuple(layers)
-        self.num_classes = num_classes
-        self.num_features = channels[-1]
         self.input_config = InputConfig(crop_pct=224 / 232)  # the reference evaluates resize 232, crop 224
         self.stem = ConvActNorm(in_chans, channels[0], 3, stride=2, act_layer=act_layer)
         for i in range(4):
@@ -204,8 +192,7 @@ class VGNet(JpegNetModel):
         self.final_conv = nn.Sequential()
         self.final_conv.add_module("dw", _depthwise(channels[-1], kernels))
         self.final_conv.add_module("pw", ConvActNorm(channels[-1], channels[-1], 1, act_layer=act_layer))
-        self.head_drop = nn.Dropout(drop_rate)
-        self.classifier = nn.Linear(channels[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.init_head(channels[-1], num_classes, drop_rate)
         self.feature_info = [
             dict(module="stem", num_chs=channels[0], reduction=2),
             dict(module="stage1", num_chs=channels[1], reduction=4),
@@ -233,40 +220,16 @@ class VGNet(JpegNetModel):
     def forward_from_stride8(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_conv(self.stage4(self.stage3(x)))
 
-    def drop_before_stride8(self) -> None:
-        self.stem, self.stage1, self.stage2 = nn.Identity(), nn.Identity(), nn.Identity()
-        # Those modules no longer run, so they can no longer be feature taps.
-        self.feature_info = [info for info in self.feature_info if info["reduction"] > 8]
-
-    # classifier interface ------------------------------------------------------------------------------
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_from_stride8(self.stage2(self.stage1(self.stem(x))))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(x.mean(dim=(2, 3)), 1)
-        if pre_logits:
-            return x
-        return self.classifier(self.head_drop(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.classifier = linear_classifier(self.num_features, num_classes)
-
 
 def _register(family: str, size: str, se: bool) -> None:
     downsampling, kernels = VGNET_FAMILIES[family]
     channels, layers = VGNET_SIZES[size]
     name = f"vgnet{family}_{size}{'_se' if se else ''}"
-
-    def builder(num_classes: int = 1000, **kwargs) -> VGNet:
-        kwargs.setdefault("se_ratio", SE_RATIO if se else 0.0)
-        return VGNet(channels, layers, downsampling, kernels, num_classes=num_classes, **kwargs)
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = (f"VGNet{family.upper()}-{size.replace('_', '.').upper()}{' + SE' if se else ''}: "
-                       f"channels {channels}, layers {layers}, {downsampling} downsampling, {kernels} kernels"
-                       f"{'' if name in REFERENCE_MODELS else ' (not in the reference model list)'}.")
-    register_model(builder)
+    doc = (f"VGNet{family.upper()}-{size.replace('_', '.').upper()}{' + SE' if se else ''}: "
+           f"channels {channels}, layers {layers}, {downsampling} downsampling, {kernels} kernels"
+           f"{'' if name in REFERENCE_MODELS else ' (not in the reference model list)'}.")
+    register_variant(name, VGNet, doc, channels=channels, layers=layers, downsampling=downsampling,
+                     kernels=kernels, se_ratio=SE_RATIO if se else 0.0)
 
 
 for _family in VGNET_FAMILIES:
