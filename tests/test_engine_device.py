@@ -92,7 +92,7 @@ def test_every_command_resolves_through_it(no_cuda, tmp_path):
     """train's process setup, bench and the torch serving backend refuse an absent GPU with the same error."""
     from jpegnet.engine import init_distributed, run_bench
     from jpegnet.models import create_model
-    from jpegnet.serve.backends import TorchBackend
+    from jpegnet.engine.backends import TorchBackend
 
     calls = [lambda: init_distributed("cuda"), lambda: run_bench(device="cuda", models=["resnet50"], size=32),
              lambda: TorchBackend(create_model("vgnetg_1_0mp", num_classes=2), device="cuda")]

@@ -1,4 +1,5 @@
-"""Training and evaluation engine: train / evaluate loops, checkpoints, distributed setup, logging, benchmarks.
+"""Training and evaluation engine: train / evaluate / predict loops, checkpoints, ONNX export and the inference
+backends (torch, onnxruntime), device resolution, distributed setup, logging, benchmarks.
 
 Uses `jpegnet.data` (JPEG folders to batches) and `jpegnet.models` (the registry); the `jpegnet` command
 (`jpegnet.cli`) is a thin layer over the functions here.

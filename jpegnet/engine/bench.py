@@ -37,7 +37,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _onnxruntime(backend: str, model, name: str, size: int, threads: int, device: torch.device):
-    from ..serve.backends import BACKENDS, OnnxRuntimeBackend
+    from .backends import BACKENDS, OnnxRuntimeBackend
 
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

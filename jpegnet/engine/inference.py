@@ -17,7 +17,7 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
                         precision: str | None = None, num_threads: int | None = None,
                         confusion_png: str | Path | None = None, backend: str = "torch") -> dict:
     """Top-1 / top-5 / loss / images/s of a checkpoint on DATA/val, DATA's class folders, or tar shards, run on
-    the `torch` or the `onnxruntime` backend (jpegnet.serve.backends).
+    the `torch` or the `onnxruntime` backend (jpegnet.engine.backends).
 
     The loss is the one the training log calls val_loss: cross-entropy with the run's label smoothing
     (`loss_kind` says which). The confusion-matrix PNG is written only when confusion_png is given."""
@@ -68,7 +68,7 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
 
 def _onnxruntime_backend(backend: str, model, state: dict, device: str | None):
     """(the model exported and run by ONNX Runtime, the device its inputs go to)."""
-    from ..serve.backends import BACKENDS, OnnxRuntimeBackend
+    from .backends import BACKENDS, OnnxRuntimeBackend
 
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -114,12 +114,12 @@ def predict_files(files, checkpoint: str | Path, topk: int = 5, device: str | No
                   backend: str = "torch", batch_size: int = 32,
                   exif_orientation: bool | None = None) -> list[dict]:
     """[{'file', 'top': [(class name, probability), ...]} or {'file', 'error'}] for each input, in order, run
-    on the `torch` or the `onnxruntime` backend (jpegnet.serve.backends).
+    on the `torch` or the `onnxruntime` backend (jpegnet.engine.backends).
 
     files: paths or JPEG bytes (named '<bytes i>' in the results). Decoded in batches of batch_size and run
     through the model a batch at a time; a bad input costs only its own result. exif_orientation: default,
     what the run was trained with."""
-    from ..serve.backends import load_backend
+    from .backends import load_backend
 
     runner = load_backend(backend, checkpoint=checkpoint, device=device)
     if exif_orientation is None:

@@ -42,7 +42,7 @@ class TorchBackend(_ModuleLike):
 
     def __init__(self, model: torch.nn.Module, *, class_names=None, model_name: str | None = None,
                  device: str | torch.device | None = None, precision: str | None = None):
-        from ..engine.device import autocast_context, resolve_channels_last, resolve_device, resolve_precision
+        from .device import autocast_context, resolve_channels_last, resolve_device, resolve_precision
 
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -66,7 +66,7 @@ class OnnxRuntimeBackend(_ModuleLike):
                  device: str | None = None, spinning: bool = False):
         import onnxruntime as ort
 
-        from ..engine.errors import DeviceError
+        from .errors import DeviceError
         from .export import parse_metadata
 
         options = ort.SessionOptions()
@@ -141,7 +141,7 @@ def load_backend(backend: str = "torch", *, checkpoint: str | os.PathLike | None
         if not os.path.isfile(onnx):
             raise FileNotFoundError(f"ONNX file not found: {onnx}")
         return OnnxRuntimeBackend(onnx, threads=threads, device=device)
-    from ..engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from .checkpoint import load_checkpoint, model_from_checkpoint
 
     state = load_checkpoint(checkpoint)
     model = model_from_checkpoint(state, str(checkpoint))

@@ -92,7 +92,7 @@ def export_onnx(model: torch.nn.Module, out: str | os.PathLike | None = None, *,
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
     if out is not None:
-        from ..engine.checkpoint import atomic_write
+        from .checkpoint import atomic_write
         atomic_write(out, lambda f: f.write(data))
     return data
 
@@ -110,7 +110,7 @@ class OnnxInfo:
 def parse_metadata(props: dict) -> OnnxInfo:
     """OnnxInfo from a file's metadata_props as a {key: JSON string} dict; CheckpointError (a ValueError) if it
     is not ours."""
-    from ..engine.errors import CheckpointError
+    from .errors import CheckpointError
     from ..models import InputConfig
 
     if props.get("jpegnet.format") != json.dumps(FORMAT):
@@ -135,8 +135,8 @@ def read_onnx_metadata(path: str | os.PathLike | bytes) -> OnnxInfo:
 def model_for_export(checkpoint: str | os.PathLike, model_name: str | None = None):
     """(model, class_names, model_name) from a jpegnet checkpoint, or from a plain state dict (e.g.
     `torch.save(model.state_dict())`) when `model_name` names its registered architecture."""
-    from ..engine.checkpoint import load_checkpoint, load_model_state, model_from_checkpoint
-    from ..engine.errors import CheckpointError
+    from .checkpoint import load_checkpoint, load_model_state, model_from_checkpoint
+    from .errors import CheckpointError
     from ..models import create_model
 
     try:
