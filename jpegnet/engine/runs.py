@@ -17,6 +17,7 @@ import os
 import platform
 from pathlib import Path
 
+from ..weights_file import WEIGHTS_FORMAT
 from .checkpoint import atomic_write
 from .errors import EngineError
 
@@ -86,7 +87,7 @@ def write_best_weights(path: str | os.PathLike, state_dict: dict, *, model_name:
     from safetensors.torch import save
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    metadata = {"format": "jpegnet-weights", "model_name": model_name, "model_kwargs": json.dumps(model_kwargs),
+    metadata = {"format": WEIGHTS_FORMAT, "model_name": model_name, "model_kwargs": json.dumps(model_kwargs),
                 "num_classes": str(len(class_names)), "class_names": json.dumps(list(class_names)),
                 "input_config": json.dumps(input_config)}
     data = save(tensors, metadata=metadata)
