@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import math
-import numbers
 import os
 import random
 import tempfile
@@ -31,15 +29,10 @@ import torch
 from ..weights_file import CHECKPOINT_FORMAT as FORMAT
 from ..weights_file import check_state_fits, load_model_state  # noqa: F401  (re-exported: the format lives there)
 from .errors import CheckpointError
+from .zoo import build_model, check_option_kwargs
 
 VERSION = 2  # 2: the weights' digest (model_sha256); version 1 files load without one
 
-# Builder keyword arguments from a checkpoint: plain values only, numbers at most this large. Multipliers of
-# widths and depths are the only ones that size a model, and the registry's go up to 2; 64 leaves room for any
-# real model and keeps even the shape-only ("meta") build of a bogus one to a few seconds. The memory a model
-# may take is bounded exactly afterwards: its tensors must be the file's own.
-MAX_KWARG_MAGNITUDE = 64
-_BUILD_ONLY_KWARGS = ("features_only", "out_indices")  # a backbone is not a classifier: nothing to load into
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -147,27 +140,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     return state
 
 
-def check_model_kwargs(kwargs, where: str = "model_kwargs") -> dict:
-    """Builder keyword arguments as a checkpoint or the command line may give them: plain values, numbers finite
-    and at most MAX_KWARG_MAGNITUDE; no features_only / out_indices (a backbone cannot be trained or loaded as
-    a classifier). Raises ValueError / TypeError with a message; the callers say where the arguments came from."""
-    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
-        raise TypeError(f"{where} must be a dict of keyword arguments, got {type(kwargs).__name__}")
-    for key, value in kwargs.items():
-        if key in _BUILD_ONLY_KWARGS:
-            raise ValueError(f"{where}: {key} builds a feature backbone without a classifier head; it cannot be "
-                             f"trained, evaluated or loaded from a checkpoint")
-        for v in (value if isinstance(value, (tuple, list)) else (value,)):
-            if v is None or isinstance(v, (bool, str)):
-                continue
-            if not isinstance(v, numbers.Real):
-                raise TypeError(f"{where}: {key}={value!r} is not a plain value (number, bool, string, None)")
-            if not math.isfinite(v) or abs(v) > MAX_KWARG_MAGNITUDE:
-                raise ValueError(f"{where}: {key}={value!r} is out of range (finite, at most "
-                                 f"{MAX_KWARG_MAGNITUDE} in magnitude)")
-    return dict(kwargs)
-
-
 def build_checked_model(state: dict, path: str = "checkpoint"):
     """The model a checkpoint names, built only once it is known to fit the checkpoint's own tensors (which are
     in memory already): so a checkpoint can never make us allocate more than it holds. Weights not loaded."""
@@ -181,19 +153,19 @@ def check_checkpoint_model(state: dict, path: str = "checkpoint") -> dict:
     """CheckpointError unless the model a checkpoint names, with its num_classes and model_kwargs, has exactly
     the tensors of the checkpoint's weights. Built on the meta device: nothing is allocated, whatever the
     checkpoint asks for. Returns the checked model_kwargs."""
-    from ..models import create_model
+    from ..models import UnknownModelError
 
     name, num_classes = state["model_name"], state["num_classes"]
     if not isinstance(name, str):
         raise CheckpointError(f"{path}: model_name must be a string, got {type(name).__name__}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise CheckpointError(f"{path}: num_classes must be a positive integer, got {num_classes!r}")
+    kwargs = check_option_kwargs(state.get("model_kwargs", {}), f"{path}: model_kwargs", CheckpointError)
     try:
-        kwargs = check_model_kwargs(state.get("model_kwargs", {}), f"{path}: model_kwargs")
         with torch.device("meta"):  # shapes only: nothing allocated, whatever the arguments ask for
-            skeleton = create_model(name, num_classes=num_classes, **kwargs)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: cannot build {name!r} from it: {str(exc).splitlines()[0]}") from None
+            skeleton = build_model(name, num_classes, kwargs, f"{path}: model_kwargs", CheckpointError)
+    except UnknownModelError as exc:
+        raise CheckpointError(f"{path}: names a model this jpegnet does not have: {exc}") from None
     check_state_fits(skeleton.state_dict(), state["model"], path)
     return kwargs
 

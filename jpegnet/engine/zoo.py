@@ -8,45 +8,74 @@ that cannot be built on 'meta' falls back to the CPU.
 from __future__ import annotations
 
 import fnmatch
+import math
+import numbers
 import re
 
 import torch
 
 from ..errors import JpegnetError
 from ..profile import count_flops, count_params
-from .checkpoint import check_model_kwargs
 from .errors import ConfigError
 
+# Builder keyword arguments from a checkpoint: plain values only, numbers at most this large. Multipliers of
+# widths and depths are the only ones that size a model, and the registry's go up to 2; 64 leaves room for any
+# real model and keeps even the shape-only ("meta") build of a bogus one to a few seconds. The memory a model
+# may take is bounded exactly afterwards: its tensors must be the file's own.
+MAX_KWARG_MAGNITUDE = 64
+_BUILD_ONLY_KWARGS = ("features_only", "out_indices")  # a backbone is not a classifier: nothing to load into
 
-def check_option_kwargs(kwargs, where: str = "--model-kwargs") -> dict:
-    """check_model_kwargs for keyword arguments a person gave: its refusals become a ConfigError."""
+
+def check_model_kwargs(kwargs, where: str = "model_kwargs") -> dict:
+    """Builder keyword arguments as a checkpoint or the command line may give them: plain values, numbers finite
+    and at most MAX_KWARG_MAGNITUDE; no features_only / out_indices (a backbone cannot be trained or loaded as
+    a classifier). Raises ValueError / TypeError with a message; the callers say where the arguments came from."""
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise TypeError(f"{where} must be a dict of keyword arguments, got {type(kwargs).__name__}")
+    for key, value in kwargs.items():
+        if key in _BUILD_ONLY_KWARGS:
+            raise ValueError(f"{where}: {key} builds a feature backbone without a classifier head; it cannot be "
+                             f"trained, evaluated or loaded from a checkpoint")
+        for v in (value if isinstance(value, (tuple, list)) else (value,)):
+            if v is None or isinstance(v, (bool, str)):
+                continue
+            if not isinstance(v, numbers.Real):
+                raise TypeError(f"{where}: {key}={value!r} is not a plain value (number, bool, string, None)")
+            if not math.isfinite(v) or abs(v) > MAX_KWARG_MAGNITUDE:
+                raise ValueError(f"{where}: {key}={value!r} is out of range (finite, at most "
+                                 f"{MAX_KWARG_MAGNITUDE} in magnitude)")
+    return dict(kwargs)
+
+
+def check_option_kwargs(kwargs, where: str = "--model-kwargs", error: type[JpegnetError] = ConfigError) -> dict:
+    """check_model_kwargs for keyword arguments a person or a file gave: its refusals become `error`."""
     try:
         return check_model_kwargs(kwargs, where)
     except (TypeError, ValueError) as exc:  # its documented refusals of a value, each with the message to show
-        raise ConfigError(str(exc)) from None
+        raise error(str(exc)) from None
 
 
 def build_model(name: str, num_classes: int = 1000, model_kwargs: dict | None = None,
-                where: str = "--model-kwargs"):
+                where: str = "--model-kwargs", error: type[JpegnetError] = ConfigError):
     """create_model(name, num_classes, **model_kwargs) for options from the command line or a TrainConfig.
 
     A keyword the builder does not take, or a value its checks refuse (a builder raises ValueError for those),
-    is a ConfigError naming `where`; an unknown name stays UnknownModelError. Any other exception of a builder
-    is a bug and keeps its type and traceback."""
+    is a ConfigError (or `error`: a checkpoint's arguments give a CheckpointError) naming `where`; an unknown
+    name stays UnknownModelError. Any other exception of a builder is a bug and keeps its type and traceback."""
     from ..models import create_model
 
-    kwargs = check_option_kwargs(model_kwargs or {}, where)
+    kwargs = check_option_kwargs(model_kwargs or {}, where, error)
     try:
         return create_model(name, num_classes=num_classes, **kwargs)
     except TypeError as exc:
         unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
         if unknown is None:
             raise
-        raise ConfigError(f"{where}: {name} takes no keyword argument {unknown.group(1)!r}") from None
+        raise error(f"{where}: {name} takes no keyword argument {unknown.group(1)!r}") from None
     except ValueError as exc:
         if isinstance(exc, JpegnetError) or not kwargs:  # without options from a person, a ValueError is a bug
             raise
-        raise ConfigError(f"{where}: cannot build {name} with {kwargs}: {str(exc).splitlines()[0]}") from None
+        raise error(f"{where}: cannot build {name} with {kwargs}: {str(exc).splitlines()[0]}") from None
 
 
 def _build(name: str):
