@@ -142,3 +142,21 @@ def test_torch_backend_is_the_model():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(TorchBackend(model, device="cpu")(x), model(x))
+
+
+def test_bytes_that_are_not_onnx_are_a_typed_error(tmp_path, capsys):
+    from jpegnet.cli import main
+    from jpegnet.errors import JpegnetError
+
+    with pytest.raises(JpegnetError, match="onnxruntime cannot load it"):
+        OnnxRuntimeBackend(b"not an onnx model at all")
+    path = tmp_path / "truncated.onnx"
+    path.write_bytes(b"\x08\x07\x12\x04junk")
+    with pytest.raises(JpegnetError, match=f"{path.name}: onnxruntime cannot load it"):
+        OnnxRuntimeBackend(path)
+    # through the command: one line and exit 1, not onnxruntime's traceback (the file is loaded before any
+    # socket is opened)
+    assert main(["serve", "--onnx", str(path), "--port", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("jpegnet: error: ") and "onnxruntime cannot load it" in err[-1]
+    assert "Traceback" not in "\n".join(err)

@@ -59,6 +59,16 @@ class TorchBackend(_ModuleLike):
             return self.model(*(x.to(self.device, non_blocking=True) for x in inputs)).float()
 
 
+def _onnx_load_errors() -> tuple[type[Exception], ...]:
+    """What onnxruntime raises for a file it cannot load: its own exception types, which derive from Exception
+    only (so nothing narrower than them would catch them, and Exception would hide bugs)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "InvalidProtobuf", "InvalidGraph",
+             "NotImplemented", "ModelLoaded")
+    return tuple(getattr(state, name) for name in names if isinstance(getattr(state, name, None), type))
+
+
 class OnnxRuntimeBackend(_ModuleLike):
     name = "onnxruntime"
 
@@ -66,7 +76,7 @@ class OnnxRuntimeBackend(_ModuleLike):
                  device: str | None = None, spinning: bool = False):
         import onnxruntime as ort
 
-        from .errors import DeviceError
+        from .errors import CheckpointError, DeviceError
         from .export import parse_metadata
 
         options = ort.SessionOptions()
@@ -89,7 +99,11 @@ class OnnxRuntimeBackend(_ModuleLike):
         else:
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         source = onnx_model if isinstance(onnx_model, bytes) else os.fspath(onnx_model)
-        self.session = ort.InferenceSession(source, options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(source, options, providers=providers)
+        except _onnx_load_errors() as exc:  # not an ONNX model (or not one this onnxruntime can run)
+            what = "the ONNX bytes" if isinstance(source, bytes) else source
+            raise CheckpointError(f"{what}: onnxruntime cannot load it: {str(exc).splitlines()[0]}") from None
         info = parse_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.input_config = info.input_config
         self.class_names = info.class_names
