@@ -25,3 +25,21 @@ def test_dct_stats_normalize_the_data(folder):
     assert flat.abs().max() < 1e-3
     with pytest.raises(ValueError, match="192"):
         create_loader(ds, 2, input_config=type("Cfg", (), {"dct_mean": (0.0,), "dct_std": (1.0,)}))
+
+
+def test_no_readable_image_is_a_typed_error(tmp_path, capsys):
+    from jpegnet.cli import main
+    from jpegnet.data import NoReadableImage
+    from jpegnet.errors import JpegnetError
+
+    for name in ("a", "b"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        (tmp_path / "data" / name / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    with pytest.raises(NoReadableImage, match="no readable image"):
+        compute_dct_stats(tmp_path / "data", input_size=(32, 32))
+    assert issubclass(NoReadableImage, JpegnetError) and issubclass(NoReadableImage, ValueError)
+    out = tmp_path / "stats.json"
+    assert main(["stats", str(tmp_path / "data"), "--size", "32", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("jpegnet: error: ") and "no readable image" in err[-1]
+    assert not out.exists()  # nothing half-written

@@ -10,7 +10,7 @@ coefficients, or RGB for baselines).
 from .augment import center_crop_windows, random_resized_crop_windows, uniforms
 from .batch import build_batch, build_batch_from
 from .dct_resample import DEFAULT_DCT_SCALE, UnsupportedImage, build_dct_batch, decode_crops, image_planes
-from .dct_stats import compute_dct_stats
+from .dct_stats import NoReadableImage, compute_dct_stats
 from .folder import JPEG_EXTENSIONS, JpegFolder
 from .loader import JpegLoader, create_loader
 from .scan import FolderScan
@@ -19,7 +19,7 @@ from .shard_writer import write_shards
 from .shards import JpegShards, ShardLoader
 
 __all__ = ["DEFAULT_DCT_SCALE", "FolderScan", "JPEG_EXTENSIONS", "JpegFolder", "JpegLoader", "JpegShards",
-           "PipeCommandError",
+           "NoReadableImage", "PipeCommandError",
            "ShardError", "ShardLoader", "ShardNotFoundError", "UnsupportedImage", "build_batch", "build_batch_from",
            "build_dct_batch", "center_crop_windows", "compute_dct_stats", "create_loader", "decode_crops",
            "expand_braces", "image_planes", "is_shard_spec", "random_resized_crop_windows", "uniforms",

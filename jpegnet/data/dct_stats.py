@@ -8,11 +8,16 @@ from types import SimpleNamespace
 import torch
 
 from ..codec.reader import default_threads
+from ..errors import JpegnetError
 from ..input_config import DCT_CHANNELS, DCT_Y_CHANNELS
 from .batch import build_batch
 from .folder import JpegFolder
 from .shards import JpegShards, ShardLoader
 from .source import log_bad_file
+
+
+class NoReadableImage(JpegnetError, ValueError):
+    """Statistics were asked of images none of which could be read."""
 
 
 def compute_dct_stats(dataset_or_root, max_images: int | None = None, *, input_size=(224, 224),
@@ -46,7 +51,7 @@ def compute_dct_stats(dataset_or_root, max_images: int | None = None, *, input_s
             sums_sq[offset:offset + x.shape[1]] += (flat * flat).sum(0)
             positions[offset] += flat.shape[0]
     if positions[0] == 0:
-        raise ValueError(f"no readable image among the first {n} of {getattr(ds, 'root', None) or ds}")
+        raise NoReadableImage(f"no readable image among the first {n} of {getattr(ds, 'root', None) or ds}")
     counts = torch.cat([torch.full((DCT_Y_CHANNELS,), float(positions[0])),
                         torch.full((DCT_CHANNELS - DCT_Y_CHANNELS,), float(positions[DCT_Y_CHANNELS]))])
     mean = sums / counts
