@@ -1,8 +1,8 @@
 /*
  * jpegnet's fused CPU resampling kernel: quantized coefficient planes → normalized DCT batch, in one pass.
  *
- * For each plane (the Y, Cb or Cr of one image) it does what `jpegnet.data.dct_batch` does with numpy on the
- * CPU, without any intermediate array the size of the image:
+ * For each plane (the Y, Cb or Cr of one image) it does what `jpegnet.data.dct_resample`'s torch path does
+ * (the path used on accelerators), without any intermediate array the size of the image:
  *   1. build the banded DCT-domain operators of the window's crop + antialiased bilinear resize + mirror,
  *      one per axis (the same construction as `jpegnet.dct.transforms.resample_operator`: PyTorch's
  *      `interpolate(mode='bilinear', antialias=True)` triangle kernel composed with the block IDCT before
