@@ -50,7 +50,7 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
     if shards:
         dataset = eval_shards(data, cfg)
         dataset.exif_orientation = exif
-        loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads, input_config=cfg)
+        loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads)
     else:
         _, loader = build_data(folder, cfg, train=False, batch_size=batch_size, device=dev,
                                num_threads=num_threads, exif_orientation=exif)
