@@ -143,3 +143,29 @@ def test_the_adapter_needs_the_protocol():
         octave = create_model("octresnet50")
     with pytest.raises(TypeError, match="stride-8 entry protocol"):
         DctAdapter(octave)
+
+
+# -- one keyword vocabulary ---------------------------------------------------------------------------------
+
+def _model_classes():
+    from jpegnet.models import cspnet, dct_resnet, efficientnet, hetnet, octresnet, resnet, vgnet
+
+    return [resnet.ResNet, dct_resnet.EarlyMergeDctResNet, dct_resnet.DownSamplingDctResNet,
+            dct_resnet.LateConcatDctResNet, octresnet.OctResNet, efficientnet.EfficientNet, cspnet.CspNet,
+            cspnet.CspDenseNet, vgnet.VGNet, hetnet.HetVGG]
+
+
+@pytest.mark.parametrize("cls", _model_classes(), ids=lambda c: c.__name__)
+def test_every_family_speaks_the_same_keywords(cls):
+    import inspect
+
+    names = set(inspect.signature(cls.__init__).parameters)
+    # the names other families (and timm) use for the same things: in_chans, drop_rate, *_multiplier
+    assert not names & {"dropout", "in_channels", "width", "depth", "input_channels"}, names
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "cspresnet50", "cspdensenet_small", "vgnetg_1_0mp"])
+def test_in_chans_sets_the_input_channels(name):
+    model = create_model(name, num_classes=3, in_chans=1).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 64, 64)).shape == (1, 3)

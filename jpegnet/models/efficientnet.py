@@ -154,7 +154,7 @@ class EfficientNet(Stride8Entry, ClassifierHead, JpegNetModel):
 
     def __init__(self, width_multiplier: float = 1.0, depth_multiplier: float = 1.0, num_classes: int = 1000,
                  drop_rate: float = 0.2, drop_path_rate: float = 0.2, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
-                 input_size: int = 224, crop_pct: float = 0.875, variant: str | None = None, in_channels: int = 3):
+                 input_size: int = 224, crop_pct: float = 0.875, variant: str | None = None, in_chans: int = 3):
         super().__init__()
         for name, value in (("width_multiplier", width_multiplier), ("depth_multiplier", depth_multiplier)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
@@ -168,7 +168,7 @@ class EfficientNet(Stride8Entry, ClassifierHead, JpegNetModel):
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
 
         stem_channels = round_channels(B0_STEM_CHANNELS * width_multiplier)
-        self.stem = ConvNormAct(in_channels, stem_channels, 3, stride=2, act_layer=nn.SiLU, **bn)
+        self.stem = ConvNormAct(in_chans, stem_channels, 3, stride=2, act_layer=nn.SiLU, **bn)
 
         repeats = [round_repeats(s.repeats, depth_multiplier) for s in B0_STAGES]
         total_blocks = sum(repeats)
