@@ -265,6 +265,9 @@ def test_user_mistakes_that_used_to_be_bare_builtins(trained, capsys, tmp_path, 
     data, run = trained
     assert "resnet50 takes no keyword argument 'bogus'" in _error(
         capsys, ["profile", "resnet50", "--model-kwargs", "bogus=1"])
+    # a renamed keyword: one line that names the new name
+    assert "efficientnet_b0 takes no keyword argument 'width' (EfficientNet's 'width' is now 'width_multiplier'" \
+        in _error(capsys, ["profile", "efficientnet_b0", "--model-kwargs", "width=0.5"])
     assert "cannot build resnet50 with {'width_multiplier': 0}: width_multiplier must be a positive" in _error(
         capsys, ["profile", "resnet50", "--model-kwargs", "width_multiplier=0"])
     assert "model_kwargs: features_only builds a feature backbone" in _error(

@@ -71,7 +71,9 @@ def build_model(name: str, num_classes: int = 1000, model_kwargs: dict | None = 
         unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
         if unknown is None:
             raise
-        raise error(f"{where}: {name} takes no keyword argument {unknown.group(1)!r}") from None
+        rest = str(exc)[unknown.end():].strip()
+        hint = f" {rest.splitlines()[0]}" if rest else ""  # what the builder adds, e.g. the keyword's new name
+        raise error(f"{where}: {name} takes no keyword argument {unknown.group(1)!r}{hint}") from None
     except ValueError as exc:
         if isinstance(exc, JpegnetError) or not kwargs:  # without options from a person, a ValueError is a bug
             raise

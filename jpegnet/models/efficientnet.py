@@ -227,7 +227,8 @@ def _build(variant: str, num_classes: int, bn: str = "torchvision", width_multip
     """Variant `variant` with its coefficients times the given multipliers and the `bn` preset's BatchNorm."""
     for old, new in (("width", "width_multiplier"), ("depth", "depth_multiplier")):
         if old in kwargs:
-            raise TypeError(f"EfficientNet's {old!r} keyword is now {new!r} (the name every family uses)")
+            raise TypeError(f"got an unexpected keyword argument '{old}' (EfficientNet's {old!r} is now {new!r}, "
+                            f"the name every family uses)")
     for name, value in (("width_multiplier", width_multiplier), ("depth_multiplier", depth_multiplier)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{name} must be a number, got {type(value).__name__}")
