@@ -441,7 +441,7 @@ def add_export_parser(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from .serve import export_checkpoint
+    from .engine.export import export_checkpoint
 
     r = export_checkpoint(args.checkpoint, args.out, model_name=args.model)
     h, w = r["input_size"]
@@ -482,7 +482,7 @@ def add_serve_parser(sub) -> None:
 def cmd_serve(args) -> int:
     import torch
 
-    from .serve import load_backend
+    from .engine.backends import load_backend
     from .serve.server import ServeConfig, run_server
 
     backend = args.backend or ("onnxruntime" if args.onnx else "torch")

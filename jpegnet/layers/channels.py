@@ -1,5 +1,25 @@
-"""Channel-count rounding shared by every family that scales widths."""
+"""Width and depth rounding shared by every family that scales them (ResNets, EfficientNet, compound scaling)."""
 from __future__ import annotations
+
+import math
+import numbers
+
+
+def check_multiplier(name: str, value) -> float:
+    """A width / depth multiplier: a positive finite number (TypeError for a non-number, ValueError otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return float(value)
+
+
+def scale_depth(num_blocks: int, multiplier: float) -> int:
+    """Blocks of a stage scaled by `multiplier`, rounded up (the EfficientNet reference's rule), at least 1.
+
+    The 1e-9 keeps a product that float arithmetic puts just above a whole number (10 × 1.1) on it.
+    """
+    return max(1, math.ceil(num_blocks * multiplier - 1e-9))
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:

@@ -39,10 +39,11 @@ import torch
 from torch import nn
 
 from ..input_config import DCT_CBCR_CHANNELS as CBCR_CHANNELS, DCT_Y_CHANNELS as Y_CHANNELS
+from ..layers.channels import check_multiplier, scale_depth
 from ..layers.conv import ConvNormAct
 from .registry import InputConfig, register_model
-from .resnet import (EXPANSION, RESNET50_BLOCKS, STAGE_WIDTHS, ResNetBase, check_multiplier, init_resnet_weights,
-                     make_stage, scale_channels, scale_depth)
+from .resnet import (EXPANSION, RESNET50_BLOCKS, STAGE_WIDTHS, ResNetBase, init_resnet_weights, make_stage,
+                     scale_channels)
 
 
 class DctResNetBase(ResNetBase):

@@ -33,7 +33,6 @@ Stochastic depth rises linearly over the blocks, block i of n dropping with prob
 from __future__ import annotations
 
 import math
-import numbers
 import re
 from dataclasses import dataclass
 from functools import partial
@@ -41,8 +40,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from ..layers.channels import make_divisible
-from ..layers.classifier import ClassifierHead, check_drop_rate
+from ..layers.channels import check_multiplier, make_divisible, scale_depth
+from ..layers.classifier import ClassifierHead, check_drop_rate, check_num_classes
 from ..layers.conv import ConvNormAct
 from ..layers.drop_path import DropPath
 from ..layers.squeeze_excite import SqueezeExcite
@@ -108,10 +107,6 @@ TIMM_BN_EPS = 1e-5
 round_channels = make_divisible
 
 
-def round_repeats(repeats: int, depth: float) -> int:
-    return int(math.ceil(repeats * depth))
-
-
 class MBConv(nn.Module):
     """Mobile inverted bottleneck: 1×1 expand → k×k depthwise → SE → 1×1 linear projection, plus a
     residual (with stochastic depth) when the block keeps both resolution and width.
@@ -156,13 +151,11 @@ class EfficientNet(Stride8Entry, ClassifierHead, JpegNetModel):
                  drop_rate: float = 0.2, drop_path_rate: float = 0.2, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
                  input_size: int = 224, crop_pct: float = 0.875, variant: str | None = None, in_chans: int = 3):
         super().__init__()
-        for name, value in (("width_multiplier", width_multiplier), ("depth_multiplier", depth_multiplier)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise ValueError(f"EfficientNet {name} must be a positive number, got {value!r}")
+        check_multiplier("width_multiplier", width_multiplier)
+        check_multiplier("depth_multiplier", depth_multiplier)
         check_drop_rate(drop_rate)
         check_drop_rate(drop_path_rate, "drop_path_rate")
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+        check_num_classes(num_classes)
         self.width_multiplier, self.depth_multiplier, self.variant = width_multiplier, depth_multiplier, variant
         self.input_config = InputConfig(input_size=(input_size, input_size), crop_pct=crop_pct)
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
@@ -170,7 +163,7 @@ class EfficientNet(Stride8Entry, ClassifierHead, JpegNetModel):
         stem_channels = round_channels(B0_STEM_CHANNELS * width_multiplier)
         self.stem = ConvNormAct(in_chans, stem_channels, 3, stride=2, act_layer=nn.SiLU, **bn)
 
-        repeats = [round_repeats(s.repeats, depth_multiplier) for s in B0_STAGES]
+        repeats = [scale_depth(s.repeats, depth_multiplier) for s in B0_STAGES]
         total_blocks = sum(repeats)
         block_index = 0
         channels, reduction = stem_channels, 2
@@ -229,9 +222,8 @@ def _build(variant: str, num_classes: int, bn: str = "torchvision", width_multip
         if old in kwargs:
             raise TypeError(f"got an unexpected keyword argument '{old}' (EfficientNet's {old!r} is now {new!r}, "
                             f"the name every family uses)")
-    for name, value in (("width_multiplier", width_multiplier), ("depth_multiplier", depth_multiplier)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    check_multiplier("width_multiplier", width_multiplier)
+    check_multiplier("depth_multiplier", depth_multiplier)
     if bn not in BN_PRESETS:
         raise ValueError(f"bn must be one of {BN_PRESETS}, got {bn!r}")
     v = VARIANTS[variant]

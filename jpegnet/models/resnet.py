@@ -15,14 +15,12 @@ any of them. `resnet50_compound_phi2` is EfficientNet's Table 3 case: ResNet-50 
 """
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from ..layers.channels import make_divisible
+from ..layers.channels import check_multiplier, make_divisible, scale_depth  # noqa: F401  (scale_depth re-exported)
 from ..layers.classifier import ClassifierHead
 from ..layers.conv import make_conv2d
 from .dct_adapter import Stride8Entry, register_dct_variant
@@ -41,22 +39,6 @@ def scale_channels(channels: int, multiplier: float, divisor: int = 8) -> int:
     if multiplier == 1.0:
         return channels
     return make_divisible(channels * multiplier, divisor)
-
-
-def scale_depth(num_blocks: int, multiplier: float) -> int:
-    """Blocks of a stage scaled by `multiplier`, rounded up (EfficientNet's `round_repeats`), at least 1.
-
-    The 1e-9 keeps a product that float arithmetic puts just above a whole number (10 × 1.1) on it.
-    """
-    return max(1, math.ceil(num_blocks * multiplier - 1e-9))
-
-
-def check_multiplier(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not value > 0 or not math.isfinite(value):
-        raise ValueError(f"{name} must be a positive finite number, got {value}")
-    return float(value)
 
 
 class Bottleneck(nn.Module):
