@@ -12,6 +12,13 @@ from ..data.scan import FolderScan
 from .errors import DataFolderError
 
 
+def _check_dir(root: Path, role: str) -> None:
+    if not root.exists():
+        raise DataFolderError(f"{role} folder not found: {root}")
+    if not root.is_dir():
+        raise DataFolderError(f"{role} folder is not a directory: {root}")
+
+
 def scan_checked_folder(root: str | Path, role: str = "data") -> FolderScan:
     """The scan of `root` (one subfolder per class), checked; DataFolderError if unusable.
 
@@ -19,10 +26,7 @@ def scan_checked_folder(root: str | Path, role: str = "data") -> FolderScan:
     (an empty class would silently shift every label after it).
     """
     root = Path(root)
-    if not root.exists():
-        raise DataFolderError(f"{role} folder not found: {root}")
-    if not root.is_dir():
-        raise DataFolderError(f"{role} folder is not a directory: {root}")
+    _check_dir(root, role)
     scan = FolderScan.of(root)
     if not scan.classes:
         raise DataFolderError(f"{role} folder {root} has no class subfolders (expected {root}/<class>/*.jpg)")
@@ -42,10 +46,7 @@ def check_train_val_folder(root: str | Path) -> tuple[FolderScan, FolderScan, li
     """`root/train` and `root/val` checked, with the same classes; returns (train scan, val scan, classes). The
     scans are path-like (os.fspath gives the folder) and go to the datasets as they are (no second listing)."""
     root = Path(root)
-    if not root.exists():
-        raise DataFolderError(f"data folder not found: {root}")
-    if not root.is_dir():
-        raise DataFolderError(f"data folder is not a directory: {root}")
+    _check_dir(root, "data")
     train_dir, val_dir = root / "train", root / "val"
     for sub in (train_dir, val_dir):
         if not sub.is_dir():

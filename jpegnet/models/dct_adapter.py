@@ -3,8 +3,7 @@
 A JPEG's Y coefficients are already a stride-8 feature map (64 channels: one per DCT frequency) and its
 4:2:0 chroma a stride-16 one (2 × 64 channels). A network built for RGB reaches stride 8 after its stem
 and first stages; the adapter drops those layers and feeds the backbone, at its stride-8 entry point, with
-a small learned stem over the coefficients (in the spirit of the paper's UpSampling variant, which also feeds
-stride-8 coefficients to ResNet-50's later stages, but not the same network: see below):
+a small learned stem over the coefficients:
 
     y (64, H/8, W/8) ─ BN ──────────────────┐
                                             ├ concat (192) ─ 1×1 conv ─ BN ─ ReLU ─▶ backbone from stride 8
@@ -15,8 +14,8 @@ the 192 concatenated channels straight into ResNet-50's CB3 stage run at stride 
 fusion conv to the backbone's stride-8 width instead, and drops the backbone's own stride-8 stage (CB3 in
 ResNet-50) with everything before it.
 
-For a backbone whose stride-8 width is small (EfficientNet-B0: 40 channels, 24 at width 0.5) the single linear 1×1 squeezes 192 coefficient
-channels through that width before any non-linearity; `dct_stem="block"` instead runs an inverted-bottleneck
+For a backbone whose stride-8 width is small (EfficientNet-B0: 40 channels, 24 at width 0.5) the single linear
+1×1 squeezes 192 coefficient channels through that width before any non-linearity; `dct_stem="block"` instead runs an inverted-bottleneck
 block at stride 8 (1×1 to 192, BN-ReLU, depthwise 3×3, BN-ReLU, 1×1 to the entry width, BN-ReLU), which the
 accuracy study (benchmarks/accuracy.py) compares with the linear stem.
 
