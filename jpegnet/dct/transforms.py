@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..input_config import INTERPOLATIONS  # 'bilinear': the triangle; 'bicubic': Keys' cubic, a = -0.5
 from .pixels import BLOCK, dct_basis
 
 
@@ -209,8 +210,6 @@ class BandOperator:
         return self.weights.shape[3]
 
 
-#: The resampling filters: antialiased bilinear (triangle) and antialiased bicubic (Keys, a = -0.5).
-INTERPOLATIONS = ("bilinear", "bicubic")
 
 #: Keys' cubic convolution parameter: Pillow's BICUBIC and PyTorch's antialiased bicubic both use -0.5.
 CUBIC_A = -0.5
