@@ -2,8 +2,8 @@
 
 An upload goes through `JpegFolder.for_model` and `build_batch` of jpegnet.data with the model's evaluation
 transform (resize the shorter side to max(input size) / crop_pct with its interpolation filter, centre crop,
-normalize): DCT models get the reader's coefficients of the crop window (C code, GIL released), RGB models the Pillow decode + resize + centre
-crop of the RGB twin (jpegnet.data.rgb). A file that cannot be used raises `UploadError`, whose `kind` names
+normalize): DCT models get the reader's coefficients of the crop window (C code, GIL released), RGB models the
+Pillow decode + resize + centre crop of the RGB twin (jpegnet.data.rgb). A file that cannot be used raises `UploadError`, whose `kind` names
 the problem for the client:
 
     empty        no bytes at all                                   400
