@@ -151,8 +151,10 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch and decode threads")
     parser.add_argument("--chroma", choices=("box", "bilinear"), default="box",
                         help="chroma upsampling when rebuilding pixels from the DCT batch")
+    parser.add_argument("--variants", default="pillow_bicubic,dct_bilinear,dct_bicubic",
+                        help="comma-separated subset of the variants (agreement needs pillow_bicubic)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="default benchmarks/results/dct_filter_ceiling.json (-chroma-bilinear.json)")
+                        help="default benchmarks/results/dct_filter_ceiling[-chroma-C][-VARIANTS].json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -167,24 +169,33 @@ def main(argv=None) -> int:
         "dct_bilinear": lambda: dct_batches(files, args.batch_size, "bilinear", args.chroma, args.threads),
         "dct_bicubic": lambda: dct_batches(files, args.batch_size, "bicubic", args.chroma, args.threads),
     }
+    chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(chosen) - set(variants))
+    if unknown or not chosen:
+        raise SystemExit(f"unknown variants {unknown}: choose among {', '.join(variants)}")
+    variants = {k: v for k, v in variants.items() if k in chosen}
     preds, seconds = {}, {}
     for name, batches in variants.items():
         start = time.perf_counter()
         preds[name] = predictions(model, batches(), n)
         seconds[name] = time.perf_counter() - start
-        print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
+        seen = preds[name] >= 0
+        print(f"{name}: top-1 {100.0 * (preds[name][seen] == labels[seen]).mean():.1f}% of {int(seen.sum())} "
+              f"images it could read, {seconds[name]:.0f} s", flush=True)
     common = np.all(np.stack([p >= 0 for p in preds.values()]), axis=0)
     rows = {}
     for name, p in preds.items():
         rows[name] = {
             "top1": float(100.0 * (p[common] == labels[common]).mean()),
-            "agreement_with_pillow_bicubic": float(100.0 * (p[common] == preds["pillow_bicubic"][common]).mean()),
+            "agreement_with_pillow_bicubic": (float(100.0 * (p[common] == preds["pillow_bicubic"][common]).mean())
+                                              if "pillow_bicubic" in preds else None),
             "seconds": round(seconds[name], 1),
         }
     print(f"\n{int(common.sum())} images ({n - int(common.sum())} refused by the DCT reader, left out of every row)")
     print(f"{'variant':<16} {'top-1 %':>8} {'agree %':>8}")
     for name, r in rows.items():
-        print(f"{name:<16} {r['top1']:8.1f} {r['agreement_with_pillow_bicubic']:8.1f}")
+        agree = r["agreement_with_pillow_bicubic"]
+        print(f"{name:<16} {r['top1']:8.1f} {'-' if agree is None else f'{agree:.1f}':>8}")
     record = {
         "what": "issue 19 item 4: tf_efficientnet_lite0 (real weights) fed the DCT evaluation batch rebuilt to "
                 "pixels, per DCT resampling filter, vs timm's Pillow-bicubic eval transform",
@@ -195,7 +206,8 @@ def main(argv=None) -> int:
     }
     if args.limit is None:
         if args.out is None:
-            suffix = "" if args.chroma == "box" else f"-chroma-{args.chroma}"
+            suffix = ("" if args.chroma == "box" else f"-chroma-{args.chroma}") + \
+                     ("" if len(variants) == 3 else "-" + "-".join(variants))
             args.out = Path(__file__).parent / "results" / f"dct_filter_ceiling{suffix}.json"
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=2) + "\n")
