@@ -22,6 +22,7 @@ Variants, each top-1 over the same images:
                   JFIF YCbCr → RGB, clipped to 0..255, normalized as the teacher's
   dct_bicubic     the same with the antialiased bicubic filter (Keys a = -0.5, InputConfig.interpolation =
                   'bicubic'), Pillow's and torchvision's
+(--k-margin none: every frequency read, the exact IDCT -> resize -> DCT; default 1.0, the pipeline's.)
 The gap between pillow_bicubic and a dct_* row is what any DCT model converted from this teacher starts under
 (the issue measured 83.3% vs 81.8% with the triangle on 1,300 other ImageNet validation images).
 Also reported: top-1 agreement of each variant's predictions with pillow_bicubic's. Images the DCT reader
@@ -111,7 +112,8 @@ def rebuild_pixels(y: torch.Tensor, cbcr: torch.Tensor, chroma: str) -> torch.Te
     return rgb.clamp_(0.0, 255.0).float()
 
 
-def dct_batches(files: list[Path], batch_size: int, interpolation: str, chroma: str, threads: int):
+def dct_batches(files: list[Path], batch_size: int, interpolation: str, chroma: str, threads: int,
+                k_margin: float | None = 1.0):
     """jpegnet's DCT evaluation batches (raw coefficients, the model config's filter), rebuilt to pixels and
     normalized as the teacher's input. Yields (positions kept, batch); positions refused are left out."""
     from jpegnet import InputConfig
@@ -125,7 +127,8 @@ def dct_batches(files: list[Path], batch_size: int, interpolation: str, chroma: 
     std = torch.tensor(STD).view(1, 3, 1, 1) * 255.0
     for start in range(0, len(files), batch_size):
         indices = list(range(start, min(start + batch_size, len(files))))
-        batch, bad = build_batch(dataset, indices, seed=0, epoch=0, num_threads=threads, normalize=False)
+        batch, bad = build_batch(dataset, indices, seed=0, epoch=0, num_threads=threads, normalize=False,
+                                 k_margin=k_margin)
         bad_paths = {str(path) for path, _, _ in bad}
         kept = [i for i in indices if str(files[i]) not in bad_paths]
         if batch is None:
@@ -151,12 +154,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch and decode threads")
     parser.add_argument("--chroma", choices=("box", "bilinear"), default="box",
                         help="chroma upsampling when rebuilding pixels from the DCT batch")
+    parser.add_argument("--k-margin", default="1.0",
+                        help="the DCT batch's frequency truncation (build_dct_batch k_margin; 'none': every "
+                             "frequency, the exact IDCT -> resize -> DCT)")
     parser.add_argument("--variants", default="pillow_bicubic,dct_bilinear,dct_bicubic",
                         help="comma-separated subset of the variants (agreement needs pillow_bicubic)")
     parser.add_argument("--out", type=Path, default=None,
                         help="default benchmarks/results/dct_filter_ceiling[-chroma-C][-VARIANTS].json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    k_margin = None if args.k_margin.lower() == "none" else float(args.k_margin)
 
     files, labels = labelled_images(args.images)
     if args.limit is not None:
@@ -166,8 +173,8 @@ def main(argv=None) -> int:
     n = len(files)
     variants = {
         "pillow_bicubic": lambda: pillow_batches(files, args.batch_size),
-        "dct_bilinear": lambda: dct_batches(files, args.batch_size, "bilinear", args.chroma, args.threads),
-        "dct_bicubic": lambda: dct_batches(files, args.batch_size, "bicubic", args.chroma, args.threads),
+        "dct_bilinear": lambda: dct_batches(files, args.batch_size, "bilinear", args.chroma, args.threads, k_margin),
+        "dct_bicubic": lambda: dct_batches(files, args.batch_size, "bicubic", args.chroma, args.threads, k_margin),
     }
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(chosen) - set(variants))
@@ -200,13 +207,14 @@ def main(argv=None) -> int:
         "what": "issue 19 item 4: tf_efficientnet_lite0 (real weights) fed the DCT evaluation batch rebuilt to "
                 "pixels, per DCT resampling filter, vs timm's Pillow-bicubic eval transform",
         "images": str(args.images), "count": int(common.sum()), "refused": n - int(common.sum()),
-        "chroma_upsampling": args.chroma, "input_size": INPUT_SIZE, "crop_pct": CROP_PCT,
+        "chroma_upsampling": args.chroma, "k_margin": k_margin, "input_size": INPUT_SIZE, "crop_pct": CROP_PCT,
         "rows": rows, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": platform.node(), "torch": torch.__version__,
     }
     if args.limit is None:
         if args.out is None:
             suffix = ("" if args.chroma == "box" else f"-chroma-{args.chroma}") + \
+                     ("" if k_margin == 1.0 else f"-k-margin-{args.k_margin.lower()}") + \
                      ("" if len(variants) == 3 else "-" + "-".join(variants))
             args.out = Path(__file__).parent / "results" / f"dct_filter_ceiling{suffix}.json"
         args.out.parent.mkdir(parents=True, exist_ok=True)
