@@ -159,6 +159,9 @@ def main(argv=None) -> int:
                              "frequency, the exact IDCT -> resize -> DCT)")
     parser.add_argument("--variants", default="pillow_bicubic,dct_bilinear,dct_bicubic",
                         help="comma-separated subset of the variants (agreement needs pillow_bicubic)")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="a record of an earlier run over the same images whose pillow_bicubic predictions give "
+                             "the agreement column when pillow_bicubic is not among --variants")
     parser.add_argument("--out", type=Path, default=None,
                         help="default benchmarks/results/dct_filter_ceiling[-chroma-C][-VARIANTS].json")
     args = parser.parse_args(argv)
@@ -189,13 +192,19 @@ def main(argv=None) -> int:
         seen = preds[name] >= 0
         print(f"{name}: top-1 {100.0 * (preds[name][seen] == labels[seen]).mean():.1f}% of {int(seen.sum())} "
               f"images it could read, {seconds[name]:.0f} s", flush=True)
+    reference = preds.get("pillow_bicubic")
+    if reference is None and args.reference is not None:
+        saved = json.loads(args.reference.read_text())
+        if saved.get("files") != [p.name for p in files]:
+            raise SystemExit(f"{args.reference} was run over other images")
+        reference = np.asarray(saved["predictions"]["pillow_bicubic"])
     common = np.all(np.stack([p >= 0 for p in preds.values()]), axis=0)
     rows = {}
     for name, p in preds.items():
         rows[name] = {
             "top1": float(100.0 * (p[common] == labels[common]).mean()),
-            "agreement_with_pillow_bicubic": (float(100.0 * (p[common] == preds["pillow_bicubic"][common]).mean())
-                                              if "pillow_bicubic" in preds else None),
+            "agreement_with_pillow_bicubic": (float(100.0 * (p[common] == reference[common]).mean())
+                                              if reference is not None else None),
             "seconds": round(seconds[name], 1),
         }
     print(f"\n{int(common.sum())} images ({n - int(common.sum())} refused by the DCT reader, left out of every row)")
@@ -210,6 +219,8 @@ def main(argv=None) -> int:
         "chroma_upsampling": args.chroma, "k_margin": k_margin, "input_size": INPUT_SIZE, "crop_pct": CROP_PCT,
         "rows": rows, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": platform.node(), "torch": torch.__version__,
+        "files": [p.name for p in files],
+        "predictions": {name: [int(v) for v in p] for name, p in preds.items()},  # -1: not readable
     }
     if args.limit is None:
         if args.out is None:
