@@ -24,7 +24,7 @@ DEFAULT_DCT_SCALE = 128.0
 REPRESENTATIONS = ("rgb", "dct")
 
 #: The resize filters a model may have been trained with (torchvision's BILINEAR / BICUBIC, antialiased); DCT
-#: models resample their coefficients with the same filter (jpegnet.dct.transforms.INTERPOLATIONS).
+#: models resample their coefficients with the same filter (jpegnet.dct.transforms builds both).
 INTERPOLATIONS = ("bilinear", "bicubic")
 
 

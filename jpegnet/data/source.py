@@ -82,7 +82,8 @@ class JpegSource:
     def for_model(cls, source, input_config: InputConfig, *, train: bool, **options):
         """The dataset a model with this InputConfig reads from `source`: representation, input size,
         evaluation crop_pct, resize filter and normalization all come from the config (nothing is given
-        twice). options: the constructor's other keywords (on_error, seed, exif_orientation, max_pixels, scale, hflip...)."""
+        twice). options: the constructor's other keywords (on_error, seed, exif_orientation, max_pixels, scale,
+        hflip...)."""
         return cls(source, train=train, **cls.model_options(input_config), **options)
 
     def make_loader(self, batch_size: int, **options):
