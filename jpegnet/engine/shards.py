@@ -13,14 +13,17 @@ from .folders import scan_checked_folder
 
 
 def write_split_shards(data: str | Path, out: str, *, split: str | None = "train", max_size="1GB",
-                       shuffle_seed: int = 0, max_count: int | None = None, log=None) -> dict:
+                       shuffle_seed: int = 0, max_count: int | None = None, verify: str = "full",
+                       threads: int | None = None, log=None) -> dict:
     """`jpegnet shards`: DATA/SPLIT/<class>/*.jpg (DATA's own class folders when split is None or '.')
-    written as shards named by the printf pattern `out` (e.g. OUT/train-%06d.tar)."""
+    written as shards named by the printf pattern `out` (e.g. OUT/train-%06d.tar); verify: 'full' (every
+    image decoded in strict mode first) or 'header' (see jpegnet.data.write_shards)."""
     from ..data import write_shards
 
     folder = Path(data) / split if split not in (None, "", ".") else Path(data)
     scan = scan_checked_folder(folder, f"{split} split" if split not in (None, "", ".") else "data")
-    return write_shards(scan, out, max_size=max_size, max_count=max_count, shuffle_seed=shuffle_seed, log=log)
+    return write_shards(scan, out, max_size=max_size, max_count=max_count, shuffle_seed=shuffle_seed,
+                        verify=verify, threads=threads, log=log)
 
 
 def shard_classes(spec) -> list[str]:
