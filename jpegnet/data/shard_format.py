@@ -5,7 +5,8 @@ A shard is a plain tar whose consecutive members sharing a key form one sample (
 bytes, `KEY.cls`: the class index in ASCII), the WebDataset convention. Beside each `NAME.tar` the writer puts
 `NAME.idx.json` (every sample's key, the offset of its first header and each member's data offset and size),
 so a shard can be split, resumed and read by random access without a scan; beside the shards, `classes.json`
-names the classes.
+names the classes. Shards from other tools (`.jpeg` images, `.json` labels, no classes.json, no index) are read
+too: the label conventions are in `shard_labels`.
 
 Why not the `webdataset` / `wids` libraries: the tar stream parser here is ~80 lines of standard library and
 hands member bytes straight to the batch reader; webdataset's per-sample Python pipeline (a dict per sample,
