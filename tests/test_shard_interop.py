@@ -181,8 +181,8 @@ def test_jpegnet_shards_read_by_webdataset(tmp_path):
     assert len(raw) == len(decoded) == 13
     assert sorted(s["__key__"] for s in raw) == sorted(files)
     ours = JpegShards(written["pattern"], "dct", train=False)
-    our_labels = {s.name.split(":", 1)[1].rsplit(".", 1)[0]: s.label
-                  for shard in range(len(ours.urls)) for _, s in ours.read_samples(shard, range(len(ours.indexes[shard])))}
+    our_labels = {s.name.split(":", 1)[1].rsplit(".", 1)[0]: s.label for shard, index in enumerate(ours.indexes)
+                  for _, s in ours.read_samples(shard, range(len(index)))}
     for plain, image in zip(raw, decoded):
         path, label = files[plain["__key__"]]
         assert plain["jpg"] == path.read_bytes()  # the file's bytes, untouched
