@@ -67,7 +67,7 @@ def foreign(tmp_path_factory):
     with webdataset.ShardWriter(str(out / "wds-train-%03d.tar"), maxcount=4, verbose=0) as sink:
         for i, (path, label) in enumerate(train):
             sink.write(_wds_sample(i, path, label))
-    members = []
+    members = [("README", b"no key: ignored"), (".hidden.jpg", b"no key either")]  # as webdataset ignores them
     for i, (path, label) in enumerate(val):
         key = f"val.set/class.{label}/{path.stem.replace('.', '_')}"
         pair = [(f"{key}.jpg", path.read_bytes()), (f"{key}.cls", str(label).encode())]
@@ -119,8 +119,11 @@ def test_train_and_eval_on_webdataset_shards(foreign, tmp_path, capsys):
     assert f"{len(val)} images" in printed
     # the labels the loader hands the model are the ones written
     ds = JpegShards(str(out / "wds-val-000.tar"), "rgb", train=False, input_size=32, classes=["0", "1", "2"])
-    targets = torch.cat([t for _, t in ShardLoader(ds, 2, num_threads=1)]).tolist()
-    assert targets == [label for _, label in val]
+    loader = ShardLoader(ds, 2, num_threads=1)
+    targets = torch.cat([t for _, t in loader]).tolist()
+    assert targets == [label for _, label in val] and len(ds) == 3 and loader.skipped == []
+    theirs = webdataset.WebDataset([str(out / "wds-val-000.tar")], shardshuffle=False).decode()
+    assert [s["cls"] for s in theirs] == targets
 
 
 def test_samples_without_a_usable_label_are_typed_errors(tmp_path, capsys):
