@@ -398,13 +398,20 @@ def add_shards_parser(sub) -> None:
     p = sub.add_parser("shards", help="write a split's class folders as WebDataset tar shards",
                        description="Writes DIR/SPLIT/<class>/*.jpg as tar shards (KEY.jpg: the file's bytes, "
                                    "KEY.cls: its class index), each with an index NAME.idx.json, and classes.json "
-                                   "beside them, in a shuffled order; unreadable files are reported, not written.")
+                                   "beside them, in a shuffled order; every image is decoded first and the ones "
+                                   "that do not read are reported, not written.")
     p.add_argument("--data", required=True, help="dataset folder (DIR/SPLIT/<class>/*.jpg)")
     p.add_argument("--split", default="train", help="subfolder to write (default train; '.' for DIR itself)")
     p.add_argument("--out", required=True, help="printf pattern of the shard names, e.g. OUT/train-%%06d.tar")
     p.add_argument("--max-size", default="1GB", help="largest shard size (default 1GB; e.g. 500MB, 64MiB)")
     p.add_argument("--max-count", type=_positive_int, default=None, help="also at most N images per shard")
     p.add_argument("--shuffle-seed", type=int, default=0, help="seed of the sample order (default 0)")
+    p.add_argument("--verify", choices=["full", "header"], default="full",
+                   help="full (default): decode every image's coefficients in strict mode, as training reads "
+                        "them, and leave out those that fail (corrupt or truncated data too); header: check "
+                        "the headers only (faster, for data known to be sound)")
+    p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None,
+                   help="decode threads for the checks (default: the cores this process may use)")
     p.set_defaults(func=cmd_shards)
 
 
@@ -412,10 +419,12 @@ def cmd_shards(args) -> int:
     from .engine import write_split_shards
 
     result = write_split_shards(args.data, args.out, split=args.split, max_size=args.max_size,
-                                shuffle_seed=args.shuffle_seed, max_count=args.max_count,
-                                log=lambda m: print(m, file=sys.stderr))
+                                shuffle_seed=args.shuffle_seed, max_count=args.max_count, verify=args.verify,
+                                threads=args.num_threads, log=lambda m: print(m, file=sys.stderr))
+    data = f"{result['bad_data']} bad data" if args.verify == "full" else "data not checked: --verify header"
     print(f"wrote {result['samples']} images of {len(result['classes'])} classes in {len(result['shards'])} "
-          f"shards ({result['bytes'] / 1e6:.1f} MB), {len(result['bad'])} unreadable files left out")
+          f"shards ({result['bytes'] / 1e6:.1f} MB), {len(result['bad'])} unreadable files left out "
+          f"({result['bad_headers']} bad headers, {data})")
     print(f"shards: {result['pattern']}")
     return 0
 

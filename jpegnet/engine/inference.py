@@ -10,7 +10,7 @@ from .device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate, plot_confusion
 from .folders import scan_checked_folder
-from .shards import eval_shards, shard_classes
+from .shards import check_shards_exist, eval_shards, shard_classes
 
 
 def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: int = 64, device: str | None = None,
@@ -26,7 +26,8 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
 
     shards = is_shard_spec(data)
     if shards:
-        folder, classes = str(data), shard_classes(data)
+        folder = str(data)
+        check_shards_exist(data)
     else:
         data = Path(data)
         folder = data / "val" if (data / "val").is_dir() else data
@@ -34,6 +35,8 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
         classes = folder.classes
     state = load_checkpoint(checkpoint)
     names = state.get("class_names")
+    if shards:  # shards without classes.json (another tool's): labels are indexes into the checkpoint's classes
+        classes = shard_classes(data, default=names or [str(i) for i in range(state["num_classes"])])
     if names is not None and list(names) != classes:
         raise CheckpointError(f"{checkpoint} was trained on classes {names[:4]}... but {folder} has "
                               f"{classes[:4]}... ({len(names)} vs {len(classes)} classes)")
@@ -48,7 +51,7 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
         model, dev = _onnxruntime_backend(backend, model, state, device)
     exif = bool(state.get("train_config", {}).get("exif_orientation", True))
     if shards:
-        dataset = eval_shards(data, cfg)
+        dataset = eval_shards(data, cfg, classes)
         dataset.exif_orientation = exif
         loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads)
     else:
