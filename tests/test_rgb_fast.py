@@ -129,3 +129,30 @@ def test_fast_from_bytes_and_max_pixels():
 def test_rgb_decode_is_checked():
     with pytest.raises(ValueError, match="rgb_decode"):
         JpegFolder.from_files([b""], "rgb", rgb_decode="turbo")
+
+
+@requires_shared
+def test_server_preprocessing_uses_the_chosen_decode():
+    from jpegnet import create_model
+    from jpegnet.engine.errors import ConfigError
+    from jpegnet.serve.preprocess import decode_upload
+    from jpegnet.serve.server import ServeConfig
+
+    assert ServeConfig().rgb_decode == "fast"  # the strongest RGB baseline is what the server runs
+    with pytest.raises(ConfigError, match="rgb_decode"):
+        ServeConfig(rgb_decode="turbo")
+    cfg = create_model("vgnetg_1_0mp", num_classes=3).input_config
+    body = (CORPUS / "n02123394_Persian_cat_x4.jpg").read_bytes()
+    (plain,), _ = decode_upload(body, cfg, max_pixels=None, rgb_decode="plain")
+    (fast,), _ = decode_upload(body, cfg, max_pixels=None, rgb_decode="fast")
+    assert fast.shape == plain.shape and 30.0 <= psnr(fast[0], plain[0]) < math.inf
+
+
+def test_commands_take_rgb_decode():
+    from jpegnet.cli import build_parser
+
+    parser = build_parser()
+    for command in (["serve", "--onnx", "m.onnx"], ["predict", "a.jpg", "--checkpoint", "c.pt"],
+                    ["eval", "--data", "d", "--checkpoint", "c.pt"], ["bench"]):
+        assert parser.parse_args(command).rgb_decode == "fast"
+        assert parser.parse_args(command + ["--rgb-decode", "plain"]).rgb_decode == "plain"
