@@ -91,10 +91,11 @@ def load_rgb_fast(job):
             width, height = (stored_h, stored_w) if orientation >= 5 else (stored_w, stored_h)
             windows, flips = ds.windows([index], np.array([width]), np.array([height]), seed, epoch)
             left, top, win_w, win_h = (float(v) for v in windows[0])
-            scale = dct_scale(win_w, win_h, out_w, out_h) if img.format == "JPEG" else 1
+            scale = dct_scale(win_w, win_h, out_w, out_h)
             if scale > 1:
                 # Pillow picks the largest reduction s with min(w // req_w, h // req_h) >= s: asking for
-                # (w // scale, h // scale) gets exactly `scale` (w // (w // s) lies in [s, 2s)).
+                # (w // scale, h // scale) gets exactly `scale` (w // (w // s) lies in [s, 2s)). Formats
+                # without scaled decoding (and JPEGs of several tiles) answer None: no reduction.
                 drafted = img.draft(img.mode, (stored_w // scale, stored_h // scale))
                 scale = round(stored_w / drafted[1][2]) if drafted else 1  # the reduction the decoder will use
             img = img.convert("RGB")  # decodes (scaled); CMYK, YCCK and grayscale convert as on the plain path
