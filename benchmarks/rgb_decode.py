@@ -21,7 +21,8 @@ Candidates (libjpeg-turbo decodes in all of them: Pillow's wheel, simplejpeg's a
     opencv-area      cv2.imdecode(IMREAD_REDUCED_COLOR_s) + cv2.resize(INTER_AREA) of the window (one OpenCV thread)
     opencv-linear    the same with INTER_LINEAR (OpenCV's SIMD bilinear; no antialiasing: lower PSNR)
 
-A candidate whose package is missing is left out (named in the output). PSNR: against `plain`'s tensor, over
+A candidate whose package is missing is left out (named in the output); `pip install -e '.[decode-bench]'`
+installs them all. PSNR: against `plain`'s tensor, over
 [0, 1] pixel values, min and median over the files. Run it alone on a quiet machine for figures:
 
     python benchmarks/rgb_decode.py                 # both sets, 3 rounds
