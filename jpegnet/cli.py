@@ -190,7 +190,15 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--confusion", default=None,
                    help="also write the confusion matrix as this PNG (default: no file is written)")
     add_backend_argument(p)
+    add_rgb_decode_argument(p)
     p.set_defaults(func=cmd_eval)
+
+
+def add_rgb_decode_argument(p) -> None:
+    p.add_argument("--rgb-decode", choices=["fast", "plain"], default="fast",
+                   help="RGB models' decode: fast = libjpeg-turbo's scaled IDCT where the image is large enough "
+                        "+ one resample of the crop window; plain = torchvision on a full-size Pillow decode "
+                        "(the same windows; default fast)")
 
 
 def cmd_eval(args) -> int:
@@ -198,7 +206,7 @@ def cmd_eval(args) -> int:
 
     result = evaluate_checkpoint(args.data, args.checkpoint, batch_size=args.batch_size, device=args.device,
                                  precision=args.precision, num_threads=args.num_threads,
-                                 confusion_png=args.confusion, backend=args.backend)
+                                 confusion_png=args.confusion, backend=args.backend, rgb_decode=args.rgb_decode)
     print(f"{result['model']} on {result['folder']}: {result['images']} images, top-1 {result['top1']:.2f}%, "
           f"top-5 {result['top5']:.2f}%, loss {result['loss']:.4f}, {result['images_per_s']:.1f} images/s")
     print(f"loss: {result['loss_kind']} (what the training log calls val_loss)")
@@ -215,6 +223,7 @@ def add_predict_parser(sub) -> None:
     add_device_arguments(p, precision=False, default=None)
     add_backend_argument(p)
     p.add_argument("--batch-size", type=_positive_int, default=32, help="files decoded and run together")
+    add_rgb_decode_argument(p)
     p.add_argument("--json", action="store_true",
                    help="one JSON object per file on stdout (file, top: [[label, probability]...] or error)")
     p.set_defaults(func=cmd_predict)
@@ -228,7 +237,7 @@ def cmd_predict(args) -> int:
 
     failed = 0
     for item in predict_files(args.files, args.checkpoint, topk=args.topk, device=args.device,
-                              batch_size=args.batch_size, backend=args.backend):
+                              batch_size=args.batch_size, backend=args.backend, rgb_decode=args.rgb_decode):
         failed += "error" in item
         if args.json:
             print(json.dumps(item), flush=True)
@@ -314,6 +323,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--repeat", type=_positive_int, default=1, help="best of N passes per timing")
     p.add_argument("--csv", default=None, help="also write the table as CSV")
     add_backend_argument(p)
+    add_rgb_decode_argument(p)
     p.set_defaults(func=cmd_bench)
 
 
@@ -323,7 +333,7 @@ def cmd_bench(args) -> int:
     result = run_bench(data=args.data, models=args.models, batch_size=args.batch_size, size=args.size,
                        max_images=args.max_images, device=args.device, precision=args.precision,
                        num_threads=args.num_threads, csv_path=args.csv, log=lambda m: print(m, flush=True),
-                       repeat=args.repeat, backend=args.backend)
+                       repeat=args.repeat, backend=args.backend, rgb_decode=args.rgb_decode)
     print(f"\n{result['images']} images from {result['folder']}, {result['size']}x{result['size']}, batch "
           f"{result['batch_size']}, {result['device']} ({result['precision']}), {result['threads']} threads, "
           f"{result['backend']} backend")
@@ -483,6 +493,7 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--max-pixels", type=_positive_int, default=24_000_000,
                    help="largest image, width x height, refused from its header (default 24,000,000)")
     p.add_argument("--decode-threads", type=_positive_int, default=None, help="default: the cores available")
+    add_rgb_decode_argument(p)
     p.add_argument("--threads", type=_positive_int, default=None, help="model threads (torch / ONNX Runtime)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
@@ -500,7 +511,7 @@ def cmd_serve(args) -> int:
     config = ServeConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                          max_queue=args.max_queue, timeout_s=args.timeout,
                          max_body_bytes=int(args.max_body_mb * 2**20), max_pixels=args.max_pixels,
-                         log_level=args.log_level,
+                         log_level=args.log_level, rgb_decode=args.rgb_decode,
                          **({"decode_threads": args.decode_threads} if args.decode_threads else {}))
     runner = load_backend(backend, checkpoint=args.checkpoint, onnx=args.onnx, device=args.device,
                           threads=args.threads)
