@@ -5,7 +5,8 @@ One input is the bytes of a shard, handed to every reader of jpegnet.data.shard_
     seeking over data (as a local shard without an index is scanned); `iter_samples` grouping the members;
   * the input as a local shard on disk: `JpegShards` scanning it (no index beside it) and `read_samples`
     reading all of its samples, then every other one from a seek;
-  * the input as an index (`ShardIndex.from_json`) and as a `classes.json` (`load_classes`).
+  * the input as an index (`ShardIndex.from_json`), then as the index beside a well-formed shard, read through
+    `JpegShards`; and as a `classes.json` (`load_classes`).
 
 What must hold whatever the bytes: a member lies inside the tar (header and data blocks 512-aligned, data
 after its header, offsets increasing, the data read is exactly the bytes at its offset); the layout-only scan
@@ -17,7 +18,8 @@ tests/fuzz_regressions/tar/ and tests/test_fuzz_regressions.py replays it throug
 Seeds (`write_tar_seeds`): small tars made here covering what the reader must survive: ordinary samples,
 GNU and PAX long names, ustar prefixes, PAX and global headers, non-UTF-8 names, links, devices, FIFOs and
 directories among samples, members cut short, sizes far beyond the file (octal and GNU base-256), negative
-and non-octal size fields, a damaged checksum, no end-of-archive blocks, and an index and a classes.json.
+and non-octal size fields, a damaged checksum, no end-of-archive blocks; an index (also with a start that is
+negative, huge, off a header, past the end, and a tar_bytes that is text or infinite) and a classes.json.
 """
 from __future__ import annotations
 
@@ -123,6 +125,9 @@ def _check_shard_file(data: bytes) -> None:
                 assert isinstance(item, _shards.BadSample) and isinstance(item.error, ShardError), item
 
 
+_indexed_tar: bytes | None = None
+
+
 def _check_side_files(data: bytes) -> None:
     try:
         index = ShardIndex.from_json(data, "fuzz.idx.json")
@@ -130,6 +135,7 @@ def _check_side_files(data: bytes) -> None:
         pass
     else:
         assert len(index.keys) == len(index.starts) == len(index.members)
+        _check_index_over_a_good_tar(data)
     folder = _scratch()
     (folder / shard_format.CLASSES_FILE).write_bytes(data)
     try:
@@ -137,6 +143,28 @@ def _check_side_files(data: bytes) -> None:
     except ShardError:
         return
     assert all(isinstance(c, str) for c in classes)
+
+
+def _check_index_over_a_good_tar(index_json: bytes) -> None:
+    """The input as the NAME.idx.json of a well-formed shard: whatever it says, reading gives one result per
+    entry or a ShardError (an index that does not match its tar)."""
+    global _indexed_tar
+    if _indexed_tar is None:
+        _indexed_tar = tar_seeds()["plain"]
+    folder = _scratch() / "indexed"
+    folder.mkdir(exist_ok=True)
+    (folder / "shard.tar").write_bytes(_indexed_tar)
+    (folder / "shard.idx.json").write_bytes(index_json)
+    try:
+        ds = _shards.JpegShards(str(folder / "shard.tar"), train=False, classes=CLASSES)
+    except ShardError:
+        return
+    for wanted in (range(len(ds)), range(len(ds) - 1, len(ds))):  # all, and the last alone (a seek to its start)
+        try:
+            results = list(ds.read_samples(0, wanted))
+        except ShardError:
+            continue
+        assert [sid for sid, _ in results] == list(wanted)
 
 
 def one_tar_input(data: bytes) -> None:
@@ -242,8 +270,24 @@ def tar_seeds() -> dict[str, bytes]:
                          ("pax-record-zero-length-first", b"0 mtime=1\n11 path=sx\n")):
         seeds[name] = _member("././@PaxHeader", record, tarfile.XHDTYPE) + plain
     seeds["gnu-long-name-empty"] = _member("././@LongLink", b"", tarfile.GNUTYPE_LONGNAME) + plain
-    index = ShardIndex(["s0", "dir.v1/s1"], [0, 1024], [{"jpg": (512, len(jpg)), "cls": (1536, 1)}] * 2, len(plain))
-    seeds["index-json"] = index.to_json()
+    # the index of "plain" as the writer makes it, and with a start that is negative, huge, off a header
+    index = json.loads(ShardIndex([], [], [], len(plain)).to_json())
+    offset = 0
+    for key, parts in (("s0", ("jpg", "cls")), ("dir.v1/s1", ("jpeg", "cls"))):
+        members = []
+        for ext, size in zip(parts, (len(jpg), 1 if key == "s0" else 2)):
+            members.append([ext, offset + TAR_BLOCK, size])
+            offset += TAR_BLOCK + -(-size // TAR_BLOCK) * TAR_BLOCK
+        index["samples"].append([key, members[0][1] - TAR_BLOCK, members])
+    seeds["index-json"] = json.dumps(index).encode()
+    for name, start in (("negative", -5), ("huge", 2**70), ("off-header", 7), ("past-end", 10**6)):
+        bad = json.loads(seeds["index-json"])
+        bad["samples"][1][1] = start
+        seeds[f"index-json-start-{name}"] = json.dumps(bad).encode()
+    seeds["index-json-tar-bytes-text"] = seeds["index-json"].replace(b'"tar_bytes": %d' % len(plain),
+                                                                     b'"tar_bytes": "big"')
+    seeds["index-json-infinity"] = seeds["index-json"].replace(b'"tar_bytes": %d' % len(plain),
+                                                               b'"tar_bytes": Infinity')
     seeds["index-json-nested"] = b"[" * 200 + b"]" * 200
     seeds["classes-json"] = json.dumps({"classes": CLASSES}).encode()
     return seeds

@@ -5,6 +5,7 @@ loops, or asks the stream for more than a bounded read at once."""
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 
 import pytest
@@ -88,3 +89,17 @@ def test_a_well_formed_pax_path_still_names_the_member():
 def test_an_index_that_is_not_a_json_object_is_a_shard_error(text):
     with pytest.raises(ShardError, match="is not a jpegnet shard index"):
         ShardIndex.from_json(text, "x.idx.json")
+
+
+@pytest.mark.parametrize("start", [-5, 2**70, 1.5, "12", True, float("inf")])
+def test_an_index_start_that_is_no_position_is_a_shard_error(start):
+    doc = {"format": "jpegnet-shard-index/1", "tar_bytes": 2048, "samples": [["s0", start, [["jpg", 512, 5]]]]}
+    text = json.dumps(doc).encode()
+    with pytest.raises(ShardError, match="is not a jpegnet shard index"):
+        ShardIndex.from_json(text, "x.idx.json")
+
+
+def test_an_index_tar_size_that_is_no_number_is_a_shard_error():
+    doc = {"format": "jpegnet-shard-index/1", "tar_bytes": "big", "samples": []}
+    with pytest.raises(ShardError, match="is not a jpegnet shard index"):
+        ShardIndex.from_json(json.dumps(doc).encode(), "x.idx.json")

@@ -351,6 +351,14 @@ def iter_samples(members):
 
 # --- the index and classes.json ---------------------------------------------------------------------------
 
+def _position(value) -> int:
+    """An offset or size of an index: a whole number a tar can hold (a negative or huge one would reach the seek
+    of the OS as an OSError or OverflowError)."""
+    if isinstance(value, bool) or int(value) != value or not 0 <= int(value) < _MAX_MEMBER_SIZE:
+        raise ValueError(f"offset or size {value!r} is not a position in a tar")
+    return int(value)
+
+
 @dataclass
 class ShardIndex:
     """Where each sample of one shard lies: keys[i], starts[i] (offset of its first header) and members[i]
@@ -379,10 +387,11 @@ class ShardIndex:
             keys, starts, members = [], [], []
             for key, start, parts in doc["samples"]:
                 keys.append(str(key))
-                starts.append(int(start))
-                members.append({str(e): (int(o), int(n)) for e, o, n in parts})
-            return cls(keys, starts, members, doc.get("tar_bytes"))
-        except (ValueError, KeyError, TypeError, RecursionError) as e:  # RecursionError: JSON nested too deep
+                starts.append(_position(start))
+                members.append({str(e): (_position(o), _position(n)) for e, o, n in parts})
+            tar_bytes = doc.get("tar_bytes")
+            return cls(keys, starts, members, None if tar_bytes is None else _position(tar_bytes))
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as e:  # int(inf); JSON too deep
             raise ShardError(f"{where} is not a jpegnet shard index ({type(e).__name__}: {e})") from None
 
     @classmethod
