@@ -8,8 +8,6 @@ import re
 import sys
 from pathlib import Path
 
-import pytest
-
 from jpegnet.cli import main
 from jpegnet.data import JpegFolder, create_loader
 from jpegnet.log import console_lines_through, setup_console_logging
