@@ -17,6 +17,10 @@ Errors (missing folders, unknown models, unusable checkpoints, out of memory: jp
 `jpegnet.errors.JpegnetError`, and files the OS refuses) print one line on stderr, prefixed `jpegnet: error:`,
 and exit with status 1; bad usage exits with 2 (argparse), Ctrl-C with 130. Any other exception is a bug and
 keeps its traceback. Set JPEGNET_DEBUG=1 to get the full traceback of an error too.
+
+Output cut by a pipe (`jpegnet models | head -3`): the command stops quietly, with nothing on stderr, and exits
+with status 141 (128 + SIGPIPE), the status a shell reports for a Unix tool stopped by a closed pipe, so that
+`set -o pipefail` scripts still see that the output was not all read.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from .errors import JpegnetError
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 128 + 13  # 128 + SIGPIPE, as a shell reports a tool that SIGPIPE stopped
 
 
 def parse_kwargs(text: str) -> dict:
@@ -578,6 +583,33 @@ def _missing_dependency(exc: ImportError) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (see the module docstring)."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # Written out here, where a closed pipe can still be handled, not at interpreter exit (where it
+            # would print "Exception ignored ... BrokenPipeError" and exit with 120). Also after --help / usage
+            # errors, which leave through SystemExit.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_output()
+        return EXIT_PIPE_CLOSED
+
+
+def _discard_output() -> None:
+    """After the reader of stdout (or stderr) went away: point both at /dev/null, so that what is still buffered,
+    and anything written until the process ends, goes nowhere instead of raising again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing to redirect
+            pass
+    os.close(devnull)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .log import setup_console_logging  # console lines through `logging` (jpegnet.train)
@@ -593,6 +625,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jpegnet: error: {_one_line(exc) if str(exc) else 'out of memory; lower --batch-size'}",
               file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # an OSError, but not an error of the command: see main
+        raise
     except ImportError as exc:
         if not _missing_dependency(exc) or os.environ.get("JPEGNET_DEBUG"):
             raise

@@ -18,9 +18,13 @@ _logged_lock = threading.Lock()
 
 
 def log_bad_file(path: str, reason: str) -> None:
-    """Log a file that could not be used, once per path per process."""
+    """Log a file that could not be used, once per path per process: `skipping PATH: REASON`, the path once
+    (a reason that starts with it, as a JpegError's text does, is cut)."""
     if isinstance(path, bytes):  # an in-memory JPEG: name it, do not print it
         path = f"<{len(path)} bytes, hash {hash(path) & 0xFFFFFF:06x}>"
+    reason = str(reason)
+    if reason.startswith(f"{path}: "):
+        reason = reason[len(f"{path}: "):]
     with _logged_lock:
         if path in _logged_paths:
             return
