@@ -10,23 +10,27 @@ from .device import resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate, plot_confusion
 from .folders import scan_checked_folder
-from .shards import eval_shards, shard_classes
+from .shards import check_shards_exist, eval_shards, shard_classes
 
 
 def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: int = 64, device: str | None = None,
                         precision: str | None = None, num_threads: int | None = None,
-                        confusion_png: str | Path | None = None, backend: str = "torch") -> dict:
+                        confusion_png: str | Path | None = None, backend: str = "torch",
+                        rgb_decode: str = "fast") -> dict:
     """Top-1 / top-5 / loss / images/s of a checkpoint on DATA/val, DATA's class folders, or tar shards, run on
     the `torch` or the `onnxruntime` backend (jpegnet.engine.backends).
 
     The loss is the one the training log calls val_loss: cross-entropy with the run's label smoothing
-    (`loss_kind` says which). The confusion-matrix PNG is written only when confusion_png is given."""
+    (`loss_kind` says which). The confusion-matrix PNG is written only when confusion_png is given. rgb_decode:
+    an RGB model's decode, 'fast' (what `jpegnet serve` runs) or 'plain' (torchvision's; jpegnet.data.rgb)."""
     from ..data import create_loader, is_shard_spec
+    from ..data.rgb import check_rgb_decode
     from .inputs import build_data
 
     shards = is_shard_spec(data)
     if shards:
-        folder, classes = str(data), shard_classes(data)
+        folder = str(data)
+        check_shards_exist(data)
     else:
         data = Path(data)
         folder = data / "val" if (data / "val").is_dir() else data
@@ -34,6 +38,8 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
         classes = folder.classes
     state = load_checkpoint(checkpoint)
     names = state.get("class_names")
+    if shards:  # shards without classes.json (another tool's): labels are indexes into the checkpoint's classes
+        classes = shard_classes(data, default=names or [str(i) for i in range(state["num_classes"])])
     if names is not None and list(names) != classes:
         raise CheckpointError(f"{checkpoint} was trained on classes {names[:4]}... but {folder} has "
                               f"{classes[:4]}... ({len(names)} vs {len(classes)} classes)")
@@ -48,12 +54,13 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
         model, dev = _onnxruntime_backend(backend, model, state, device)
     exif = bool(state.get("train_config", {}).get("exif_orientation", True))
     if shards:
-        dataset = eval_shards(data, cfg)
+        dataset = eval_shards(data, cfg, classes)
         dataset.exif_orientation = exif
+        dataset.rgb_decode = check_rgb_decode(rgb_decode)
         loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads)
     else:
         _, loader = build_data(folder, cfg, train=False, batch_size=batch_size, device=dev,
-                               num_threads=num_threads, exif_orientation=exif)
+                               num_threads=num_threads, exif_orientation=exif, rgb_decode=rgb_decode)
     smoothing = float(state.get("train_config", {}).get("label_smoothing", 0.0))
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=smoothing)
     result = evaluate(model, loader, dev, precision=precision, num_classes=len(classes), criterion=criterion)
@@ -78,7 +85,7 @@ def _onnxruntime_backend(backend: str, model, state: dict, device: str | None):
 
 
 def input_batches(files, input_config, device: torch.device | str = "cpu", num_threads: int | None = None,
-                  batch_size: int = 32, exif_orientation: bool = True):
+                  batch_size: int = 32, exif_orientation: bool = True, rgb_decode: str = "fast"):
     """Yield (names, inputs or None, errors) for each chunk of up to batch_size inputs (JPEG paths or bytes), in
     order, through the evaluation transform of `jpegnet.data` (the very transform `jpegnet eval` applies:
     `JpegFolder.from_files`): errors[i] is None for a usable input, else why not; inputs holds the usable
@@ -94,7 +101,7 @@ def input_batches(files, input_config, device: torch.device | str = "cpu", num_t
         inputs = None
         if present:
             dataset = JpegFolder.for_model([chunk[k] for k in present], input_config, train=False, on_error="skip",
-                                           exif_orientation=exif_orientation)
+                                           exif_orientation=exif_orientation, rgb_decode=rgb_decode)
             # positions as names: a bad item maps back to its place even when a path is given twice
             batch, bad = build_batch_from(dataset, [s for s, _ in dataset.samples], range(len(present)),
                                           [-1] * len(present), names=[str(k) for k in present], seed=0, epoch=0,
@@ -112,13 +119,14 @@ def _source_name(item, i: int) -> str:
 @torch.no_grad()
 def predict_files(files, checkpoint: str | Path, topk: int = 5, device: str | None = None,
                   backend: str = "torch", batch_size: int = 32,
-                  exif_orientation: bool | None = None) -> list[dict]:
+                  exif_orientation: bool | None = None, rgb_decode: str = "fast") -> list[dict]:
     """[{'file', 'top': [(class name, probability), ...]} or {'file', 'error'}] for each input, in order, run
     on the `torch` or the `onnxruntime` backend (jpegnet.engine.backends).
 
     files: paths or JPEG bytes (named '<bytes i>' in the results). Decoded in batches of batch_size and run
     through the model a batch at a time; a bad input costs only its own result. exif_orientation: default,
-    what the run was trained with."""
+    what the run was trained with. rgb_decode: an RGB model's decode, 'fast' (what `jpegnet serve` runs) or
+    'plain' (jpegnet.data.rgb)."""
     from .backends import load_backend
 
     runner = load_backend(backend, checkpoint=checkpoint, device=device)
@@ -128,7 +136,8 @@ def predict_files(files, checkpoint: str | Path, topk: int = 5, device: str | No
     k = min(topk, len(names))
     results = []
     for chunk_names, inputs, errors in input_batches(files, runner.input_config, runner.device,
-                                                     batch_size=batch_size, exif_orientation=exif_orientation):
+                                                     batch_size=batch_size, exif_orientation=exif_orientation,
+                                                     rgb_decode=rgb_decode):
         if inputs is not None:
             top = runner(*inputs).float().softmax(1).topk(k, dim=1)
         row = 0
