@@ -21,7 +21,7 @@ from ..weights_file import JPEGNET_FORMATS, first_line, load_model_state, read_w
 from .dct_adapter import DctAdapter
 from .dct_resnet import DCT_RESNET_VARIANTS, _resnet50_name
 from .registry import is_model, model_builder
-from .weights import _CONVERTERS, SOURCES, WeightImportError
+from .weights import _CONVERTERS, HUB_SOURCES, SOURCES, WeightImportError
 
 #: Hub weights `pretrained=True` uses: the RGB twin's torchvision or timm weights.
 HUB_DEFAULTS = {"resnet50": "torchvision:resnet50", "efficientnet_b0": "torchvision:efficientnet_b0",
@@ -103,7 +103,7 @@ def to_jpegnet_names(rgb_model: nn.Module, state_dict: dict) -> tuple[dict, str]
             best, best_fmt, best_hits = converted, source, hits
     if best_hits == 0:
         raise WeightImportError(f"no tensor of the weights fits {type(rgb_model).__name__} under any known "
-                                f"naming (jpegnet, torchvision, timm)")
+                                f"naming (jpegnet, torchvision, timm, efficientnet_pytorch)")
     return best, best_fmt
 
 
@@ -128,7 +128,7 @@ def init_from(model: nn.Module, spec: str, model_name: str | None = None,
     """Initialise `model` from `spec` (a file path, `torchvision:NAME` or `timm:NAME`) as the module
     docstring says; returns the report. model_name: its registry name (default: the model's own)."""
     model_name = model_name or getattr(model, "registry_name", None)
-    if spec.split(":", 1)[0] in SOURCES:
+    if spec.split(":", 1)[0] in HUB_SOURCES:
         state_dict, meta = hub_state_dict(spec), {}
     else:
         state_dict, meta = read_weights_file(spec)
