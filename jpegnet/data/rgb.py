@@ -1,6 +1,8 @@
 """The RGB twin: the torchvision pipeline people run today (Pillow decode, RandomResizedCrop or Resize +
 CenterCrop, horizontal flip, ToTensor, Normalize), with its crop and flip drawn from the same
-(seed, epoch, index) function as the DCT path, so both representations see the same windows.
+(seed, epoch, index) function as the DCT path, so both representations see the same windows. The resize filter
+is the model's (`InputConfig.interpolation`: Pillow's antialiased bilinear or bicubic), so a model ported from
+timm sees timm's evaluation transform.
 
 torchvision is imported here only (the DCT path does not need it).
 """
@@ -26,13 +28,21 @@ def upright(img, orientation: int):
     return img.transpose(getattr(Image.Transpose, _PIL_TRANSPOSE[orientation]))
 
 
+_FILTERS = {"bilinear": "BILINEAR", "bicubic": "BICUBIC"}
+
+
+def resize_filter(input_config):
+    """torchvision's InterpolationMode for the config's `interpolation` (bilinear without a config)."""
+    from torchvision.transforms import InterpolationMode
+    return getattr(InterpolationMode, _FILTERS[getattr(input_config, "interpolation", "bilinear")])
+
+
 def load_rgb(job):
     """One sample (a path, or the file's bytes) → float32 (3, H, W) tensor, or the exception that made it
     unusable."""
     ds, index, path, seed, epoch, mean, std = job
     from PIL import Image
     import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode
 
     out_h, out_w = ds.input_size
     try:
@@ -49,9 +59,9 @@ def load_rgb(job):
     windows, flips = ds.windows([index], np.array([width]), np.array([height]), seed, epoch)
     if ds.train:
         left, top, w, h = (int(v) for v in windows[0])
-        img = TF.resized_crop(img, top, left, h, w, [out_h, out_w], InterpolationMode.BILINEAR, antialias=True)
+        img = TF.resized_crop(img, top, left, h, w, [out_h, out_w], resize_filter(ds.input_config), antialias=True)
     else:
-        img = TF.resize(img, math.floor(max(out_h, out_w) / ds.crop_pct), InterpolationMode.BILINEAR,
+        img = TF.resize(img, math.floor(max(out_h, out_w) / ds.crop_pct), resize_filter(ds.input_config),
                         antialias=True)
         img = TF.center_crop(img, [out_h, out_w])
     if flips[0]:

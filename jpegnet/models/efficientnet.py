@@ -475,6 +475,10 @@ def _efficientnet_pytorch_to_jpegnet(model: EfficientNet, sd: dict) -> dict:
     has none, an SE in a Lite block), is a WeightImportError. Shapes are checked by the caller
     (`import_weights`, `create_model(checkpoint_path=)`). Sets BN eps to 1e-3, the eps of these ports."""
     flat = [(s, b, blk) for s, stage in enumerate(model.blocks) for b, blk in enumerate(stage)]
+    numbers = {int(m[1]) for key in sd if (m := re.match(r"_blocks\.(\d+)\.", key))}
+    if numbers and numbers != set(range(len(flat))):
+        raise WeightImportError(f"the efficientnet_pytorch weights have {max(numbers) + 1} blocks, this "
+                                f"{model.variant or 'model'} has {len(flat)}: weights of another variant?")
     out = {}
     for key, value in sd.items():
         if m := re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key):

@@ -11,6 +11,8 @@ from typing import Callable
 from torch import nn
 
 from ..errors import JpegnetError
+from ..imagenet import NUM_CLASSES as IMAGENET_CLASSES
+from ..imagenet import imagenet_wnids
 
 _CONVERTERS: dict[tuple[type, str], Callable[[nn.Module, dict], dict]] = {}
 #: Weight layouts a family may convert from: torchvision's and timm's models, and the `efficientnet_pytorch`
@@ -61,4 +63,13 @@ def import_weights(model: nn.Module, state_dict: dict, source: str) -> nn.Module
     if bad:
         raise WeightImportError(f"{source} weights do not fit {type(model).__name__}: shape mismatches {bad[:3]}")
     model.load_state_dict(converted, strict=True)
+    label_imagenet(model)
     return model
+
+
+def label_imagenet(model: nn.Module) -> None:
+    """Give a model that now holds a foreign zoo's 1000-class classifier the ImageNet-1k class names (wnids,
+    `model.class_names`): torchvision's, timm's and efficientnet_pytorch's 1000-class weights are all
+    ImageNet-1k classifiers numbered in wnid order."""
+    if getattr(model, "num_classes", None) == IMAGENET_CLASSES:
+        model.class_names = imagenet_wnids()
