@@ -23,7 +23,8 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path | None = None, 
 
     Instead of a checkpoint: a registered `model_name` with a `weights` file (any format `create_model`'s
     checkpoint_path takes: jpegnet, torchvision, timm, efficientnet_pytorch; loaded strictly) and its builder's
-    `model_kwargs`, evaluated with the model's own input config; ImageNet weights give it the ImageNet-1k classes (jpegnet.imagenet).
+    `model_kwargs`, evaluated with the model's own input config; ImageNet weights give it the ImageNet-1k
+    classes (jpegnet.imagenet).
     labels_from: 'folders' or 'filenames' (jpegnet.engine.labels: how an image's label is found, and how an
     ImageNet model maps wnids to its outputs).
 
@@ -42,6 +43,10 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path | None = None, 
     shards = is_shard_spec(data)
     if shards and labels_from != "folders":
         raise ConfigError("tar shards carry their labels; --labels-from filenames is for a folder of files")
+    if not shards and labels_from == "folders":  # the folder is checked before any model is built
+        data = Path(data)
+        folder = data / "val" if (data / "val").is_dir() else data
+        folder = scan_checked_folder(folder, "evaluation")  # the dataset below reuses this scan
     model, state, who = _model_to_evaluate(checkpoint, model_name, weights, model_kwargs)
     names, num_classes = state.get("class_names"), state["num_classes"]
     remap = None
@@ -55,9 +60,6 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path | None = None, 
         files, targets = files_labelled_by_name(folder, names)
         classes = list(names)
     else:
-        data = Path(data)
-        folder = data / "val" if (data / "val").is_dir() else data
-        folder = scan_checked_folder(folder, "evaluation")  # the dataset below reuses this scan
         classes = folder.classes
         remap = folder_targets(classes, names, num_classes, str(folder), who)
     dev = resolve_device(device)

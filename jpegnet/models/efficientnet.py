@@ -24,8 +24,9 @@ BatchNorm settings, the `bn` keyword of every builder:
   for every variant: eps 1e-3 and TensorFlow momentum 0.99, which keeps 99 % of the running average per step:
   PyTorch's momentum 0.01 (PyTorch's momentum weighs the new batch, TensorFlow's the old average).
 - `bn_eps=` / `bn_momentum=` set one value explicitly, over either preset.
-A weight import sets the eps its weights were trained with (torchvision's or timm's), whatever the preset;
-the momentum, which only matters for training, stays as chosen.
+A weight import sets the eps its weights were trained with (torchvision's, timm's, or 1e-3 for the TensorFlow
+ports of the `efficientnet_pytorch` layout), whatever the preset; the momentum, which only matters for
+training, stays as chosen. (Lite models keep their own eps on a timm import: see `EfficientNetLite`.)
 
 EfficientNet-Lite0–4 (`efficientnet_lite0` … `4`, class `EfficientNetLite`): the same stages without SE, with
 ReLU6, the stem / head widths and the first / last stage depths fixed, TensorFlow's "same" padding and BN eps
