@@ -7,7 +7,8 @@ weights were trained with) against PyTorch's symmetric padding.
     python benchmarks/lite_accuracy.py --data ../shared/data/jpeg-corpus --models lite0 --limit 96 --smoke
 
 --data: EliSchwartz/imagenet-sample-images (the search tool's `fetch`, into a git-ignored folder) or any folder of
-ImageNet images named by wnid. Prints one line per (model, padding) and a Markdown table; --out writes it as CSV.
+ImageNet images named by wnid. The plain RGB decode (`--rgb-decode plain`: timm's evaluation transform
+exactly). Prints one line per (model, padding) and a Markdown table; --out writes it as CSV.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def originals(data: Path, limit: int | None) -> Path:
 def evaluate(model: str, weights: str, padding: str, data: Path, threads: int) -> dict:
     cmd = [sys.executable, "-m", "jpegnet", "eval", "--data", str(data), "--model", f"efficientnet_{model}",
            "--weights", weights, "--model-kwargs", f"padding={padding}", "--labels-from", "filenames",
-           "--device", "cpu", "--batch-size", "32", "--threads", str(threads)]
+           "--device", "cpu", "--batch-size", "32", "--threads", str(threads), "--rgb-decode", "plain"]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
     m = re.search(r"(\d+) images, top-1 ([\d.]+)%, top-5 ([\d.]+)%, loss ([\d.]+)", out)

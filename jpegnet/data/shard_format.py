@@ -5,7 +5,8 @@ A shard is a plain tar whose consecutive members sharing a key form one sample (
 bytes, `KEY.cls`: the class index in ASCII), the WebDataset convention. Beside each `NAME.tar` the writer puts
 `NAME.idx.json` (every sample's key, the offset of its first header and each member's data offset and size),
 so a shard can be split, resumed and read by random access without a scan; beside the shards, `classes.json`
-names the classes.
+names the classes. Shards from other tools (`.jpeg` images, `.json` labels, no classes.json, no index) are read
+too: the label conventions are in `shard_labels`.
 
 Why not the `webdataset` / `wids` libraries: the tar stream parser here is ~80 lines of standard library and
 hands member bytes straight to the batch reader; webdataset's per-sample Python pipeline (a dict per sample,
@@ -305,12 +306,22 @@ def split_key(name: str) -> tuple[str, str]:
     return name[:dot], name[dot + 1:].lower()
 
 
+def _has_key(name: str) -> bool:
+    """Whether WebDataset gives a member a key: its file name has a dot after at least one character of the
+    path (`README`, `.hidden` at the top are ignored by its reader, so here too)."""
+    base = name[name.rfind("/") + 1:]
+    return "." in base and bool(split_key(name)[0])
+
+
 def iter_samples(members):
-    """Group consecutive members with the same key: yields (key, start offset, {ext: TarMember}). When the
-    tar is cut, the sample before the cut is still yielded unless the cut member belongs to it."""
+    """Group consecutive members with the same key: yields (key, start offset, {ext: TarMember}); members
+    without a key (no dot in the file name) are passed over, as WebDataset does. When the tar is cut, the
+    sample before the cut is still yielded unless the cut member belongs to it."""
     key, start, group = None, 0, {}
     try:
         for m in members:
+            if not _has_key(m.name):
+                continue
             k, ext = split_key(m.name)
             if k != key:
                 if key is not None:

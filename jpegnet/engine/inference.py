@@ -10,13 +10,13 @@ from .device import resolve_device, resolve_precision
 from .errors import ConfigError
 from .evaluate import evaluate, plot_confusion
 from .folders import scan_checked_folder
-from .shards import eval_shards, shard_classes
+from .shards import check_shards_exist, eval_shards, shard_classes
 
 
 def evaluate_checkpoint(data: str | Path, checkpoint: str | Path | None = None, batch_size: int = 64,
                         device: str | None = None, precision: str | None = None, num_threads: int | None = None,
-                        confusion_png: str | Path | None = None, backend: str = "torch", *,
-                        model_name: str | None = None, weights: str | Path | None = None,
+                        confusion_png: str | Path | None = None, backend: str = "torch",
+                        rgb_decode: str = "fast", *, model_name: str | None = None, weights: str | Path | None = None,
                         model_kwargs: dict | None = None, labels_from: str = "folders") -> dict:
     """Top-1 / top-5 / loss / images/s of a checkpoint on DATA/val, DATA's class folders, or tar shards, run on
     the `torch` or the `onnxruntime` backend (jpegnet.engine.backends).
@@ -30,8 +30,10 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path | None = None, 
 
     The loss is the one the training log calls val_loss: cross-entropy with the run's label smoothing
     (`loss_kind` says which). The confusion-matrix PNG is written only when confusion_png is given (over the
-    folder's classes)."""
+    folder's classes). rgb_decode: an RGB model's decode, 'fast' (what `jpegnet serve` runs) or 'plain'
+    (torchvision's, which is timm's evaluation transform; jpegnet.data.rgb)."""
     from ..data import JpegFolder, create_loader, is_shard_spec
+    from ..data.rgb import check_rgb_decode
     from .labels import LABEL_SOURCES, files_labelled_by_name, folder_targets
 
     if labels_from not in LABEL_SOURCES:
@@ -40,18 +42,22 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path | None = None, 
         raise ConfigError("evaluate a checkpoint, or a model name with a weights file: exactly one of them")
     if checkpoint is None and (model_name is None or weights is None):
         raise ConfigError("a weights file needs the model name it is for (--model NAME --weights FILE)")
+    check_rgb_decode(rgb_decode)
     shards = is_shard_spec(data)
     if shards and labels_from != "folders":
         raise ConfigError("tar shards carry their labels; --labels-from filenames is for a folder of files")
-    if not shards and labels_from == "folders":  # the folder is checked before any model is built
+    if shards:
+        check_shards_exist(data)
+    elif labels_from == "folders":  # the folder is checked before any model is built
         data = Path(data)
         folder = data / "val" if (data / "val").is_dir() else data
         folder = scan_checked_folder(folder, "evaluation")  # the dataset below reuses this scan
     model, state, who = _model_to_evaluate(checkpoint, model_name, weights, model_kwargs)
     names, num_classes = state.get("class_names"), state["num_classes"]
     remap = None
-    if shards:
-        folder, classes = str(data), shard_classes(data)
+    if shards:  # shards without classes.json (another tool's): labels are indexes into the model's classes
+        folder = str(data)
+        classes = shard_classes(data, default=names or [str(i) for i in range(num_classes)])
         if folder_targets(classes, names, num_classes, folder, who) is not None:
             raise ConfigError(f"{folder}: tar shards are labelled by their own class list; for an ImageNet model "
                               f"evaluate the folder of images, or write the shards with the model's 1000 classes")
@@ -69,10 +75,11 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path | None = None, 
     if backend != "torch":
         model, dev = _onnxruntime_backend(backend, model, state, device)
     exif = bool(state.get("train_config", {}).get("exif_orientation", True))
-    options = dict(on_error="skip", exif_orientation=exif)
+    options = dict(on_error="skip", exif_orientation=exif, rgb_decode=rgb_decode)
     if shards:
-        dataset = eval_shards(data, cfg)
+        dataset = eval_shards(data, cfg, classes)
         dataset.exif_orientation = exif
+        dataset.rgb_decode = rgb_decode
     elif labels_from == "filenames":
         dataset = JpegFolder.for_model(files, cfg, train=False, **options)
         dataset.samples = list(zip(files, targets))
@@ -130,7 +137,7 @@ def _onnxruntime_backend(backend: str, model, state: dict, device: str | None):
 
 
 def input_batches(files, input_config, device: torch.device | str = "cpu", num_threads: int | None = None,
-                  batch_size: int = 32, exif_orientation: bool = True):
+                  batch_size: int = 32, exif_orientation: bool = True, rgb_decode: str = "fast"):
     """Yield (names, inputs or None, errors) for each chunk of up to batch_size inputs (JPEG paths or bytes), in
     order, through the evaluation transform of `jpegnet.data` (the very transform `jpegnet eval` applies:
     `JpegFolder.from_files`): errors[i] is None for a usable input, else why not; inputs holds the usable
@@ -146,7 +153,7 @@ def input_batches(files, input_config, device: torch.device | str = "cpu", num_t
         inputs = None
         if present:
             dataset = JpegFolder.for_model([chunk[k] for k in present], input_config, train=False, on_error="skip",
-                                           exif_orientation=exif_orientation)
+                                           exif_orientation=exif_orientation, rgb_decode=rgb_decode)
             # positions as names: a bad item maps back to its place even when a path is given twice
             batch, bad = build_batch_from(dataset, [s for s, _ in dataset.samples], range(len(present)),
                                           [-1] * len(present), names=[str(k) for k in present], seed=0, epoch=0,
@@ -164,13 +171,14 @@ def _source_name(item, i: int) -> str:
 @torch.no_grad()
 def predict_files(files, checkpoint: str | Path, topk: int = 5, device: str | None = None,
                   backend: str = "torch", batch_size: int = 32,
-                  exif_orientation: bool | None = None) -> list[dict]:
+                  exif_orientation: bool | None = None, rgb_decode: str = "fast") -> list[dict]:
     """[{'file', 'top': [(class name, probability), ...]} or {'file', 'error'}] for each input, in order, run
     on the `torch` or the `onnxruntime` backend (jpegnet.engine.backends).
 
     files: paths or JPEG bytes (named '<bytes i>' in the results). Decoded in batches of batch_size and run
     through the model a batch at a time; a bad input costs only its own result. exif_orientation: default,
-    what the run was trained with."""
+    what the run was trained with. rgb_decode: an RGB model's decode, 'fast' (what `jpegnet serve` runs) or
+    'plain' (jpegnet.data.rgb)."""
     from .backends import load_backend
 
     runner = load_backend(backend, checkpoint=checkpoint, device=device)
@@ -180,7 +188,8 @@ def predict_files(files, checkpoint: str | Path, topk: int = 5, device: str | No
     k = min(topk, len(names))
     results = []
     for chunk_names, inputs, errors in input_batches(files, runner.input_config, runner.device,
-                                                     batch_size=batch_size, exif_orientation=exif_orientation):
+                                                     batch_size=batch_size, exif_orientation=exif_orientation,
+                                                     rgb_decode=rgb_decode):
         if inputs is not None:
             top = runner(*inputs).float().softmax(1).topk(k, dim=1)
         row = 0
