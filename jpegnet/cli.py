@@ -2,6 +2,7 @@
 
     jpegnet train --data DIR --model NAME [options]     train (or --resume) a classifier from JPEG files
     jpegnet eval --data DIR --checkpoint CKPT           top-1 / top-5, val loss, images/s (--confusion PNG)
+    jpegnet eval --data DIR --model NAME --weights FILE  the same for imported weights (e.g. ImageNet ones)
     jpegnet predict FILES... --checkpoint CKPT          top-k labels of JPEG files (--json); exit 1 if any failed
     jpegnet models [PATTERN] [--flops]                  the model zoo: input, params (catalog, no torch), GFLOPs
     jpegnet profile NAME                                params, FLOPs, CIO, activation memory per stage
@@ -185,10 +186,25 @@ def cmd_train(args) -> int:
 
 def add_eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint: top-1/top-5, images/s, confusion matrix",
-                       description="Evaluate on DIR/val if it exists, else on DIR itself (class folders).")
+                       description="Evaluate on DIR/val if it exists, else on DIR itself (class folders), with "
+                                   "the model's own preprocessing (input size, crop, resize filter, "
+                                   "normalization). A model with the ImageNet-1k classes (imported weights) "
+                                   "takes folders named by wnid (all 1000 or some), or with --labels-from "
+                                   "filenames a flat folder of files named <wnid>_*.JPEG.")
     p.add_argument("--data", required=True, help="folder with val/<class>/*.jpg, class folders directly, or tar "
                                                  "shards ('shards/val-{000000..000009}.tar', 'pipe:CMD')")
-    p.add_argument("--checkpoint", required=True)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="a checkpoint of `jpegnet train`")
+    which.add_argument("--model", dest="model_name", metavar="NAME",
+                       help="a registered model, with its weights from --weights")
+    p.add_argument("--weights", metavar="FILE",
+                   help="with --model: a weights file (jpegnet, torchvision, timm or efficientnet_pytorch state "
+                        "dict; loaded strictly, every tensor checked by name and shape)")
+    p.add_argument("--model-kwargs", type=parse_kwargs, default=None, metavar="K=V,...",
+                   help="with --model: builder keywords, e.g. padding=symmetric")
+    p.add_argument("--labels-from", choices=("folders", "filenames"), default="folders",
+                   help="folders: one subfolder per class (default); filenames: the label is each file name "
+                        "up to its first '_' (ImageNet's n01440764_*.JPEG), files at any depth")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     add_device_arguments(p, default=None)
     p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
@@ -209,9 +225,15 @@ def add_rgb_decode_argument(p) -> None:
 def cmd_eval(args) -> int:
     from .engine import evaluate_checkpoint
 
+    if (args.model_name is None) != (args.weights is None):
+        raise UsageError("--model and --weights go together (or give --checkpoint)")
+    if args.model_kwargs is not None and args.model_name is None:
+        raise UsageError("--model-kwargs goes with --model (a checkpoint names its own)")
     result = evaluate_checkpoint(args.data, args.checkpoint, batch_size=args.batch_size, device=args.device,
                                  precision=args.precision, num_threads=args.num_threads,
-                                 confusion_png=args.confusion, backend=args.backend, rgb_decode=args.rgb_decode)
+                                 confusion_png=args.confusion, backend=args.backend, rgb_decode=args.rgb_decode,
+                                 model_name=args.model_name, weights=args.weights, model_kwargs=args.model_kwargs,
+                                 labels_from=args.labels_from)
     print(f"{result['model']} on {result['folder']}: {result['images']} images, top-1 {result['top1']:.2f}%, "
           f"top-5 {result['top5']:.2f}%, loss {result['loss']:.4f}, {result['images_per_s']:.1f} images/s")
     print(f"loss: {result['loss_kind']} (what the training log calls val_loss)")

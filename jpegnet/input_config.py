@@ -23,7 +23,7 @@ DEFAULT_DCT_SCALE = 128.0
 
 REPRESENTATIONS = ("rgb", "dct")
 
-#: The resize filters a model may have been trained with (torchvision's BILINEAR / BICUBIC, antialiased); DCT
+#: The evaluation resize's filter (and the training crop's): Pillow's antialiased bilinear or bicubic; DCT
 #: models resample their coefficients with the same filter (jpegnet.dct.transforms builds both).
 INTERPOLATIONS = ("bilinear", "bicubic")
 
@@ -69,9 +69,10 @@ class InputConfig:
     input_size: default (H, W) in pixels; DCT models accept any multiple of 16.
     mean / std: RGB normalization (ignored by DCT models).
     crop_pct: the evaluation transform's centre crop (resize the shorter side to max(input_size) / crop_pct).
-    interpolation: the resize filter the model was trained with, 'bilinear' or 'bicubic' (antialiased, as
-    torchvision and Pillow); DCT models resample their coefficients with the same filter. Configs saved
-    before it existed (checkpoints, ONNX metadata) read as 'bilinear', the filter they were made with.
+    interpolation: the resize filter, 'bilinear' or 'bicubic' (what the model's weights were trained and
+    evaluated with: timm's TensorFlow-ported models expect bicubic); DCT models resample their coefficients
+    with the same filter. Configs saved before it existed (checkpoints, ONNX metadata) read as 'bilinear',
+    the filter they were made with.
     dct_mean / dct_std: per-channel statistics of the dequantized DCT input, 64 Y values then 128 CbCr
     values, set from a dataset (`jpegnet stats`); None means "not computed yet" (DEFAULT_DCT_SCALE is used).
     """
@@ -89,7 +90,7 @@ class InputConfig:
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"representation must be 'rgb' or 'dct', got {self.representation!r}")
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+            raise ValueError(f"interpolation must be 'bilinear' or 'bicubic', got {self.interpolation!r}")
         check_dct_stats(self.dct_mean, self.dct_std)
 
     def with_size(self, size: int | tuple[int, int]) -> "InputConfig":

@@ -1,6 +1,8 @@
 """The RGB twin: the torchvision pipeline people run today (Pillow decode, RandomResizedCrop or Resize +
 CenterCrop, horizontal flip, ToTensor, Normalize), with its crop and flip drawn from the same
-(seed, epoch, index) function as the DCT path, so both representations see the same windows.
+(seed, epoch, index) function as the DCT path, so both representations see the same windows. The resize filter
+is the model's (`InputConfig.interpolation`: Pillow's antialiased bilinear or bicubic), so a model ported from
+timm sees timm's evaluation transform.
 
 Two decodes of the same windows (`rgb_decode` of a dataset):
 
@@ -36,6 +38,20 @@ def upright(img, orientation: int):
         return img
     from PIL import Image
     return img.transpose(getattr(Image.Transpose, _PIL_TRANSPOSE[orientation]))
+
+
+_FILTERS = {"bilinear": "BILINEAR", "bicubic": "BICUBIC"}
+
+
+def _filter_name(source) -> str:
+    return _FILTERS[getattr(source, "interpolation", "bilinear")]
+
+
+def resize_filter(source):
+    """torchvision's InterpolationMode for the `interpolation` of a source (a dataset: the one for_model took
+    from the model's InputConfig, as the DCT path resamples with) or of an InputConfig; bilinear without one."""
+    from torchvision.transforms import InterpolationMode
+    return getattr(InterpolationMode, _filter_name(source))
 
 
 RGB_DECODES = ("plain", "fast")
@@ -109,7 +125,7 @@ def load_rgb_fast(job):
     shift_y = img.size[1] - height / scale if orientation in _FLIPS_Y else 0.0
     box = (left / scale + shift_x, top / scale + shift_y, (left + win_w) / scale + shift_x,
            (top + win_h) / scale + shift_y)
-    img = img.resize((out_w, out_h), Image.Resampling.BILINEAR, box=box)
+    img = img.resize((out_w, out_h), getattr(Image.Resampling, _filter_name(ds)), box=box)
     if flips[0]:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div_(255)
@@ -123,7 +139,6 @@ def load_rgb_plain(job):
     ds, index, path, seed, epoch, mean, std = job
     from PIL import Image
     import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode
 
     out_h, out_w = ds.input_size
     try:
@@ -139,9 +154,9 @@ def load_rgb_plain(job):
     windows, flips = ds.windows([index], np.array([width]), np.array([height]), seed, epoch)
     if ds.train:
         left, top, w, h = (int(v) for v in windows[0])
-        img = TF.resized_crop(img, top, left, h, w, [out_h, out_w], InterpolationMode.BILINEAR, antialias=True)
+        img = TF.resized_crop(img, top, left, h, w, [out_h, out_w], resize_filter(ds), antialias=True)
     else:
-        img = TF.resize(img, math.floor(max(out_h, out_w) / ds.crop_pct), InterpolationMode.BILINEAR,
+        img = TF.resize(img, math.floor(max(out_h, out_w) / ds.crop_pct), resize_filter(ds),
                         antialias=True)
         img = TF.center_crop(img, [out_h, out_w])
     if flips[0]:
