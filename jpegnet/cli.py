@@ -478,7 +478,8 @@ def add_export_parser(sub) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX, with its preprocessing in the metadata",
                        description="Write the checkpoint's model as ONNX: inputs y, cbcr (DCT) or x (RGB) with a "
                                    "dynamic batch dimension, output logits; representation, input size, crop_pct, "
-                                   "normalization and class names in the file's metadata_props.")
+                                   "resize filter (interpolation), normalization and class names in the file's "
+                                   "metadata_props.")
     p.add_argument("--checkpoint", required=True, help="jpegnet checkpoint (or a plain state dict with --model)")
     p.add_argument("--model", default=None, help="registered model name: checked against the checkpoint, "
                                                   "required for a plain state dict")

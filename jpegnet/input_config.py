@@ -23,7 +23,8 @@ DEFAULT_DCT_SCALE = 128.0
 
 REPRESENTATIONS = ("rgb", "dct")
 
-#: The evaluation resize's filter (and the training crop's): Pillow's antialiased bilinear or bicubic.
+#: The evaluation resize's filter (and the training crop's): Pillow's antialiased bilinear or bicubic; DCT
+#: models resample their coefficients with the same filter (jpegnet.dct.transforms builds both).
 INTERPOLATIONS = ("bilinear", "bicubic")
 
 
@@ -69,7 +70,9 @@ class InputConfig:
     mean / std: RGB normalization (ignored by DCT models).
     crop_pct: the evaluation transform's centre crop (resize the shorter side to max(input_size) / crop_pct).
     interpolation: the resize filter, 'bilinear' or 'bicubic' (what the model's weights were trained and
-    evaluated with: timm's TensorFlow-ported models expect bicubic).
+    evaluated with: timm's TensorFlow-ported models expect bicubic); DCT models resample their coefficients
+    with the same filter. Configs saved before it existed (checkpoints, ONNX metadata) read as 'bilinear',
+    the filter they were made with.
     dct_mean / dct_std: per-channel statistics of the dequantized DCT input, 64 Y values then 128 CbCr
     values, set from a dataset (`jpegnet stats`); None means "not computed yet" (DEFAULT_DCT_SCALE is used).
     """

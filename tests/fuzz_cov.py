@@ -175,8 +175,11 @@ def _resample_target(data: bytes, ctl: _Control) -> None:
                                                                                      _number(ctl, 0.1))
         planes.append((coefs, quant, image, comp, fx, fy, ctl.pick(sizes), ctl.pick(sizes)))
     margin = ctl.pick((-1.0, 0.0, 0.5, 1.0, math.inf, math.nan, 1e-300))
+    threads = 1 + ctl.byte() % 2
+    interpolation = ctl.pick(("bilinear", "bicubic"))  # last: inputs found before the filter existed keep theirs
     try:
-        _resample.resample_planes(planes, windows, flips, y, cbcr, scale, bias, margin, threads=1 + ctl.byte() % 2)
+        _resample.resample_planes(planes, windows, flips, y, cbcr, scale, bias, margin, threads=threads,
+                                  interpolation=interpolation)
     except (TypeError, ValueError, MemoryError):
         return
 

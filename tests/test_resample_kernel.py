@@ -2,8 +2,8 @@
 path an accelerator runs (here on the CPU), against one dense float64 reference (tests/dct_reference.py): the
 same batches (every chroma sampling, greyscale, odd sizes, progressive files; random resized crops that upscale
 and downscale, fractional evaluation windows, non-square outputs, flips, normalization, all-frequency mode) to
-within 1e-4 of the values' scale, in the same layout; the same bits on any thread count, strided planes, and
-argument checking."""
+within 1e-4 of the values' scale, in the same layout, with either filter (antialiased bilinear and bicubic);
+the same bits on any thread count, strided planes, and argument checking."""
 from __future__ import annotations
 
 import numpy as np
@@ -50,6 +50,7 @@ def assert_both_match_reference(images, windows, flips, out_size, **options):
     """The fused kernel and the torch path each within 1e-4 of the reference's scale, in the same layout."""
     stats = {k: options[k] for k in ("mean", "std") if k in options}
     ref = reference_batch(images, windows, flips, out_size, k_margin=options.get("k_margin", 1.0),
+                          interpolation=options.get("interpolation", "bilinear"),
                           **{k: v.numpy() for k, v in stats.items()})
     fused = build_dct_batch(images, windows, flips, out_size, cpu_kernel="fused", **options)
     torch_path = build_dct_batch(images, windows, flips, out_size, cpu_kernel="torch", **options)
@@ -104,6 +105,51 @@ def test_fused_and_torch_match_the_reference_on_edge_windows_with_normalization(
 
 
 @requires_shared
+@pytest.mark.parametrize("out_size,k_margin", [((48, 80), 1.0), ((96, 32), None), ((224, 224), 1.0)])
+def test_bicubic_fused_and_torch_match_the_reference_on_random_resized_crops(images, out_size, k_margin):
+    """The bicubic filter (Keys a = -0.5, support 2 px stretched by the downscale) through both paths."""
+    w, h = sizes(images)
+    n = len(images)
+    windows, flips = random_resized_crop_windows(5, 0, np.arange(n), w, h)
+    flips[: n // 2] = ~flips[: n // 2]
+    assert_both_match_reference(images, windows, flips, out_size, k_margin=k_margin, interpolation="bicubic",
+                                **RAW)
+
+
+@requires_shared
+def test_bicubic_fused_and_torch_match_the_reference_on_edge_windows(images):
+    """Windows narrower than the cubic's 4-tap reach (1..5 px: every output sample's taps clipped on both
+    sides), whole images shrunk a lot, windows on the right / bottom edges of odd sizes, fractional ones."""
+    w, h = sizes(images)
+    n = len(images)
+    groups = [
+        center_crop_windows(w, h, (64, 96)),
+        np.stack([np.zeros(n), np.zeros(n), np.minimum(w, 1 + np.arange(n) % 3), np.minimum(h, 5)], axis=1),
+        np.stack([np.zeros(n), np.zeros(n), w, h], axis=1).astype(np.float64),
+        np.stack([np.maximum(w - 37, 0), np.maximum(h - 11, 0), np.minimum(w, 37), np.minimum(h, 11)], axis=1),
+    ]
+    rng = np.random.default_rng(1)
+    mean = torch.from_numpy(rng.normal(0, 20, 192).astype(np.float32))
+    std = torch.from_numpy(rng.uniform(1, 50, 192).astype(np.float32))
+    for g, windows in enumerate(groups):
+        flips = (np.arange(n) + g) % 2 == 1
+        assert_both_match_reference(images, windows, flips, (32, 48), mean=mean, std=std, interpolation="bicubic")
+
+
+@requires_shared
+def test_the_filters_differ_and_threads_give_the_same_bits_with_bicubic(images):
+    w, h = sizes(images)
+    n = len(images)
+    windows, flips = random_resized_crop_windows(2, 0, np.arange(n), w, h)
+    tri = build_dct_batch(images, windows, flips, (48, 48))
+    cub = build_dct_batch(images, windows, flips, (48, 48), interpolation="bicubic")
+    cub3 = build_dct_batch(images, windows, flips, (48, 48), interpolation="bicubic", threads=3)
+    assert all(torch.equal(a, b) for a, b in zip(cub, cub3))
+    # the filter is really switched: the cubic is the sharper one, it keeps more AC energy than the triangle
+    assert cub[0][:, 1:].pow(2).mean() > 1.05 * tri[0][:, 1:].pow(2).mean()
+
+
+@requires_shared
 def test_threads_give_the_same_bits_and_strided_planes_are_read_in_place(images):
     w, h = sizes(images)
     n = len(images)
@@ -148,6 +194,8 @@ def test_kernel_argument_checks():
         _resample.resample_planes([ok], win, flips, y, cbcr, scale[:64], bias, 1.0)
     with pytest.raises(ValueError, match="threads"):
         _resample.resample_planes([ok], win, flips, y, cbcr, scale, bias, 1.0, 0)
+    with pytest.raises(ValueError, match="interpolation"):
+        _resample.resample_planes([ok], win, flips, y, cbcr, scale, bias, 1.0, 1, "lanczos")
     with pytest.raises(ValueError, match="empty window"):
         _resample.resample_planes([ok], np.array([[0.0, 0.0, 0.0, 32.0]]), flips, y, cbcr, scale, bias, 1.0)
     # a uniform grey block plane (DC only) resizes to the same uniform grey: DC = 8 · level everywhere
@@ -163,3 +211,5 @@ def test_build_dct_batch_checks_its_kernel_arguments():
         build_dct_batch([], np.zeros((0, 4)), np.zeros(0, bool), (16, 16), cpu_kernel="c")
     with pytest.raises(ValueError, match="threads"):
         build_dct_batch([], np.zeros((0, 4)), np.zeros(0, bool), (16, 16), threads=0)
+    with pytest.raises(ValueError, match="interpolation"):
+        build_dct_batch([], np.zeros((0, 4)), np.zeros(0, bool), (16, 16), interpolation="nearest")

@@ -9,8 +9,8 @@ entropy-decoded (`read_coefficients_batch` with per-item crops, C threads, GIL r
 decoding stops after the window's last MCU row, which saves about 40% of the decode on ImageNet-sized
 originals). A file is skipped when the part its window needs cannot be decoded; damage below the window is
 never read, so whether a file with a damaged tail is used depends on its window (a pure function of (seed,
-epoch, key): the same epoch skips the same files). `build_dct_batch` then crops, resizes, mirrors and
-normalizes the whole batch.
+epoch, key): the same epoch skips the same files). `build_dct_batch` then crops, resizes (with the source's
+`interpolation` filter), mirrors and normalizes the whole batch.
 
 RGB (`rgb_inputs`): the torchvision twin (Pillow decode, resized crop, flip, ToTensor, Normalize; see
 jpegnet.data.rgb) per image, on a thread pool when given one, stacked into a pinned batch.
@@ -128,12 +128,14 @@ def dct_inputs(ds, sources, keys, *, seed: int, epoch: int, device: torch.device
     windows = windows[rows] - np.concatenate([crops[rows, :2], np.zeros((len(rows), 2))], axis=1)
     flips, orientations = flips[rows], orientations[rows]
     pin = device.type == "cuda"
+    interpolation = getattr(ds, "interpolation", "bilinear")  # the model's resize filter (InputConfig)
     if (orientations == 1).all():
         inputs = build_dct_batch(planes, windows, flips, ds.input_size, device=device, mean=mean, std=std,
-                                 k_margin=k_margin, pin_memory=pin, threads=threads)
+                                 k_margin=k_margin, pin_memory=pin, threads=threads, interpolation=interpolation)
     else:
         inputs = _oriented_dct_batch(planes, windows, flips, orientations, ds.input_size, device=device,
-                                     mean=mean, std=std, k_margin=k_margin, threads=threads)
+                                     mean=mean, std=std, k_margin=k_margin, threads=threads,
+                                     interpolation=interpolation)
     return inputs, keep, failures
 
 
@@ -152,7 +154,8 @@ def stored_windows(windows: np.ndarray, orientations: np.ndarray, shown_w, shown
     return out
 
 
-def _oriented_dct_batch(planes, windows, flips, orientations, out_size, *, device, mean, std, k_margin, threads):
+def _oriented_dct_batch(planes, windows, flips, orientations, out_size, *, device, mean, std, k_margin, threads,
+                        interpolation="bilinear"):
     """build_dct_batch for images with EXIF orientations: each group of one orientation is resampled on its
     stored grid as raw coefficients, turned upright with exact block operations (jpegnet.dct.orient), then
     mirrored by the augmentation and normalized (normalization last: it does not commute with a transpose)."""
@@ -173,7 +176,7 @@ def _oriented_dct_batch(planes, windows, flips, orientations, out_size, *, devic
         raw_y, raw_c = build_dct_batch([planes[r] for r in rows], windows[rows], np.zeros(len(rows), dtype=bool),
                                        size, device=device, mean=torch.zeros(DCT_CHANNELS),
                                        std=torch.ones(DCT_CHANNELS), k_margin=k_margin, pin_memory=False,
-                                       threads=threads)
+                                       threads=threads, interpolation=interpolation)
         raw_y = orient_blocks(raw_y, transpose, hflip, vflip)
         raw_c = orient_blocks(raw_c, transpose, hflip, vflip)
         mirror = torch.as_tensor(flips[rows], device=device)

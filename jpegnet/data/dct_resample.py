@@ -2,7 +2,8 @@
 
 Each image's window (x, y, w, h in luma pixels) is resized to the output size by banded operators on
 coefficient blocks (`jpegnet.dct.transforms`), which also mirror it and bring any chroma sampling to the
-4:2:0 grid; only the blocks under the window and the frequencies the resize keeps are read.
+4:2:0 grid; only the blocks under the window and the frequencies the resize keeps are read. The resize filter
+is the model's (`interpolation`: antialiased 'bilinear' or 'bicubic', as torchvision / Pillow).
 
 On an accelerator the host's share per image is a copy of the window's int16 block rows into one pinned
 buffer; frequency selection, dequantization, both resampling passes and normalization run there as batched
@@ -29,7 +30,8 @@ import numpy as np
 import torch
 
 from ..errors import JpegnetError
-from ..dct.transforms import BLOCK, BandOperator, apply_resample, frequencies_kept, resample_operator
+from ..dct.transforms import (BLOCK, BandOperator, apply_resample, check_interpolation, frequencies_kept,
+                              resample_operator)
 from ..input_config import DCT_CHANNELS, DCT_Y_CHANNELS, DEFAULT_DCT_SCALE
 
 try:  # the fused C kernel of the CPU path (jpegnet/dct/_resample.c)
@@ -111,7 +113,8 @@ def decode_crops(windows: np.ndarray, widths, heights, mcu_sizes) -> np.ndarray:
 
 def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_size: tuple[int, int], *,
                     device="cpu", mean=None, std=None, k_margin: float | None = 1.0,
-                    pin_memory: bool | None = None, cpu_kernel: str | None = None, threads: int = 1):
+                    pin_memory: bool | None = None, cpu_kernel: str | None = None, threads: int = 1,
+                    interpolation: str = "bilinear"):
     """(y, cbcr) for decoded images (JpegCoefficients), each cut from its window (x, y, w, h in luma pixels,
     floats) resized to out_size (H, W, multiples of 16) and mirrored where flips[i].
 
@@ -120,11 +123,15 @@ def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_si
     frequencies per axis (1.0: those below the new Nyquist limit; None: all 8, the exact composition
     IDCT → resize → DCT). cpu_kernel: 'fused' or 'torch' (see CPU_KERNELS; None picks 'fused' when built);
     threads: C threads of the fused kernel (the plane jobs of the batch are shared among them).
+    interpolation: the resize filter, 'bilinear' (antialiased triangle, torchvision's BILINEAR with
+    antialias=True) or 'bicubic' (antialiased Keys cubic, a = -0.5: Pillow's BICUBIC, torchvision's BICUBIC
+    with antialias=True) — the one the model was trained with (InputConfig.interpolation).
     """
     if cpu_kernel is not None and cpu_kernel not in CPU_KERNELS:
         raise ValueError(f"cpu_kernel must be one of {CPU_KERNELS} or None, got {cpu_kernel!r}")
     if int(threads) < 1:
         raise ValueError(f"threads must be >= 1, got {threads!r}")
+    check_interpolation(interpolation)
     out_h, out_w = int(out_size[0]), int(out_size[1])
     if out_h % 16 or out_w % 16 or out_h <= 0 or out_w <= 0:
         raise ValueError(f"output size must be positive multiples of 16, got {out_size!r}")
@@ -148,14 +155,15 @@ def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_si
     hb, wb = out_h // 8, out_w // 8
     if device.type == "cpu" and cpu_kernel != "torch":
         if _resample is not None:
-            return _fused_cpu_batch(per_image, windows, flips, (hb, wb), inv, bias, k_margin, int(threads))
+            return _fused_cpu_batch(per_image, windows, flips, (hb, wb), inv, bias, k_margin, int(threads),
+                                    interpolation)
         if cpu_kernel == "fused":
             raise RuntimeError("the fused CPU kernel jpegnet.dct._resample is not built "
                                "(python setup.py build_ext --inplace)")
     y = torch.empty((n, hb, wb, 8, 8), dtype=torch.float32, device=device)
     _resample_into(y, (np.arange(n),), [p[0] for p in per_image], windows, flips, (hb, wb),
                    inv[:DCT_Y_CHANNELS].view(1, 1, 1, 8, 8), bias[:DCT_Y_CHANNELS].view(1, 1, 1, 8, 8), device,
-                   k_margin, pin_memory)
+                   k_margin, pin_memory, interpolation)
     cbcr = torch.empty((n, hb // 2, wb // 2, 2, 8, 8), dtype=torch.float32, device=device)
     grey = [i for i in range(n) if len(per_image[i]) == 1]
     if grey:  # zero chroma (neutral grey), normalized like any other image
@@ -168,14 +176,14 @@ def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_si
         bias_c = bias[64:].view(2, 1, 1, 8, 8)[torch.from_numpy(component_ids).to(device)]
         _resample_into(cbcr.permute(0, 3, 1, 2, 4, 5), (image_ids, component_ids), chroma_planes,
                        windows[image_ids], flips[image_ids], (hb // 2, wb // 2), inv_c, bias_c, device,
-                       k_margin, pin_memory)
+                       k_margin, pin_memory, interpolation)
     # (N, h, w, C) memory viewed as (N, C, h, w): channels_last without a copy
     return (y.view(n, hb, wb, 64).permute(0, 3, 1, 2),
             cbcr.view(n, hb // 2, wb // 2, 128).permute(0, 3, 1, 2))
 
 
 def _fused_cpu_batch(per_image: list, windows: np.ndarray, flips: np.ndarray, out_blocks: tuple[int, int],
-                     inv: torch.Tensor, bias: torch.Tensor, k_margin, threads: int):
+                     inv: torch.Tensor, bias: torch.Tensor, k_margin, threads: int, interpolation: str):
     """The CPU batch through the fused C kernel: each plane's blocks under its window go straight from the
     reader's int16 planes into their slots of y / cbcr, normalized (see jpegnet/dct/_resample.c)."""
     n = len(per_image)
@@ -191,13 +199,14 @@ def _fused_cpu_batch(per_image: list, windows: np.ndarray, flips: np.ndarray, ou
         for component, p in enumerate(planes):
             jobs.append((p.coefs, p.quant, i, component, p.fx, p.fy, p.width, p.height))
     _resample.resample_planes(jobs, windows, flips, y.numpy(), cbcr.numpy(), scale_np, bias_np,
-                              -1.0 if k_margin is None else float(k_margin), threads)
+                              -1.0 if k_margin is None else float(k_margin), threads, interpolation)
     # (N, h, w, C) memory viewed as (N, C, h, w): channels_last without a copy
     return y.permute(0, 3, 1, 2), cbcr.permute(0, 3, 1, 2)
 
 
 def _resample_into(target: torch.Tensor, ids: tuple, planes: list[_Plane], windows, flips, out_blocks,
-                   scale: torch.Tensor, bias: torch.Tensor, device, k_margin, pin_memory) -> None:
+                   scale: torch.Tensor, bias: torch.Tensor, device, k_margin, pin_memory,
+                   interpolation: str = "bilinear") -> None:
     """Resample planes into target[ids] (target indexed by the arrays in ids gives (P, Ov, Oh, 8, 8)),
     normalized with per-plane scale / bias (broadcastable to (P, 1, 1, 8, 8)).
 
@@ -224,9 +233,10 @@ def _resample_into(target: torch.Tensor, ids: tuple, planes: list[_Plane], windo
         key = np.stack([x0[group], y0[group], ww[group], wh[group], pw, ph, flips[group]], axis=1)
         uniq, first_of, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
         u = group[first_of]
-        vert = _expand(resample_operator(y0[u], wh[u], ov, ph[first_of], None, k, device), inverse, len(uniq))
-        horiz = _expand(resample_operator(x0[u], ww[u], oh, pw[first_of], flips[u], k, device), inverse,
-                        len(uniq))
+        vert = _expand(resample_operator(y0[u], wh[u], ov, ph[first_of], None, k, device, interpolation), inverse,
+                       len(uniq))
+        horiz = _expand(resample_operator(x0[u], ww[u], oh, pw[first_of], flips[u], k, device, interpolation),
+                        inverse, len(uniq))
         raw = _resample_group(planes=[planes[i] for i in group], vert=vert, horiz=horiz, k=k, device=device,
                               pin_memory=pin_memory)
         group_t = torch.from_numpy(group).to(device)

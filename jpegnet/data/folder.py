@@ -24,6 +24,8 @@ class JpegFolder(JpegSource, torch.utils.data.Dataset):
     representation: 'dct' (items ((y, cbcr), target)) or 'rgb' (items ((x,), target)).
     train: random-resized-crop (scale, ratio as torchvision) and horizontal flip with probability hflip;
         otherwise resize-shorter-side to floor(max(input_size) / crop_pct) and centre crop.
+    interpolation: the resize filter of both, 'bilinear' or 'bicubic' (antialiased; DCT: the same filter on
+        the coefficients, see jpegnet.dct.transforms).
     rgb_decode: RGB representation only: 'plain' (torchvision on a full-size Pillow decode) or 'fast'
         (libjpeg-turbo's scaled decode + one resample of the window: the same windows, what `jpegnet serve`
         uses; see jpegnet.data.rgb).
@@ -31,7 +33,7 @@ class JpegFolder(JpegSource, torch.utils.data.Dataset):
         decoder's error at the first bad file).
     input_config: the model's InputConfig (or an object with its dct_mean / dct_std, mean / std); its
         normalization is used by item access and is the default of create_loader. `JpegFolder.for_model(root,
-        model.input_config, train=...)` takes representation, input_size and crop_pct from it as well.
+        model.input_config, train=...)` takes representation, input_size, crop_pct and interpolation from it as well.
     root: a folder, or the FolderScan of one (jpegnet.data.scan: the engine's folder check made it; the folder
         is then not listed again).
     seed: augmentation seed for item access (create_loader has its own); randomness is a pure function of
@@ -41,14 +43,15 @@ class JpegFolder(JpegSource, torch.utils.data.Dataset):
 
     def __init__(self, root, representation: str = "dct", *, train: bool, input_size=(224, 224),
                  on_error: str = "skip", scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip: float = 0.5,
-                 crop_pct: float = 0.875, input_config=None, seed: int = 0, strict: bool = True,
+                 crop_pct: float = 0.875, interpolation: str = "bilinear",
+                 input_config=None, seed: int = 0, strict: bool = True,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, extensions=JPEG_EXTENSIONS,
                  exif_orientation: bool = True, rgb_decode: str = "plain"):
         self.root = os.fspath(root)
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"dataset folder not found: {self.root}")
         self._configure(representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
-                        seed, strict, max_pixels, exif_orientation, rgb_decode)
+                        seed, strict, max_pixels, exif_orientation, rgb_decode, interpolation=interpolation)
         exts = tuple(e.lower() for e in extensions)
         # Hidden entries skipped, each real directory visited once (jpegnet.data.scan); a scan made by the
         # engine's folder check is used as it is.
@@ -73,7 +76,8 @@ class JpegFolder(JpegSource, torch.utils.data.Dataset):
     @classmethod
     def from_files(cls, files, representation: str = "dct", *, train: bool = False, input_size=(224, 224),
                    on_error: str = "skip", scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip: float = 0.5,
-                   crop_pct: float = 0.875, input_config=None, seed: int = 0, strict: bool = True,
+                   crop_pct: float = 0.875, interpolation: str = "bilinear",
+                   input_config=None, seed: int = 0, strict: bool = True,
                    max_pixels: int | None = DEFAULT_MAX_PIXELS, exif_orientation: bool = True,
                    rgb_decode: str = "plain") -> "JpegFolder":
         """A dataset of explicit files (no class folders; every target is -1), e.g. for prediction: the
@@ -81,7 +85,7 @@ class JpegFolder(JpegSource, torch.utils.data.Dataset):
         be the bytes of a JPEG file (e.g. from a request or an archive)."""
         self = cls.__new__(cls)
         self._configure(representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
-                        seed, strict, max_pixels, exif_orientation, rgb_decode)
+                        seed, strict, max_pixels, exif_orientation, rgb_decode, interpolation=interpolation)
         self.root = None
         self.classes = []
         self.class_to_idx = {}

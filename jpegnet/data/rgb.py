@@ -43,14 +43,15 @@ def upright(img, orientation: int):
 _FILTERS = {"bilinear": "BILINEAR", "bicubic": "BICUBIC"}
 
 
-def _filter_name(input_config) -> str:
-    return _FILTERS[getattr(input_config, "interpolation", "bilinear")]
+def _filter_name(source) -> str:
+    return _FILTERS[getattr(source, "interpolation", "bilinear")]
 
 
-def resize_filter(input_config):
-    """torchvision's InterpolationMode for the config's `interpolation` (bilinear without a config)."""
+def resize_filter(source):
+    """torchvision's InterpolationMode for the `interpolation` of a source (a dataset: the one for_model took
+    from the model's InputConfig, as the DCT path resamples with) or of an InputConfig; bilinear without one."""
     from torchvision.transforms import InterpolationMode
-    return getattr(InterpolationMode, _filter_name(input_config))
+    return getattr(InterpolationMode, _filter_name(source))
 
 
 RGB_DECODES = ("plain", "fast")
@@ -124,7 +125,7 @@ def load_rgb_fast(job):
     shift_y = img.size[1] - height / scale if orientation in _FLIPS_Y else 0.0
     box = (left / scale + shift_x, top / scale + shift_y, (left + win_w) / scale + shift_x,
            (top + win_h) / scale + shift_y)
-    img = img.resize((out_w, out_h), getattr(Image.Resampling, _filter_name(ds.input_config)), box=box)
+    img = img.resize((out_w, out_h), getattr(Image.Resampling, _filter_name(ds)), box=box)
     if flips[0]:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div_(255)
@@ -153,9 +154,9 @@ def load_rgb_plain(job):
     windows, flips = ds.windows([index], np.array([width]), np.array([height]), seed, epoch)
     if ds.train:
         left, top, w, h = (int(v) for v in windows[0])
-        img = TF.resized_crop(img, top, left, h, w, [out_h, out_w], resize_filter(ds.input_config), antialias=True)
+        img = TF.resized_crop(img, top, left, h, w, [out_h, out_w], resize_filter(ds), antialias=True)
     else:
-        img = TF.resize(img, math.floor(max(out_h, out_w) / ds.crop_pct), resize_filter(ds.input_config),
+        img = TF.resize(img, math.floor(max(out_h, out_w) / ds.crop_pct), resize_filter(ds),
                         antialias=True)
         img = TF.center_crop(img, [out_h, out_w])
     if flips[0]:

@@ -78,10 +78,11 @@ class JpegShards(JpegSource):
 
     def __init__(self, urls, representation: str = "dct", *, train: bool, input_size=(224, 224),
                  on_error: str = "skip", scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip: float = 0.5,
-                 crop_pct: float = 0.875, input_config=None, seed: int = 0, strict: bool = True,
+                 crop_pct: float = 0.875, interpolation: str = "bilinear",
+                 input_config=None, seed: int = 0, strict: bool = True,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, classes=None, rgb_decode: str = "plain"):
         self._configure(representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
-                        seed, strict, max_pixels, rgb_decode=rgb_decode)
+                        seed, strict, max_pixels, rgb_decode=rgb_decode, interpolation=interpolation)
         self.urls = expand_urls(urls)
         with ThreadPoolExecutor(min(16, len(self.urls))) as pool:  # pipe: indexes are fetched concurrently
             self.indexes = list(pool.map(load_index, self.urls))

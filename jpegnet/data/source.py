@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 
-from ..input_config import REPRESENTATIONS, InputConfig, check_input_size
+from ..input_config import INTERPOLATIONS, REPRESENTATIONS, InputConfig, check_input_size
 from .augment import center_crop_windows, random_resized_crop_windows
 from .rgb import check_rgb_decode
 
@@ -38,7 +38,8 @@ class JpegSource:
     from (seed, epoch, key), the key being an integer fixed per sample (a folder's index)."""
 
     def _configure(self, representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
-                   seed, strict, max_pixels, exif_orientation=True, rgb_decode="plain") -> None:
+                   seed, strict, max_pixels, exif_orientation=True, rgb_decode="plain",
+                   interpolation="bilinear") -> None:
         if representation not in REPRESENTATIONS:
             raise ValueError(f"representation must be 'dct' or 'rgb', got {representation!r}")
         if on_error not in ("skip", "raise"):
@@ -47,6 +48,8 @@ class JpegSource:
             raise ValueError(f"hflip is a probability in [0, 1], got {hflip!r}")
         if not 0 < crop_pct <= 1:
             raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
         if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
             raise ValueError(f"scale must be (min, max) area fractions with 0 < min <= max, got {scale!r}")
         if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
@@ -59,6 +62,8 @@ class JpegSource:
         self.ratio = tuple(ratio)
         self.hflip = float(hflip)
         self.crop_pct = float(crop_pct)
+        # the resize filter of every window, train and evaluation (DCT: jpegnet.dct's operators with it)
+        self.interpolation = interpolation
         self.input_config = input_config
         self.seed = int(seed)
         self.epoch = 0
@@ -73,19 +78,21 @@ class JpegSource:
 
     @staticmethod
     def model_options(input_config: InputConfig) -> dict:
-        """The constructor keywords an InputConfig decides: representation, input size, evaluation crop_pct
-        and the config itself (its normalization)."""
+        """The constructor keywords an InputConfig decides: representation, input size, evaluation crop_pct,
+        resize filter (interpolation) and the config itself (its normalization)."""
         if not isinstance(input_config, InputConfig):
             raise TypeError(f"for_model needs a jpegnet InputConfig (e.g. model.input_config), got "
                             f"{type(input_config).__name__}")
         return dict(representation=input_config.representation, input_size=input_config.input_size,
-                    crop_pct=input_config.crop_pct, input_config=input_config)
+                    crop_pct=input_config.crop_pct, interpolation=input_config.interpolation,
+                    input_config=input_config)
 
     @classmethod
     def for_model(cls, source, input_config: InputConfig, *, train: bool, **options):
         """The dataset a model with this InputConfig reads from `source`: representation, input size,
-        evaluation crop_pct and normalization all come from the config (nothing is given twice). options:
-        the constructor's other keywords (on_error, seed, exif_orientation, rgb_decode, max_pixels, scale, hflip...)."""
+        evaluation crop_pct, resize filter and normalization all come from the config (nothing is given
+        twice). options: the constructor's other keywords (on_error, seed, exif_orientation, rgb_decode,
+        max_pixels, scale, hflip...)."""
         return cls(source, train=train, **cls.model_options(input_config), **options)
 
     def make_loader(self, batch_size: int, **options):

@@ -3,10 +3,11 @@
  *
  * For each plane (the Y, Cb or Cr of one image) it does what `jpegnet.data.dct_resample`'s torch path does
  * (the path used on accelerators), without any intermediate array the size of the image:
- *   1. build the banded DCT-domain operators of the window's crop + antialiased bilinear resize + mirror,
- *      one per axis (the same construction as `jpegnet.dct.transforms.resample_operator`: PyTorch's
- *      `interpolate(mode='bilinear', antialias=True)` triangle kernel composed with the block IDCT before
- *      it and the block DCT after it, reading only the k lowest input frequencies);
+ *   1. build the banded DCT-domain operators of the window's crop + antialiased resize + mirror, one per
+ *      axis (the same construction as `jpegnet.dct.transforms.resample_operator`: PyTorch's
+ *      `interpolate(mode=..., antialias=True)` kernel, the triangle of 'bilinear' or Keys' cubic (a = -0.5,
+ *      Pillow's BICUBIC) of 'bicubic', composed with the block IDCT before it and the block DCT after it,
+ *      reading only the k lowest input frequencies);
  *   2. dequantize the k×k kept coefficients of the blocks under the window (only those) into a small
  *      per-thread scratch buffer;
  *   3. apply the vertical operator, then the horizontal one;
@@ -124,29 +125,43 @@ static int frequencies_kept(double ratio, double margin) {
     return (int)k;
 }
 
+/* The resampling filters (transforms.INTERPOLATIONS) and their half-widths before stretching: the triangle
+ * of 'bilinear' reaches 1 pixel per side, Keys' cubic of 'bicubic' 2; on a downscale by s both are stretched
+ * by s (support radius·s pixels per side). */
+enum { FILTER_TRIANGLE = 0, FILTER_CUBIC = 1 };
+static const double filter_radius[2] = {1.0, 2.0};
+#define CUBIC_A (-0.5f)  /* Keys' parameter: Pillow's BICUBIC and PyTorch's antialiased bicubic */
+
 /* Size of an axis' operator arrays: out_blocks ints ×2 + out_blocks·max_band·k·8 floats. The band is
- * bounded by the triangle's reach: a support of s pixels per side spans at most ceil((8·scale + 2s + 2)/8)
- * + 1 blocks; max_band is computed exactly in build_axis, this only sizes the memory. */
-static int band_bound(double length, int out_blocks) {
+ * bounded by the filter's reach: the 8 output samples of a block have centres within 7·scale of each other and
+ * read taps from floor(c − s + ½) to floor(c + s + ½) for a support of s = radius·max(scale, 1) pixels per
+ * side, i.e. at most 7·scale + 2s + 2 < 8·scale + 2s + 2 pixels, which span at most
+ * ceil((8·scale + 2s + 2)/8) + 1 blocks (one more for a start inside a block; +2 is kept as margin). With the
+ * cubic's radius 2 and the largest scale a valid window allows (parse_plane: 2·(65536 + 8) pixels into one
+ * block, scale 16386, s 32772) this is 24582 blocks, far from int overflow; out_blocks · band grows as
+ * (1 + radius/4)·length/8 + 3·out_blocks, linear in the plane and the output as for the triangle. max_band is
+ * computed exactly in build_axis, this only sizes the memory. */
+static int band_bound(double length, int out_blocks, int filter) {
     double scale = length / (out_blocks * BLOCK);
-    double support = scale > 1.0 ? scale : 1.0;
+    double support = filter_radius[filter] * (scale > 1.0 ? scale : 1.0);
     return (int)ceil((BLOCK * scale + 2 * support + 2) / BLOCK) + 2;
 }
 
 typedef int v8i __attribute__((vector_size(32)));
 
-/* Build the banded operator of one axis (transforms.resample_support + resample_operator).
+/* Build the banded operator of one axis (transforms.resample_support + resample_operator) with `filter`.
  * centre / lo / hi: scratch for out_blocks·8 values each; wt: scratch for max_band·8 vectors.
  * The supports are computed in double on absolute positions (as resample_support); the weights in float on
  * positions relative to each output block's first input pixel (as resample_operator), one vector lane per
  * output sample of the block. */
 HOT_CLONES
 static void build_axis(Axis *ax, double start, double length, int out_blocks, int valid_stop, int flip, int k,
-                       double *centre, long *lo, long *hi, v8f *wt) {
+                       int filter, double *centre, long *lo, long *hi, v8f *wt) {
     const int n = out_blocks * BLOCK;
     const double scale = length / n;
-    const double support = scale > 1.0 ? scale : 1.0;
-    const float inv_support = (float)(1.0 / support);
+    const double stretch = scale > 1.0 ? scale : 1.0;   /* antialiasing: the filter widened by the downscale */
+    const double support = filter_radius[filter] * stretch;
+    const float inv_support = (float)(1.0 / stretch);   /* the filter's argument: distance / stretch */
     const double win_lo = floor(start + 1e-9);
     double win_hi = ceil(start + length - 1e-9);
     if (win_hi > valid_stop) win_hi = valid_stop;
@@ -184,7 +199,10 @@ static void build_axis(Axis *ax, double start, double length, int out_blocks, in
     for (int i = 0; i < BLOCK; i++)
         for (int f = 0; f < BLOCK; f++) dct_col[i][f] = (float)dct8[f][i];
     const v8f half = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
-    const v8f one = half + half;
+    const v8f one = half + half, two = one + one;
+    /* Keys' cubic, as Horner polynomials: (a+2)x³ − (a+3)x² + 1 on x < 1, a(x³ − 5x² + 8x − 4) on 1 <= x < 2 */
+    const v8f c_a2 = one * (CUBIC_A + 2.0f), c_a3 = one * (CUBIC_A + 3.0f), c_a = one * CUBIC_A;
+    const v8f five = one * 5.0f, eight = one * 8.0f, four = one * 4.0f;
     const v8i abs_mask = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff,
                           0x7fffffff};
     const int mb = ax->max_band;
@@ -197,18 +215,30 @@ static void build_axis(Axis *ax, double start, double length, int out_blocks, in
             rel_lo[i] = (float)(lo[o * BLOCK + i] - base);
             rel_hi[i] = (float)(hi[o * BLOCK + i] - base);
         }
-        /* wt[tap]: the triangle weights of the block's 8 output samples at that input pixel */
+        /* wt[tap]: the filter's weights of the block's 8 output samples at that input pixel */
         v8f sum = {0};
         for (int t = 0; t < taps; t++) {
             v8f tv = {0};
             tv += (float)t;
-            v8f d = (v8f)((v8i)(tv + half - rel_centre) & abs_mask);
-            v8f w = one - d * inv_support;
-            v8i keep = (w > 0) & (tv >= rel_lo) & (tv < rel_hi);
+            v8f x = (v8f)((v8i)(tv + half - rel_centre) & abs_mask) * inv_support;
+            v8f w;
+            v8i keep = (tv >= rel_lo) & (tv < rel_hi);
+            if (filter == FILTER_CUBIC) {
+                v8f near = (c_a2 * x - c_a3) * x * x + one;
+                v8f far = (((x - five) * x + eight) * x - four) * c_a;
+                v8i is_near = x < one;
+                w = (v8f)(((v8i)near & is_near) | ((v8i)far & ~is_near));
+                keep &= x < two;
+            } else {
+                w = one - x;
+                keep &= w > 0;
+            }
             w = (v8f)((v8i)w & keep);
             wt[t] = w;
             sum += w;
         }
+        /* the cubic's outer lobes are negative, but a tap within half a pixel of each centre always stays (the
+         * centre lies in the window) and outweighs them: sums are positive; the floor only guards against 0 */
         v8f floor_sum = {1e-30f, 1e-30f, 1e-30f, 1e-30f, 1e-30f, 1e-30f, 1e-30f, 1e-30f};
         v8i bigger = sum > floor_sum;
         sum = (v8f)(((v8i)sum & bigger) | ((v8i)floor_sum & ~bigger));
@@ -372,10 +402,10 @@ static int same_geometry(const ThreadState *ts, const PlaneJob *job, int k) {
 #define ALIGN64(n) (((n) + 63) & ~(size_t)63)
 
 /* Build (or reuse) the operators of a job in ts->av / ts->ah. Returns 0, -1 when out of memory. */
-static int prepare_operators(const PlaneJob *job, int k, ThreadState *ts) {
-    if (same_geometry(ts, job, k)) return 0;
+static int prepare_operators(const PlaneJob *job, int k, int filter, ThreadState *ts) {
+    if (same_geometry(ts, job, k)) return 0;  /* one call, one filter: the filter is not part of the key */
     const int ov = job->out_rows, oh = job->out_cols;
-    const int bv = band_bound(job->h, ov), bh = band_bound(job->w, oh);
+    const int bv = band_bound(job->h, ov, filter), bh = band_bound(job->w, oh, filter);
     const int n_max = (ov > oh ? ov : oh) * BLOCK;
     const int band_max = bv > bh ? bv : bh;
     size_t sz_vi = ALIGN64(sizeof(int) * ov), sz_hi = ALIGN64(sizeof(int) * oh);
@@ -397,8 +427,8 @@ static int prepare_operators(const PlaneJob *job, int k, ThreadState *ts) {
     long *lo = (long *)p; p += sz_n;
     long *hi = (long *)p; p += sz_n;
     v8f *wt = (v8f *)p;
-    build_axis(&ts->av, job->y, job->h, ov, job->height, 0, k, centre, lo, hi, wt);
-    build_axis(&ts->ah, job->x, job->w, oh, job->width, job->flip, k, centre, lo, hi, wt);
+    build_axis(&ts->av, job->y, job->h, ov, job->height, 0, k, filter, centre, lo, hi, wt);
+    build_axis(&ts->ah, job->x, job->w, oh, job->width, job->flip, k, filter, centre, lo, hi, wt);
     if (ts->av.max_band > bv || ts->ah.max_band > bh) return -2;  /* cannot happen: band_bound bounds it */
     ts->have_ops = 1;
     ts->key_x = job->x;
@@ -415,11 +445,11 @@ static int prepare_operators(const PlaneJob *job, int k, ThreadState *ts) {
 }
 
 /* Run one plane job. Returns 0, or -1 when out of memory. */
-static int run_job(const PlaneJob *job, double margin, ThreadState *ts) {
+static int run_job(const PlaneJob *job, double margin, int filter, ThreadState *ts) {
     const int ov = job->out_rows, oh = job->out_cols;
     double ratio_v = ov * BLOCK / job->h, ratio_h = oh * BLOCK / job->w;
     const int k = frequencies_kept(ratio_v > ratio_h ? ratio_v : ratio_h, margin);
-    int rc = prepare_operators(job, k, ts);
+    int rc = prepare_operators(job, k, filter, ts);
     if (rc) return rc;
     const Axis *av = &ts->av, *ah = &ts->ah;
     /* the stored blocks under the window */
@@ -452,6 +482,7 @@ typedef struct {
     const Py_ssize_t *unit_start;  /* n_units + 1 job offsets */
     Py_ssize_t n_units;
     double margin;
+    int filter;                    /* FILTER_TRIANGLE or FILTER_CUBIC */
     Py_ssize_t next;               /* atomic */
     int failed;                    /* atomic: first error code */
 } Work;
@@ -465,7 +496,7 @@ static void *worker(void *arg) {
         if (u >= work->n_units) break;
         int rc = 0;
         for (Py_ssize_t i = work->unit_start[u]; i < work->unit_start[u + 1] && rc == 0; i++)
-            rc = run_job(&work->jobs[i], work->margin, &ts);
+            rc = run_job(&work->jobs[i], work->margin, work->filter, &ts);
         if (rc != 0) {
             int zero = 0;
             __atomic_compare_exchange_n(&work->failed, &zero, rc, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
@@ -607,13 +638,23 @@ static int parse_plane(PyObject *item, Py_ssize_t index, PlaneJob *job, Py_ssize
 
 static PyObject *py_resample_planes(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"planes", "windows", "flips", "y", "cbcr", "scale", "bias", "k_margin", "threads",
-                             NULL};
+                             "interpolation", NULL};
     PyObject *planes, *windows_obj, *flips_obj, *y_obj, *cbcr_obj, *scale_obj, *bias_obj;
     double margin;
     int threads = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOd|i", kwlist, &planes, &windows_obj, &flips_obj, &y_obj,
-                                     &cbcr_obj, &scale_obj, &bias_obj, &margin, &threads))
+    const char *interpolation = "bilinear";
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOd|is", kwlist, &planes, &windows_obj, &flips_obj, &y_obj,
+                                     &cbcr_obj, &scale_obj, &bias_obj, &margin, &threads, &interpolation))
         return NULL;
+    int filter;
+    if (strcmp(interpolation, "bilinear") == 0) {
+        filter = FILTER_TRIANGLE;
+    } else if (strcmp(interpolation, "bicubic") == 0) {
+        filter = FILTER_CUBIC;
+    } else {
+        PyErr_Format(PyExc_ValueError, "interpolation must be 'bilinear' or 'bicubic', got '%.40s'", interpolation);
+        return NULL;
+    }
     if (!PyList_Check(planes)) {
         PyErr_SetString(PyExc_TypeError, "planes must be a list of tuples");
         return NULL;
@@ -683,7 +724,7 @@ static PyObject *py_resample_planes(PyObject *self, PyObject *args, PyObject *kw
     for (Py_ssize_t i = 0; i < n_jobs; i++)
         if (i == 0 || job_image[i] != job_image[i - 1]) units[n_units++] = i;
     units[n_units] = n_jobs;
-    Work work = {jobs, units, n_units, margin, 0, 0};
+    Work work = {jobs, units, n_units, margin, filter, 0, 0};
     if (threads > n_units) threads = (int)(n_units > 0 ? n_units : 1);
     if (threads > MAX_THREADS) threads = MAX_THREADS;
     Py_BEGIN_ALLOW_THREADS
@@ -717,9 +758,10 @@ done:
 
 static PyMethodDef methods[] = {
     {"resample_planes", (PyCFunction)(void (*)(void))py_resample_planes, METH_VARARGS | METH_KEYWORDS,
-     "resample_planes(planes, windows, flips, y, cbcr, scale, bias, k_margin, threads=1)\n\n"
-     "Crop, resize (antialiased bilinear), mirror, dequantize and normalize coefficient planes straight into\n"
-     "the batch arrays y (N, h, w, 64) and cbcr (N, h/2, w/2, 128), float32 C-contiguous.\n"
+     "resample_planes(planes, windows, flips, y, cbcr, scale, bias, k_margin, threads=1, interpolation='bilinear')\n\n"
+     "Crop, resize (antialiased 'bilinear': triangle, or 'bicubic': Keys a = -0.5), mirror, dequantize and\n"
+     "normalize coefficient planes straight into the batch arrays y (N, h, w, 64) and cbcr (N, h/2, w/2, 128),\n"
+     "float32 C-contiguous.\n"
      "planes: list of (coefs int16 (bh, bw, 64), quant (64,), image, component 0/1/2, fx, fy, width, height);\n"
      "windows: (N, 4) x, y, w, h in luma pixels; flips: (N,) bool; scale, bias: float32 (192,) applied as\n"
      "raw * scale + bias; k_margin: keep ceil(8 * ratio * k_margin) input frequencies per axis on a\n"

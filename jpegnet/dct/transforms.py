@@ -8,9 +8,13 @@ Every geometric operation (crop, mirror, resize, chroma subsampling) is linear a
 coefficients as `out = A_v · F · A_hᵀ` with one small matrix per axis; nothing here goes through pixels except
 the explicit `block_idct` / `block_dct` (used by references and by callers who want pixels).
 
-Resampling follows torchvision / PyTorch's `interpolate(mode='bilinear', antialias=True)`: a triangle filter
-widened by the downscale factor, clipped at the window's edges and renormalized. Composed with the block
-IDCT before it and the block DCT after it, it becomes a banded operator on coefficients:
+Resampling follows torchvision / PyTorch's antialiased resize (`interpolate(mode=..., antialias=True)`), with
+one of two filters (`INTERPOLATIONS`): 'bilinear', a triangle of half-width 1, or 'bicubic', Keys' cubic
+convolution with a = −0.5 and half-width 2 (Pillow's BICUBIC and PyTorch's antialiased bicubic both use
+a = −0.5; PyTorch's non-antialiased bicubic uses −0.75). On a downscale by s the filter is stretched by s
+(its support and its argument), as Pillow and PyTorch antialias; the taps are clipped at the window's edges
+and each output sample's weights renormalized. Composed with the block IDCT before it and the block DCT after
+it, it becomes a banded operator on coefficients:
 `resample_operator` builds it in band form (each output block reads `band` consecutive input blocks), and
 `apply_resample` applies the vertical then the horizontal operator as batched matrix products that read only
 the blocks inside the window and, optionally, only the `k` lowest input frequencies (the ones a downscale
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..input_config import INTERPOLATIONS  # 'bilinear': the triangle; 'bicubic': Keys' cubic, a = -0.5
 from .pixels import BLOCK, dct_basis
 
 
@@ -183,7 +188,7 @@ def chroma_to_420(plane: torch.Tensor, sampling: tuple[int, int], max_sampling: 
 
 
 # ------------------------------------------------------------------------------------------------
-# Resampling: crop window + antialiased bilinear resize + mirror, as banded coefficient operators.
+# Resampling: crop window + antialiased bilinear / bicubic resize + mirror, as banded coefficient operators.
 
 @dataclass
 class BandOperator:
@@ -205,19 +210,55 @@ class BandOperator:
         return self.weights.shape[3]
 
 
-def resample_support(start, length, out_size: int, valid_stop, flip=None):
-    """Where each output sample of an antialiased bilinear resize reads, for windows [start, start+length)
+
+#: Keys' cubic convolution parameter: Pillow's BICUBIC and PyTorch's antialiased bicubic both use -0.5.
+CUBIC_A = -0.5
+
+#: Half-width of each filter, in input pixels before stretching by the downscale factor.
+_FILTER_RADIUS = {"bilinear": 1.0, "bicubic": 2.0}
+
+
+def check_interpolation(interpolation: str) -> str:
+    """interpolation itself, or ValueError naming the filters there are."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+    return interpolation
+
+
+def resample_filter(x, interpolation: str = "bilinear"):
+    """The filter's weight at distance x (in units of the stretched filter: input pixels · inv_support), for a
+    numpy array or a torch tensor: max(0, 1 − |x|) for 'bilinear'; Keys' cubic for 'bicubic',
+    (a+2)|x|³ − (a+3)|x|² + 1 on |x| < 1, a(|x|³ − 5|x|² + 8|x| − 4) on 1 <= |x| < 2, 0 beyond (a = CUBIC_A)."""
+    check_interpolation(interpolation)
+    is_torch = isinstance(x, torch.Tensor)
+    x = x.abs() if is_torch else np.abs(x)
+    if interpolation == "bilinear":
+        return (1.0 - x).clamp(min=0.0) if is_torch else np.maximum(0.0, 1.0 - x)
+    a = CUBIC_A
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    where = torch.where if is_torch else np.where
+    zero = torch.zeros_like(x) if is_torch else 0.0
+    return where(x < 1.0, near, where(x < 2.0, far, zero))
+
+
+def resample_support(start, length, out_size: int, valid_stop, flip=None, interpolation: str = "bilinear"):
+    """Where each output sample of an antialiased resize reads, for windows [start, start+length)
     (pixels of the plane, floats: a window may start between pixels, e.g. chroma of a luma window) resized to
     out_size samples, optionally mirrored. Inputs are clipped to the window and to [0, valid_stop).
 
     Returns (lo, hi, centre, inv_support) as numpy arrays ((P, out_size) ×3, (P,)): input pixel x contributes to
-    output i iff lo <= x < hi, with weight max(0, 1 − |(x + ½ − centre)·inv_support|), normalized over x —
-    PyTorch's `interpolate(mode='bilinear', antialias=True)` kernel, with its xmin / xmax rounding.
+    output i iff lo <= x < hi, with weight resample_filter((x + ½ − centre)·inv_support), normalized over x —
+    PyTorch's `interpolate(mode=interpolation, antialias=True)` kernel, with its xmin / xmax rounding. The
+    filter is stretched by the downscale factor s = max(1, length / out_size): inv_support = 1 / s, and the
+    taps reach radius · s pixels from the centre (radius 1 for the triangle, 2 for the cubic).
     """
+    radius = _FILTER_RADIUS[check_interpolation(interpolation)]
     start = np.asarray(start, dtype=np.float64)
     length = np.asarray(length, dtype=np.float64)
     scale = length / out_size                             # input pixels per output pixel
-    support = np.maximum(scale, 1.0)                      # triangle half-width in input pixels
+    stretch = np.maximum(scale, 1.0)                      # the filter's stretch (antialiasing)
+    support = radius * stretch                            # half-width of the taps, in input pixels
     i = np.arange(out_size, dtype=np.float64)[None, :]
     if flip is not None:
         i = np.where(np.asarray(flip, dtype=bool)[:, None], out_size - 1 - i, i)
@@ -227,21 +268,21 @@ def resample_support(start, length, out_size: int, valid_stop, flip=None):
     lo = np.maximum(np.floor(centre - support[:, None] + 0.5), win_lo[:, None])
     hi = np.minimum(np.floor(centre + support[:, None] + 0.5), win_hi[:, None])
     hi = np.maximum(hi, lo + 1)  # a window never maps to nothing
-    return lo.astype(np.int64), hi.astype(np.int64), centre, 1.0 / support
+    return lo.astype(np.int64), hi.astype(np.int64), centre, 1.0 / stretch
 
 
 def resample_operator(start, length, out_blocks: int, valid_stop, flip=None, k: int = BLOCK,
-                      device=None) -> BandOperator:
+                      device=None, interpolation: str = "bilinear") -> BandOperator:
     """Banded DCT-domain operator along one axis for P planes: the window [start, start+length) (pixels of
-    each plane, floats) resized to out_blocks·8 samples with antialiased bilinear, optionally mirrored,
-    composed with the block IDCT before and the block DCT after. Only input frequencies < k are read
+    each plane, floats) resized to out_blocks·8 samples with the antialiased `interpolation` filter, optionally
+    mirrored, composed with the block IDCT before and the block DCT after. Only input frequencies < k are read
     (k = 8: the exact composition). The support is found with numpy; the weights are computed on `device`."""
     if not 1 <= k <= BLOCK:
         raise ValueError(f"k must be in 1..8, got {k!r}")
     if out_blocks < 1:
         raise ValueError(f"out_blocks must be >= 1, got {out_blocks!r}")
     out_size = out_blocks * BLOCK
-    lo, hi, centre, inv_support = resample_support(start, length, out_size, valid_stop, flip)
+    lo, hi, centre, inv_support = resample_support(start, length, out_size, valid_stop, flip, interpolation)
     P = lo.shape[0]
     lo_b = lo.reshape(P, out_blocks, BLOCK)
     hi_b = hi.reshape(P, out_blocks, BLOCK)
@@ -256,21 +297,23 @@ def resample_operator(start, length, out_blocks: int, valid_stop, flip=None, k: 
     rel_centre = (centre.reshape(P, out_blocks, BLOCK) - (first * BLOCK)[:, :, None]).astype(np.float32)
     rel_lo = (lo_b - (first * BLOCK)[:, :, None]).astype(np.float32)
     rel_hi = (hi_b - (first * BLOCK)[:, :, None]).astype(np.float32)
-    return BandOperator(_band_weights(rel_centre, rel_lo, rel_hi, inv_support, band, k, dev), start_rel, first_abs,
-                        stop_abs)
+    return BandOperator(_band_weights(rel_centre, rel_lo, rel_hi, inv_support, band, k, dev, interpolation),
+                        start_rel, first_abs, stop_abs)
 
 
-def _band_weights(rel_centre, rel_lo, rel_hi, inv_support, band: int, k: int, dev) -> torch.Tensor:
+def _band_weights(rel_centre, rel_lo, rel_hi, inv_support, band: int, k: int, dev, interpolation) -> torch.Tensor:
     """The banded weights of resample_operator, computed on `dev`: (P, O, 8, band, k)."""
     P, O, _ = rel_centre.shape
     f32 = dict(dtype=torch.float32, device=dev)
     taps = torch.arange(band * BLOCK, **f32)
     centre = torch.from_numpy(rel_centre).to(dev)[..., None]
     inv = torch.from_numpy(np.asarray(inv_support, dtype=np.float32)).to(dev)[:, None, None, None]
-    w = (1.0 - ((taps + 0.5 - centre) * inv).abs()).clamp_(min=0.0)
+    w = resample_filter((taps + 0.5 - centre) * inv, interpolation)
     lo = torch.from_numpy(rel_lo).to(dev)[..., None]
     hi = torch.from_numpy(rel_hi).to(dev)[..., None]
     w = w * ((taps >= lo) & (taps < hi))
+    # the cubic's lobes are negative, but a tap within half a pixel of the centre always stays (the centre
+    # lies in the window) and outweighs them: sums are positive, the clamp only guards against 0
     w = w / w.sum(dim=-1, keepdim=True).clamp_(min=1e-30)
     d = dct_matrix(**f32)
     a = torch.matmul(w.view(P * O, BLOCK * band, BLOCK), d[:k].T)

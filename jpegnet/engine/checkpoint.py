@@ -177,7 +177,12 @@ def model_from_checkpoint(state: dict, path: str = "checkpoint"):
 
     model = build_checked_model(state, path)
     load_model_state(model, state.get("ema") or state["model"], path)
-    model.input_config = InputConfig.from_dict(state["input_config"])
+    # a config saved before a field existed takes the field's default (interpolation: 'bilinear', the filter
+    # such checkpoints were trained with)
+    try:
+        model.input_config = InputConfig.from_dict(state["input_config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: its input_config is not valid: {exc}") from None
     return model.eval()
 
 

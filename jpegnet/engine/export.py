@@ -11,7 +11,7 @@ The file describes itself: `metadata_props` hold, each as a JSON value,
     representation   "dct" or "rgb"
     input_size       [H, W] in pixels
     crop_pct         evaluation resize: shorter side to max(H, W) / crop_pct, then centre crop
-    interpolation    that resize's filter, "bilinear" or "bicubic" (files without it: bilinear)
+    interpolation    the resize filter, "bilinear" or "bicubic" (antialiased; files without it: "bilinear")
     mean, std        RGB normalization (3 values each)
     dct_mean, dct_std  the DCT normalization (192 values each: 64 Y, 128 CbCr) or null for the default scale
     class_names      one label per output
@@ -113,15 +113,21 @@ def parse_metadata(props: dict) -> OnnxInfo:
     """OnnxInfo from a file's metadata_props as a {key: JSON string} dict; CheckpointError (a ValueError) if it
     is not ours."""
     from .errors import CheckpointError
+    from ..input_config import INTERPOLATIONS
     from ..models import InputConfig
 
     if props.get("jpegnet.format") != json.dumps(FORMAT):
         raise CheckpointError("not an ONNX file written by `jpegnet export` (no jpegnet.format metadata): the "
                          "server needs the preprocessing the file's metadata describes")
     meta = {k: json.loads(v) for k, v in props.items()}
+    # files exported before the filter was recorded were made by models that resized with the triangle
+    interpolation = meta.get("interpolation", "bilinear")
+    if interpolation not in INTERPOLATIONS:
+        raise CheckpointError(f"the file's metadata names an unknown resize filter interpolation="
+                              f"{interpolation!r} (expected one of {', '.join(INTERPOLATIONS)})")
     cfg = InputConfig(representation=meta["representation"], input_size=tuple(meta["input_size"]),
                       mean=tuple(meta["mean"]), std=tuple(meta["std"]), crop_pct=float(meta["crop_pct"]),
-                      interpolation=meta.get("interpolation", "bilinear"),
+                      interpolation=interpolation,
                       dct_mean=None if meta["dct_mean"] is None else tuple(meta["dct_mean"]),
                       dct_std=None if meta["dct_std"] is None else tuple(meta["dct_std"]))
     return OnnxInfo(meta["model_name"], cfg, list(meta["class_names"]), list(meta["input_names"]))

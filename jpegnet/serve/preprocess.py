@@ -1,11 +1,11 @@
 """Request bytes → model inputs, through the same code as `jpegnet predict` and `jpegnet eval`.
 
 An upload goes through `JpegFolder.for_model` and `build_batch` of jpegnet.data with the model's evaluation
-transform (resize the shorter side to max(input size) / crop_pct, centre crop, normalize): DCT models get the
-reader's coefficients of the crop window (C code, GIL released), RGB models the Pillow decode + resize + centre
-crop of the RGB twin (jpegnet.data.rgb; by default its `fast` decode: libjpeg-turbo's scaled IDCT and one
-resample of the window, the same windows as torchvision's). A file that cannot be used raises `UploadError`,
-whose `kind` names the problem for the client:
+transform (resize the shorter side to max(input size) / crop_pct with its interpolation filter, centre crop,
+normalize): DCT models get the reader's coefficients of the crop window (C code, GIL released), RGB models the
+Pillow decode + resize + centre crop of the RGB twin (jpegnet.data.rgb; by default its `fast` decode:
+libjpeg-turbo's scaled IDCT and one resample of the window, the same windows as torchvision's). A file that
+cannot be used raises `UploadError`, whose `kind` names the problem for the client:
 
     empty        no bytes at all                                   400
     too_large    body above max_body_bytes, or pixels above max_pixels   413
