@@ -40,28 +40,40 @@ asan: $(STAMP)
 	  -k "not jpeglib and not resident_memory"  # jpeglib dlopens its libjpeg in a way ASan refuses; ASan quarantine grows RSS
 	cd build/asan && $(ASAN_ENV) $(abspath $(PY)) -m tests.fuzz_reader --seconds $${FUZZ_SECONDS:-60}
 
-# Coverage-guided fuzzing (atheris = libFuzzer for Python) of both C extensions built with clang, ASan and
-# UBSan in a scratch copy (build/fuzz; its corpus/ is kept between runs). FUZZ_RUNS inputs (default 1,000,000),
-# or fewer when FUZZ_TIME seconds (default 0: no limit) run out first;
-# libFuzzer's last lines give the inputs run, the coverage (cov: edges, ft: features) and the time. A finding
-# stops the run and is saved as build/fuzz/artifacts/crash-*: keep it in tests/fuzz_regressions/ (make test
-# replays every file there). Needs clang (apt-get install clang) and the `fuzz` extra (atheris).
+# Coverage-guided fuzzing (atheris = libFuzzer for Python) in a scratch copy (build/fuzz; its corpus folders are
+# kept between runs), two targets one after the other (FUZZ_TARGETS, default "reader tar"):
+# - reader: both C extensions built with clang, ASan and UBSan (tests/fuzz_cov.py), corpus/;
+# - tar: the tar-shard reader, jpegnet.data.shard_format / shards (tests/fuzz_tar.py), corpus-tar/, each input
+#   at most FUZZ_TAR_TIMEOUT seconds (default 10: a longer one is a hang, a finding).
+# Each runs FUZZ_RUNS inputs (default 1,000,000), or fewer when FUZZ_TIME seconds (default 0: no limit) run out
+# first; libFuzzer's last lines give the inputs run, the coverage (cov: edges, ft: features) and the time. A
+# finding stops the run and is saved as build/fuzz/artifacts/crash-* (tar-crash-* for the tar target): keep it
+# in tests/fuzz_regressions/ (tar/ for the tar target); make test replays every file there. Needs clang
+# (apt-get install clang) and the `fuzz` extra (atheris).
+FUZZ_TARGETS ?= reader tar
 FUZZ_ENV = ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	LD_PRELOAD=$$($(abspath $(PY)) -c 'import atheris; print(atheris.path())')/asan_with_fuzzer.so PYTHONPATH=. \
 	JPEGNET_SHARED_DATA=$(SHARED_DATA)
+FUZZ_LIMITS = -runs=$${FUZZ_RUNS:-1000000} -max_total_time=$${FUZZ_TIME:-0} -max_len=16384 -print_final_stats=1
 fuzz-cov: $(STAMP)
 	@command -v clang >/dev/null || { echo "fuzz-cov needs clang: apt-get install clang"; exit 1; }
 	$(PY) -c 'import atheris' 2>/dev/null || $(PY) -m pip install -q -e '.[fuzz]'
-	rm -rf build/fuzz/jpegnet build/fuzz/tests build/fuzz/seeds build/fuzz/artifacts
-	mkdir -p build/fuzz/corpus build/fuzz/artifacts && cp -r jpegnet tests build/fuzz/
+	rm -rf build/fuzz/jpegnet build/fuzz/tests build/fuzz/seeds build/fuzz/seeds-tar build/fuzz/artifacts
+	mkdir -p build/fuzz/corpus build/fuzz/corpus-tar build/fuzz/artifacts && cp -r jpegnet tests build/fuzz/
 	rm -f build/fuzz/jpegnet/*/*.so
 	CC=clang LDSHARED="clang -shared" JPEGNET_FUZZ=1 $(PY) setup.py -q build_ext --build-lib build/fuzz \
 	  --build-temp build/fuzz-tmp --force
+ifneq ($(filter reader,$(FUZZ_TARGETS)),)
 	cd build/fuzz && $(FUZZ_ENV) $(abspath $(PY)) -m tests.fuzz_cov --write-seeds seeds
 	cd build/fuzz && $(FUZZ_ENV) $(abspath $(PY)) -m tests.fuzz_cov corpus seeds tests/fuzz_regressions \
-	  -runs=$${FUZZ_RUNS:-1000000} -max_total_time=$${FUZZ_TIME:-0} -max_len=16384 -artifact_prefix=artifacts/ \
-	  -print_final_stats=1
+	  $(FUZZ_LIMITS) -artifact_prefix=artifacts/
+endif
+ifneq ($(filter tar,$(FUZZ_TARGETS)),)
+	cd build/fuzz && $(FUZZ_ENV) $(abspath $(PY)) -m tests.fuzz_cov --write-tar-seeds seeds-tar
+	cd build/fuzz && $(FUZZ_ENV) $(abspath $(PY)) -m tests.fuzz_cov --target=tar corpus-tar seeds-tar \
+	  tests/fuzz_regressions/tar $(FUZZ_LIMITS) -timeout=$${FUZZ_TAR_TIMEOUT:-10} -artifact_prefix=artifacts/tar-
+endif
 
 bench: $(STAMP)
 	$(PY) benchmarks/reader.py

@@ -14,6 +14,13 @@ shard reader of jpegnet.data, and the `webdataset` library (`WebDataset(urls).to
 it is importable: the measurement behind the choice of an own tar reader.
 
     python benchmarks/shards.py [--images 2048] [--rounds 2] [--threads N]
+
+`--verify` measures instead what `jpegnet shards` pays to check the files before writing them (images/s, wall
+and per core, page cache warm, best of --rounds): the check alone (`check_images`, 'header' and 'full': one
+strict coefficient read per image) and whole `write_shards` runs with each, the difference being the cost of
+`--verify full` over `--verify header`:
+
+    python benchmarks/shards.py --verify [--images 2048] [--rounds 3] [--threads N]
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from jpegnet.codec.reader import default_threads  # noqa: E402
 from jpegnet.data import JpegFolder, JpegShards, create_loader, write_shards  # noqa: E402
+from jpegnet.data.image_check import VERIFY_MODES, check_images  # noqa: E402
 
 SHARED = Path(os.environ.get("JPEGNET_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -104,16 +112,62 @@ def read_only(files, shards_ds, urls, rounds: int) -> dict:
     return out
 
 
+def timed(fn, rounds: int) -> tuple[float, float]:
+    """(best wall seconds, best CPU seconds of the process) of `rounds` calls."""
+    wall, cpu = float("inf"), float("inf")
+    for _ in range(rounds):
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        fn()
+        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, cpu_seconds() - c0)
+    return wall, cpu
+
+
+def verify_cost(files: list[Path], threads: int, rounds: int) -> int:
+    """Images/s of the shard writer's checks: alone, and in whole write_shards runs."""
+    blobs = [f.read_bytes() for f in files]
+    print(f"{len(files)} imagenette-224 train files ({sum(map(len, blobs)) / 1e6:.1f} MB), {threads} decode "
+          f"threads; {platform.processor() or ''} {os.cpu_count()} CPUs; page cache warm, best of {rounds}",
+          flush=True)
+    rows = []
+    for mode in VERIFY_MODES:
+        found = check_images(blobs, mode, threads=threads)
+        wall, cpu = timed(lambda: check_images(blobs, mode, threads=threads), rounds)
+        rows.append((f"check_images('{mode}')", mode, wall, cpu, sum(r is not None for r in found)))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = folder_of(files, Path(tmp) / "folder")
+        for mode in VERIFY_MODES:
+            runs = iter(range(rounds))
+            written = {}
+
+            def write():
+                written.update(write_shards(root, str(Path(tmp) / f"{mode}{next(runs)}" / "t-%06d.tar"),
+                                            max_size="64MB", verify=mode, threads=threads))
+            wall, cpu = timed(write, rounds)
+            rows.append((f"write_shards(verify='{mode}')", mode, wall, cpu, len(written["bad"])))
+    print("\n| what | images/s (wall) | images/s per core | CPU µs / image | left out |\n|---|---|---|---|---|")
+    for name, _, wall, cpu, bad in rows:
+        print(f"| {name} | {len(files) / wall:,.0f} | {len(files) / cpu:,.0f} | {cpu / len(files) * 1e6:.0f} | "
+              f"{bad} |")
+    by = {name: (wall, cpu) for name, _, wall, cpu, _ in rows}
+    full, header = by["write_shards(verify='full')"], by["write_shards(verify='header')"]
+    print(f"--verify full costs {(full[1] - header[1]) / len(files) * 1e6:.0f} µs of CPU per image more than "
+          f"--verify header; write_shards wall time {full[0] / header[0]:.2f}x")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=2048)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=default_threads())
     p.add_argument("--representations", nargs="+", default=["dct", "rgb"])
+    p.add_argument("--verify", action="store_true", help="time the writer's checks (--verify full / header) instead")
     args = p.parse_args(argv)
 
     files = sorted((SHARED / "imagenette-224" / "train").glob("*/*.JPEG"))
     files = files[::max(1, len(files) // args.images)][:args.images]
+    if args.verify:
+        return verify_cost(files, args.threads, args.rounds)
     with tempfile.TemporaryDirectory() as tmp:
         root = folder_of(files, Path(tmp) / "folder")
         written = write_shards(root, str(Path(tmp) / "shards" / "train-%06d.tar"), max_size="8MB")

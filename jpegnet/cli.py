@@ -2,6 +2,7 @@
 
     jpegnet train --data DIR --model NAME [options]     train (or --resume) a classifier from JPEG files
     jpegnet eval --data DIR --checkpoint CKPT           top-1 / top-5, val loss, images/s (--confusion PNG)
+    jpegnet eval --data DIR --model NAME --weights FILE  the same for imported weights (e.g. ImageNet ones)
     jpegnet predict FILES... --checkpoint CKPT          top-k labels of JPEG files (--json); exit 1 if any failed
     jpegnet models [PATTERN] [--flops]                  the model zoo: input, params (catalog, no torch), GFLOPs
     jpegnet profile NAME                                params, FLOPs, CIO, activation memory per stage
@@ -17,6 +18,10 @@ Errors (missing folders, unknown models, unusable checkpoints, out of memory: jp
 `jpegnet.errors.JpegnetError`, and files the OS refuses) print one line on stderr, prefixed `jpegnet: error:`,
 and exit with status 1; bad usage exits with 2 (argparse), Ctrl-C with 130. Any other exception is a bug and
 keeps its traceback. Set JPEGNET_DEBUG=1 to get the full traceback of an error too.
+
+Output cut by a pipe (`jpegnet models | head -3`): the command stops quietly, with nothing on stderr, and exits
+with status 141 (128 + SIGPIPE), the status a shell reports for a Unix tool stopped by a closed pipe, so that
+`set -o pipefail` scripts still see that the output was not all read.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from .errors import JpegnetError
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 128 + 13  # 128 + SIGPIPE, as a shell reports a tool that SIGPIPE stopped
 
 
 def parse_kwargs(text: str) -> dict:
@@ -180,25 +186,54 @@ def cmd_train(args) -> int:
 
 def add_eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint: top-1/top-5, images/s, confusion matrix",
-                       description="Evaluate on DIR/val if it exists, else on DIR itself (class folders).")
+                       description="Evaluate on DIR/val if it exists, else on DIR itself (class folders), with "
+                                   "the model's own preprocessing (input size, crop, resize filter, "
+                                   "normalization). A model with the ImageNet-1k classes (imported weights) "
+                                   "takes folders named by wnid (all 1000 or some), or with --labels-from "
+                                   "filenames a flat folder of files named <wnid>_*.JPEG.")
     p.add_argument("--data", required=True, help="folder with val/<class>/*.jpg, class folders directly, or tar "
                                                  "shards ('shards/val-{000000..000009}.tar', 'pipe:CMD')")
-    p.add_argument("--checkpoint", required=True)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="a checkpoint of `jpegnet train`")
+    which.add_argument("--model", dest="model_name", metavar="NAME",
+                       help="a registered model, with its weights from --weights")
+    p.add_argument("--weights", metavar="FILE",
+                   help="with --model: a weights file (jpegnet, torchvision, timm or efficientnet_pytorch state "
+                        "dict; loaded strictly, every tensor checked by name and shape)")
+    p.add_argument("--model-kwargs", type=parse_kwargs, default=None, metavar="K=V,...",
+                   help="with --model: builder keywords, e.g. padding=symmetric")
+    p.add_argument("--labels-from", choices=("folders", "filenames"), default="folders",
+                   help="folders: one subfolder per class (default); filenames: the label is each file name "
+                        "up to its first '_' (ImageNet's n01440764_*.JPEG), files at any depth")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     add_device_arguments(p, default=None)
     p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
     p.add_argument("--confusion", default=None,
                    help="also write the confusion matrix as this PNG (default: no file is written)")
     add_backend_argument(p)
+    add_rgb_decode_argument(p)
     p.set_defaults(func=cmd_eval)
+
+
+def add_rgb_decode_argument(p) -> None:
+    p.add_argument("--rgb-decode", choices=["fast", "plain"], default="fast",
+                   help="RGB models' decode: fast = libjpeg-turbo's scaled IDCT where the image is large enough "
+                        "+ one resample of the crop window; plain = torchvision on a full-size Pillow decode "
+                        "(the same windows; default fast)")
 
 
 def cmd_eval(args) -> int:
     from .engine import evaluate_checkpoint
 
+    if (args.model_name is None) != (args.weights is None):
+        raise UsageError("--model and --weights go together (or give --checkpoint)")
+    if args.model_kwargs is not None and args.model_name is None:
+        raise UsageError("--model-kwargs goes with --model (a checkpoint names its own)")
     result = evaluate_checkpoint(args.data, args.checkpoint, batch_size=args.batch_size, device=args.device,
                                  precision=args.precision, num_threads=args.num_threads,
-                                 confusion_png=args.confusion, backend=args.backend)
+                                 confusion_png=args.confusion, backend=args.backend, rgb_decode=args.rgb_decode,
+                                 model_name=args.model_name, weights=args.weights, model_kwargs=args.model_kwargs,
+                                 labels_from=args.labels_from)
     print(f"{result['model']} on {result['folder']}: {result['images']} images, top-1 {result['top1']:.2f}%, "
           f"top-5 {result['top5']:.2f}%, loss {result['loss']:.4f}, {result['images_per_s']:.1f} images/s")
     print(f"loss: {result['loss_kind']} (what the training log calls val_loss)")
@@ -215,6 +250,7 @@ def add_predict_parser(sub) -> None:
     add_device_arguments(p, precision=False, default=None)
     add_backend_argument(p)
     p.add_argument("--batch-size", type=_positive_int, default=32, help="files decoded and run together")
+    add_rgb_decode_argument(p)
     p.add_argument("--json", action="store_true",
                    help="one JSON object per file on stdout (file, top: [[label, probability]...] or error)")
     p.set_defaults(func=cmd_predict)
@@ -228,7 +264,7 @@ def cmd_predict(args) -> int:
 
     failed = 0
     for item in predict_files(args.files, args.checkpoint, topk=args.topk, device=args.device,
-                              batch_size=args.batch_size, backend=args.backend):
+                              batch_size=args.batch_size, backend=args.backend, rgb_decode=args.rgb_decode):
         failed += "error" in item
         if args.json:
             print(json.dumps(item), flush=True)
@@ -314,6 +350,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--repeat", type=_positive_int, default=1, help="best of N passes per timing")
     p.add_argument("--csv", default=None, help="also write the table as CSV")
     add_backend_argument(p)
+    add_rgb_decode_argument(p)
     p.set_defaults(func=cmd_bench)
 
 
@@ -323,7 +360,7 @@ def cmd_bench(args) -> int:
     result = run_bench(data=args.data, models=args.models, batch_size=args.batch_size, size=args.size,
                        max_images=args.max_images, device=args.device, precision=args.precision,
                        num_threads=args.num_threads, csv_path=args.csv, log=lambda m: print(m, flush=True),
-                       repeat=args.repeat, backend=args.backend)
+                       repeat=args.repeat, backend=args.backend, rgb_decode=args.rgb_decode)
     print(f"\n{result['images']} images from {result['folder']}, {result['size']}x{result['size']}, batch "
           f"{result['batch_size']}, {result['device']} ({result['precision']}), {result['threads']} threads, "
           f"{result['backend']} backend")
@@ -398,13 +435,20 @@ def add_shards_parser(sub) -> None:
     p = sub.add_parser("shards", help="write a split's class folders as WebDataset tar shards",
                        description="Writes DIR/SPLIT/<class>/*.jpg as tar shards (KEY.jpg: the file's bytes, "
                                    "KEY.cls: its class index), each with an index NAME.idx.json, and classes.json "
-                                   "beside them, in a shuffled order; unreadable files are reported, not written.")
+                                   "beside them, in a shuffled order; every image is decoded first and the ones "
+                                   "that do not read are reported, not written.")
     p.add_argument("--data", required=True, help="dataset folder (DIR/SPLIT/<class>/*.jpg)")
     p.add_argument("--split", default="train", help="subfolder to write (default train; '.' for DIR itself)")
     p.add_argument("--out", required=True, help="printf pattern of the shard names, e.g. OUT/train-%%06d.tar")
     p.add_argument("--max-size", default="1GB", help="largest shard size (default 1GB; e.g. 500MB, 64MiB)")
     p.add_argument("--max-count", type=_positive_int, default=None, help="also at most N images per shard")
     p.add_argument("--shuffle-seed", type=int, default=0, help="seed of the sample order (default 0)")
+    p.add_argument("--verify", choices=["full", "header"], default="full",
+                   help="full (default): decode every image's coefficients in strict mode, as training reads "
+                        "them, and leave out those that fail (corrupt or truncated data too); header: check "
+                        "the headers only (faster, for data known to be sound)")
+    p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None,
+                   help="decode threads for the checks (default: the cores this process may use)")
     p.set_defaults(func=cmd_shards)
 
 
@@ -412,10 +456,12 @@ def cmd_shards(args) -> int:
     from .engine import write_split_shards
 
     result = write_split_shards(args.data, args.out, split=args.split, max_size=args.max_size,
-                                shuffle_seed=args.shuffle_seed, max_count=args.max_count,
-                                log=lambda m: print(m, file=sys.stderr))
+                                shuffle_seed=args.shuffle_seed, max_count=args.max_count, verify=args.verify,
+                                threads=args.num_threads, log=lambda m: print(m, file=sys.stderr))
+    data = f"{result['bad_data']} bad data" if args.verify == "full" else "data not checked: --verify header"
     print(f"wrote {result['samples']} images of {len(result['classes'])} classes in {len(result['shards'])} "
-          f"shards ({result['bytes'] / 1e6:.1f} MB), {len(result['bad'])} unreadable files left out")
+          f"shards ({result['bytes'] / 1e6:.1f} MB), {len(result['bad'])} unreadable files left out "
+          f"({result['bad_headers']} bad headers, {data})")
     print(f"shards: {result['pattern']}")
     return 0
 
@@ -474,6 +520,7 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--max-pixels", type=_positive_int, default=24_000_000,
                    help="largest image, width x height, refused from its header (default 24,000,000)")
     p.add_argument("--decode-threads", type=_positive_int, default=None, help="default: the cores available")
+    add_rgb_decode_argument(p)
     p.add_argument("--threads", type=_positive_int, default=None, help="model threads (torch / ONNX Runtime)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
@@ -491,7 +538,7 @@ def cmd_serve(args) -> int:
     config = ServeConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                          max_queue=args.max_queue, timeout_s=args.timeout,
                          max_body_bytes=int(args.max_body_mb * 2**20), max_pixels=args.max_pixels,
-                         log_level=args.log_level,
+                         log_level=args.log_level, rgb_decode=args.rgb_decode,
                          **({"decode_threads": args.decode_threads} if args.decode_threads else {}))
     runner = load_backend(backend, checkpoint=args.checkpoint, onnx=args.onnx, device=args.device,
                           threads=args.threads)
@@ -558,6 +605,33 @@ def _missing_dependency(exc: ImportError) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (see the module docstring)."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # Written out here, where a closed pipe can still be handled, not at interpreter exit (where it
+            # would print "Exception ignored ... BrokenPipeError" and exit with 120). Also after --help / usage
+            # errors, which leave through SystemExit.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_output()
+        return EXIT_PIPE_CLOSED
+
+
+def _discard_output() -> None:
+    """After the reader of stdout (or stderr) went away: point both at /dev/null, so that what is still buffered,
+    and anything written until the process ends, goes nowhere instead of raising again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing to redirect
+            pass
+    os.close(devnull)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .log import setup_console_logging  # console lines through `logging` (jpegnet.train)
@@ -573,6 +647,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jpegnet: error: {_one_line(exc) if str(exc) else 'out of memory; lower --batch-size'}",
               file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # an OSError, but not an error of the command: see main
+        raise
     except ImportError as exc:
         if not _missing_dependency(exc) or os.environ.get("JPEGNET_DEBUG"):
             raise

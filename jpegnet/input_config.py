@@ -23,6 +23,9 @@ DEFAULT_DCT_SCALE = 128.0
 
 REPRESENTATIONS = ("rgb", "dct")
 
+#: The evaluation resize's filter (and the training crop's): Pillow's antialiased bilinear or bicubic.
+INTERPOLATIONS = ("bilinear", "bicubic")
+
 
 def check_dct_stats(mean, std) -> None:
     """Raise ValueError unless mean / std are both None or both DCT_CHANNELS values (finite; std > 0)."""
@@ -65,6 +68,8 @@ class InputConfig:
     input_size: default (H, W) in pixels; DCT models accept any multiple of 16.
     mean / std: RGB normalization (ignored by DCT models).
     crop_pct: the evaluation transform's centre crop (resize the shorter side to max(input_size) / crop_pct).
+    interpolation: the resize filter, 'bilinear' or 'bicubic' (what the model's weights were trained and
+    evaluated with: timm's TensorFlow-ported models expect bicubic).
     dct_mean / dct_std: per-channel statistics of the dequantized DCT input, 64 Y values then 128 CbCr
     values, set from a dataset (`jpegnet stats`); None means "not computed yet" (DEFAULT_DCT_SCALE is used).
     """
@@ -74,12 +79,15 @@ class InputConfig:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     crop_pct: float = 0.875
+    interpolation: str = "bilinear"
     dct_mean: tuple[float, ...] | None = None
     dct_std: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"representation must be 'rgb' or 'dct', got {self.representation!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be 'bilinear' or 'bicubic', got {self.interpolation!r}")
         check_dct_stats(self.dct_mean, self.dct_std)
 
     def with_size(self, size: int | tuple[int, int]) -> "InputConfig":
@@ -113,5 +121,5 @@ def normalization(config, representation: str | None = None) -> tuple[tuple[floa
 
 
 __all__ = ["DCT_CBCR_CHANNELS", "DCT_CHANNELS", "DCT_Y_CHANNELS", "DEFAULT_DCT_SCALE", "IMAGENET_MEAN",
-           "IMAGENET_STD", "InputConfig", "REPRESENTATIONS", "check_dct_stats", "check_input_size",
+           "IMAGENET_STD", "INTERPOLATIONS", "InputConfig", "REPRESENTATIONS", "check_dct_stats", "check_input_size",
            "normalization"]

@@ -1,6 +1,8 @@
-"""Coverage-guided fuzzing (atheris / libFuzzer) of the two C extensions, built with ASan and UBSan.
+"""Coverage-guided fuzzing (atheris / libFuzzer) of the two C extensions, built with ASan and UBSan, and of the
+tar-shard reader.
 
-    make fuzz-cov                   (FUZZ_RUNS inputs, default 1,000,000; see the Makefile for the build)
+    make fuzz-cov                   (FUZZ_RUNS inputs per target, default 1,000,000; see the Makefile)
+    python -m tests.fuzz_cov --target=tar CORPUS...    the tar-shard reader's target (tests/fuzz_tar.py)
 
 One input drives one of the targets, chosen by its last byte:
   * the reader on the input as JPEG bytes: read_coefficients with strict / hflip / crops (small aligned crops,
@@ -16,7 +18,8 @@ the crop asked for, or raises JpegError; the kernel either fills the batch or ra
 A crash, a sanitizer report or a failed check is a finding: libFuzzer saves the input as crash-*, which goes
 to tests/fuzz_regressions/ and is replayed by tests/test_fuzz_regressions.py in `make test`.
 
-`one_input` needs no atheris, so the regression test runs it in the normal build.
+`one_input` needs no atheris, so the regression test runs it in the normal build. The tar target (`--target=tar`,
+`one_tar_input` in tests/fuzz_tar.py) has its own seeds, corpus and regression folder (tests/fuzz_regressions/tar).
 """
 from __future__ import annotations
 
@@ -220,21 +223,55 @@ def write_seeds(folder: Path) -> int:
     return count
 
 
+def _instrument(modules, atheris) -> None:
+    """Python coverage: every function and method defined in `modules`, wherever it is referenced from them
+    (a name one module imported from another gets the instrumented function too)."""
+    import inspect
+
+    done = {}
+    for module in modules:
+        for name, obj in list(vars(module).items()):
+            if inspect.isfunction(obj) and obj.__module__ == module.__name__ and not name.startswith(("main",
+                                                                                                        "write_")):
+                done[obj] = atheris.instrument_func(obj)
+            elif inspect.isclass(obj) and obj.__module__ == module.__name__:
+                for attr, member in list(vars(obj).items()):
+                    fn = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
+                    if inspect.isfunction(fn):
+                        new = atheris.instrument_func(fn)
+                        setattr(obj, attr, type(member)(new) if fn is not member else new)
+    for module in modules:
+        for name, obj in list(vars(module).items()):
+            if inspect.isfunction(obj) and obj in done:
+                setattr(module, name, done[obj])
+
+
 def main(argv: list[str]) -> None:
     import atheris
 
-    # Python coverage too: the argument checks in front of the C code, and this module's own branches.
-    import inspect
-    for module in (_reader_py, sys.modules[__name__]):
-        for name, fn in list(vars(module).items()):
-            if inspect.isfunction(fn) and fn.__module__ == module.__name__ and name not in ("main", "write_seeds"):
-                setattr(module, name, atheris.instrument_func(fn))
-    atheris.Setup(argv, one_input)
+    if "--target=tar" in argv:
+        import logging
+
+        from jpegnet.data import shard_format, shards
+
+        from . import fuzz_tar
+        # a cut tar is logged as a warning: the fuzzer's output would be nothing else
+        logging.getLogger("jpegnet.data").disabled = True
+        _instrument((shard_format, shards, fuzz_tar), atheris)
+        target = fuzz_tar.one_tar_input
+    else:
+        # Python coverage too: the argument checks in front of the C code, and this module's own branches.
+        _instrument((_reader_py, sys.modules[__name__]), atheris)
+        target = one_input
+    atheris.Setup([a for a in argv if a != "--target=tar"], target)
     atheris.Fuzz()
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--write-seeds":
         print(write_seeds(Path(sys.argv[2])), "seeds")
+    elif len(sys.argv) > 2 and sys.argv[1] == "--write-tar-seeds":
+        from .fuzz_tar import write_tar_seeds
+        print(write_tar_seeds(Path(sys.argv[2])), "tar seeds")
     else:
         main(sys.argv)

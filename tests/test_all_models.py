@@ -107,12 +107,13 @@ def test_channels_last_and_bf16_autocast_agree_with_float32(name):
 
 def compile_representatives() -> list[str]:
     """Every distinct architecture once: sizes and aliases that only change widths or depths of the same code
-    (VGNet sizes, EfficientNet B1–B6, named Oct-ResNet α points, ResNet-50 width/depth/compound points) are left to
-    their first member, which keeps the dynamo tracing of every model family in reach of the test time."""
+    (VGNet sizes, EfficientNet B1–B6 and Lite1–4, named Oct-ResNet α points, ResNet-50 width/depth/compound
+    points) are left to their first member, which keeps the dynamo tracing of every model family in reach of the
+    test time."""
     import re
 
-    skip = re.compile(r"^(dct_)?vgnet[cgef]_(1_5|2_0|2_5|5_0)mp|^efficientnet_b[1-6]$|^octresnet50_a|"
-                      r"^resnet50_(thin|short|compound)")
+    skip = re.compile(r"^(dct_)?vgnet[cgef]_(1_5|2_0|2_5|5_0)mp|^efficientnet_b[1-6]$|"
+                      r"^(dct_)?efficientnet_lite[1-4]$|^octresnet50_a|^resnet50_(thin|short|compound)")
     return [n for n in list_models() if not skip.match(n)]
 
 

@@ -15,12 +15,14 @@ from .folder import JPEG_EXTENSIONS, JpegFolder
 from .loader import JpegLoader, create_loader
 from .scan import FolderScan
 from .shard_format import PipeCommandError, ShardError, ShardNotFoundError, expand_braces, is_shard_spec
+from .shard_labels import ShardLabelError
 from .shard_writer import write_shards
 from .shards import JpegShards, ShardLoader
 
 __all__ = ["DEFAULT_DCT_SCALE", "FolderScan", "JPEG_EXTENSIONS", "JpegFolder", "JpegLoader", "JpegShards",
            "NoReadableImage", "PipeCommandError",
-           "ShardError", "ShardLoader", "ShardNotFoundError", "UnsupportedImage", "build_batch", "build_batch_from",
+           "ShardError", "ShardLabelError", "ShardLoader", "ShardNotFoundError", "UnsupportedImage", "build_batch",
+           "build_batch_from",
            "build_dct_batch", "center_crop_windows", "compute_dct_stats", "create_loader", "decode_crops",
            "expand_braces", "image_planes", "is_shard_spec", "random_resized_crop_windows", "uniforms",
            "write_shards"]

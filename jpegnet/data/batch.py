@@ -83,9 +83,9 @@ def dct_inputs(ds, sources, keys, *, seed: int, epoch: int, device: torch.device
     failures: dict = {}
 
     def reject(j: int, error: Exception) -> None:
-        # a bytes item's JpegError names "item N" of the reader's batch: the caller names it instead
-        named = isinstance(error, JpegError) and not isinstance(sources[j], (str, os.PathLike))
-        failures[j] = (error.message if named else str(error), error)
+        # The reason without the source the JpegError names (a path, or "item N" of the reader's batch for
+        # bytes): whoever reports the failure names the file once, as `NAME: reason`.
+        failures[j] = (error.message if isinstance(error, JpegError) else str(error), error)
 
     # Headers first: each window is drawn from its image's size, and only the MCUs under it are decoded.
     headers = read_headers_batch(sources, threads=threads, on_error="return")
@@ -193,7 +193,8 @@ def rgb_inputs(ds, sources, keys, *, seed: int, epoch: int, device: torch.device
     """((x,) or None, positions kept, {position: (reason, exception)}) for the RGB representation."""
     jobs = [(ds, k, src, seed, epoch, mean, std) for k, src in zip(keys, sources)]
     outs = list(pool.map(load_rgb, jobs)) if pool is not None else [load_rgb(j) for j in jobs]
-    failures = {j: (f"{type(o).__name__}: {o}", o) for j, o in enumerate(outs) if isinstance(o, Exception)}
+    failures = {j: (f"{type(o).__name__}: {_without_file_object(str(o))}", o) for j, o in enumerate(outs)
+                if isinstance(o, Exception)}
     keep = [j for j in range(len(outs)) if j not in failures]
     if not keep:
         return None, [], failures
@@ -202,6 +203,12 @@ def rgb_inputs(ds, sources, keys, *, seed: int, epoch: int, device: torch.device
     for row, j in enumerate(keep):
         x[row] = outs[j]
     return (x.to(device, non_blocking=pin),), keep, failures
+
+
+def _without_file_object(text: str) -> str:
+    """Pillow's "cannot identify image file <_io.BufferedReader name='a/b.jpg'>" without the file object (the
+    reason follows the file's name already)."""
+    return text.split(" <_io.", 1)[0]
 
 
 __all__ = ["build_batch", "build_batch_from", "dct_inputs", "rgb_inputs", "stored_windows"]

@@ -24,6 +24,9 @@ class JpegFolder(JpegSource, torch.utils.data.Dataset):
     representation: 'dct' (items ((y, cbcr), target)) or 'rgb' (items ((x,), target)).
     train: random-resized-crop (scale, ratio as torchvision) and horizontal flip with probability hflip;
         otherwise resize-shorter-side to floor(max(input_size) / crop_pct) and centre crop.
+    rgb_decode: RGB representation only: 'plain' (torchvision on a full-size Pillow decode) or 'fast'
+        (libjpeg-turbo's scaled decode + one resample of the window: the same windows, what `jpegnet serve`
+        uses; see jpegnet.data.rgb).
     on_error: 'skip' (bad files are logged once and dropped: an item is None) or 'raise' (JpegError / the
         decoder's error at the first bad file).
     input_config: the model's InputConfig (or an object with its dct_mean / dct_std, mean / std); its
@@ -40,12 +43,12 @@ class JpegFolder(JpegSource, torch.utils.data.Dataset):
                  on_error: str = "skip", scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip: float = 0.5,
                  crop_pct: float = 0.875, input_config=None, seed: int = 0, strict: bool = True,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, extensions=JPEG_EXTENSIONS,
-                 exif_orientation: bool = True):
+                 exif_orientation: bool = True, rgb_decode: str = "plain"):
         self.root = os.fspath(root)
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"dataset folder not found: {self.root}")
         self._configure(representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
-                        seed, strict, max_pixels, exif_orientation)
+                        seed, strict, max_pixels, exif_orientation, rgb_decode)
         exts = tuple(e.lower() for e in extensions)
         # Hidden entries skipped, each real directory visited once (jpegnet.data.scan); a scan made by the
         # engine's folder check is used as it is.
@@ -62,7 +65,7 @@ class JpegFolder(JpegSource, torch.utils.data.Dataset):
     def for_model(cls, source, input_config, *, train: bool, **options) -> "JpegFolder":
         """The dataset a model with this InputConfig reads: source is a folder (or its FolderScan), or a list
         of files / JPEG bytes (`from_files`); representation, input size, crop_pct and normalization come from
-        the config. options: the other keywords (on_error, seed, exif_orientation, max_pixels...)."""
+        the config. options: the other keywords (on_error, seed, exif_orientation, rgb_decode, max_pixels...)."""
         if isinstance(source, (list, tuple)):
             return cls.from_files(list(source), train=train, **cls.model_options(input_config), **options)
         return super().for_model(source, input_config, train=train, **options)
@@ -71,13 +74,14 @@ class JpegFolder(JpegSource, torch.utils.data.Dataset):
     def from_files(cls, files, representation: str = "dct", *, train: bool = False, input_size=(224, 224),
                    on_error: str = "skip", scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip: float = 0.5,
                    crop_pct: float = 0.875, input_config=None, seed: int = 0, strict: bool = True,
-                   max_pixels: int | None = DEFAULT_MAX_PIXELS, exif_orientation: bool = True) -> "JpegFolder":
+                   max_pixels: int | None = DEFAULT_MAX_PIXELS, exif_orientation: bool = True,
+                   rgb_decode: str = "plain") -> "JpegFolder":
         """A dataset of explicit files (no class folders; every target is -1), e.g. for prediction: the
         files go through exactly the transforms of a folder dataset with the same arguments. An item may also
         be the bytes of a JPEG file (e.g. from a request or an archive)."""
         self = cls.__new__(cls)
         self._configure(representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
-                        seed, strict, max_pixels, exif_orientation)
+                        seed, strict, max_pixels, exif_orientation, rgb_decode)
         self.root = None
         self.classes = []
         self.class_to_idx = {}

@@ -108,8 +108,9 @@ class JpegLoader:
                     yield out
         else:
             yield from self._prefetched(batches)
-        if len(self.skipped) > skipped_before:
-            logger.warning("epoch %d: skipped %d unreadable files", self.epoch, len(self.skipped) - skipped_before)
+        if len(self.skipped) > skipped_before:  # epochs counted from 1 here, as every console line does
+            logger.warning("epoch %d: skipped %d unreadable files", self.epoch + 1,
+                           len(self.skipped) - skipped_before)
 
     def _prefetched(self, batches):
         """Batches built by `prefetch` worker threads at once, yielded in order. Each worker decodes with

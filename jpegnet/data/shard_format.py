@@ -5,7 +5,8 @@ A shard is a plain tar whose consecutive members sharing a key form one sample (
 bytes, `KEY.cls`: the class index in ASCII), the WebDataset convention. Beside each `NAME.tar` the writer puts
 `NAME.idx.json` (every sample's key, the offset of its first header and each member's data offset and size),
 so a shard can be split, resumed and read by random access without a scan; beside the shards, `classes.json`
-names the classes.
+names the classes. Shards from other tools (`.jpeg` images, `.json` labels, no classes.json, no index) are read
+too: the label conventions are in `shard_labels`.
 
 Why not the `webdataset` / `wids` libraries: the tar stream parser here is ~80 lines of standard library and
 hands member bytes straight to the batch reader; webdataset's per-sample Python pipeline (a dict per sample,
@@ -206,11 +207,21 @@ class TarMember:
     data: bytes | None      # None when only the layout was asked for
 
 
-def _octal(field: bytes) -> int:
+# A member size no file reaches: a header claiming more is damaged (and the offsets after it would not fit the
+# 64-bit seek of the OS).
+_MAX_MEMBER_SIZE = 2**62
+_OCTAL = re.compile(rb"[0-7]+")
+
+
+def _octal(field: bytes) -> int | None:
+    """A numeric header field: octal digits (NUL / space padded) or GNU base-256; None if it is neither, or
+    negative (base-256 with the sign bit)."""
     if field and field[0] & 0x80:  # GNU base-256 for sizes of 8 GiB and more
-        return int.from_bytes(field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip()
-    return int(text, 8) if text else 0
+        return None if field[0] & 0x40 else int.from_bytes(bytes([field[0] & 0x3F]) + field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip(b" ")
+    if not text:
+        return 0
+    return int(text, 8) if _OCTAL.fullmatch(text) else None
 
 
 def _checksum_ok(header: bytes) -> bool:
@@ -227,8 +238,15 @@ def iter_tar(stream, *, read_data: bool = True, start: int = 0, seekable: bool =
     header_offset: int | None = None
 
     def read_exact(n: int) -> bytes:
-        data = stream.read(n)
-        return data if data is not None else b""
+        # In bounded reads, so that a header claiming a huge size costs memory only for the bytes really there.
+        chunks = []
+        while n > 0:
+            data = stream.read(min(n, _READ_BUFFER))
+            if not data:
+                break
+            chunks.append(data)
+            n -= len(data)
+        return b"".join(chunks)
 
     while True:
         header = read_exact(TAR_BLOCK)
@@ -243,6 +261,8 @@ def iter_tar(stream, *, read_data: bool = True, start: int = 0, seekable: bool =
         if header_offset is None:
             header_offset = offset
         size = _octal(header[124:136])
+        if size is None or size >= _MAX_MEMBER_SIZE:
+            raise TruncatedShard(f"damaged tar header at offset {offset}: size field {header[124:136]!r}")
         kind = header[156:157]
         padded = -(-size // TAR_BLOCK) * TAR_BLOCK
         data_offset = offset + TAR_BLOCK
@@ -263,7 +283,7 @@ def iter_tar(stream, *, read_data: bool = True, start: int = 0, seekable: bool =
                                      long_name or _header_name(header))
         offset = data_offset + padded
         if kind == b"x":  # pax extended header: "LEN path=VALUE\n" records
-            long_name = _pax_path(data) or long_name
+            long_name = _pax_path(data, offset - padded - TAR_BLOCK) or long_name
             continue
         if kind == b"L":  # GNU long name
             long_name = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
@@ -281,18 +301,23 @@ def _header_name(header: bytes) -> str:
     return prefix.decode("utf-8", "surrogateescape") + "/" + name if prefix else name
 
 
-def _pax_path(data: bytes) -> str | None:
+_PAX_LENGTH = re.compile(rb"[0-9]{1,20}")
+
+
+def _pax_path(data: bytes, header_offset: int) -> str | None:
+    """The path of a pax extended header's "LEN KEY=VALUE\n" records (LEN counts the whole record), if any. A
+    record that does not parse is a damaged header (TruncatedShard), not a loop or a ValueError."""
     pos = 0
-    while pos < len(data):
-        space = data.find(b" ", pos)
-        if space < 0:
-            break
-        length = int(data[pos:space])
-        record = data[space + 1:pos + length - 1]
-        key, _, value = record.partition(b"=")
+    while pos < len(data) and data[pos] != 0:  # NUL padding after the last record
+        space = data.find(b" ", pos, pos + 21)
+        end = pos + int(data[pos:space]) if space > pos and _PAX_LENGTH.fullmatch(data[pos:space]) else -1
+        # a record holds its length, a space and a newline at least: each step moves on (end > space > pos)
+        if end <= space + 1 or end > len(data) or data[end - 1] != 0x0A:
+            raise TruncatedShard(f"damaged pax header at offset {header_offset}: bad record at byte {pos}")
+        key, _, value = data[space + 1:end - 1].partition(b"=")
         if key == b"path":
             return value.decode("utf-8", "surrogateescape")
-        pos += length
+        pos = end
     return None
 
 
@@ -305,12 +330,22 @@ def split_key(name: str) -> tuple[str, str]:
     return name[:dot], name[dot + 1:].lower()
 
 
+def _has_key(name: str) -> bool:
+    """Whether WebDataset gives a member a key: its file name has a dot after at least one character of the
+    path (`README`, `.hidden` at the top are ignored by its reader, so here too)."""
+    base = name[name.rfind("/") + 1:]
+    return "." in base and bool(split_key(name)[0])
+
+
 def iter_samples(members):
-    """Group consecutive members with the same key: yields (key, start offset, {ext: TarMember}). When the
-    tar is cut, the sample before the cut is still yielded unless the cut member belongs to it."""
+    """Group consecutive members with the same key: yields (key, start offset, {ext: TarMember}); members
+    without a key (no dot in the file name) are passed over, as WebDataset does. When the tar is cut, the
+    sample before the cut is still yielded unless the cut member belongs to it."""
     key, start, group = None, 0, {}
     try:
         for m in members:
+            if not _has_key(m.name):
+                continue
             k, ext = split_key(m.name)
             if k != key:
                 if key is not None:
@@ -326,6 +361,14 @@ def iter_samples(members):
 
 
 # --- the index and classes.json ---------------------------------------------------------------------------
+
+def _position(value) -> int:
+    """An offset or size of an index: a whole number a tar can hold (a negative or huge one would reach the seek
+    of the OS as an OSError or OverflowError)."""
+    if isinstance(value, bool) or int(value) != value or not 0 <= int(value) < _MAX_MEMBER_SIZE:
+        raise ValueError(f"offset or size {value!r} is not a position in a tar")
+    return int(value)
+
 
 @dataclass
 class ShardIndex:
@@ -349,15 +392,17 @@ class ShardIndex:
     def from_json(cls, data: bytes, where: str) -> "ShardIndex":
         try:
             doc = json.loads(data)
-            if doc.get("format") != INDEX_FORMAT:
-                raise ValueError(f"format {doc.get('format')!r}, expected {INDEX_FORMAT!r}")
+            if not isinstance(doc, dict) or doc.get("format") != INDEX_FORMAT:
+                found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+                raise ValueError(f"format {found!r}, expected {INDEX_FORMAT!r}")
             keys, starts, members = [], [], []
             for key, start, parts in doc["samples"]:
                 keys.append(str(key))
-                starts.append(int(start))
-                members.append({str(e): (int(o), int(n)) for e, o, n in parts})
-            return cls(keys, starts, members, doc.get("tar_bytes"))
-        except (ValueError, KeyError, TypeError) as e:
+                starts.append(_position(start))
+                members.append({str(e): (_position(o), _position(n)) for e, o, n in parts})
+            tar_bytes = doc.get("tar_bytes")
+            return cls(keys, starts, members, None if tar_bytes is None else _position(tar_bytes))
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as e:  # int(inf); JSON too deep
             raise ShardError(f"{where} is not a jpegnet shard index ({type(e).__name__}: {e})") from None
 
     @classmethod
@@ -415,7 +460,7 @@ def load_classes(url: str) -> list[str]:
         classes = json.loads(data)["classes"]
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             raise TypeError("'classes' must be a list of names")
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:  # RecursionError: JSON nested too deep
         raise ShardError(f"{where} is not a classes.json of jpegnet shards ({type(e).__name__}: {e})") from None
     return classes
 

@@ -4,8 +4,10 @@ Each sample is `KEY.jpg` (the file's bytes, untouched) and `KEY.cls` (its class 
 the file's path under the folder without its extension (dots made underscores: WebDataset splits key and
 extension at the first dot). Samples go in a shuffled order drawn from the shuffle seed, so a shard is a
 random slice of the dataset and a reader's shuffle buffer only has to mix across a few shards. Every file is
-checked with `read_header` first; unreadable files are reported and left out. Each shard and its index are
-written to temporary names and renamed when complete: an interrupted run leaves whole shards only.
+checked first (`check_images`: by default a full coefficient read in strict mode, as training reads it; with
+verify='header' its header alone) and the files that fail are reported and left out, so no epoch meets them.
+Each shard and its index are written to temporary names and renamed when complete: an interrupted run leaves
+whole shards only.
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ import tempfile
 
 import numpy as np
 
-from ..codec import JpegError, read_headers_batch
+from ..codec import DEFAULT_MAX_PIXELS, JpegError
 from ..codec.reader import default_threads
 from .folder import JPEG_EXTENSIONS, JpegFolder
+from .image_check import VERIFY_MODES, check_images
 from .shard_format import CLASSES_FILE, INDEX_SUFFIX, TAR_BLOCK, ShardError, ShardIndex
 
 # tar's per-member overhead (header, padding) and its end: margins so a shard stays under max_size
@@ -139,15 +142,22 @@ class _ShardFile:
 
 
 def write_shards(folder, pattern: str, *, max_size=10 ** 9, max_count: int | None = None, shuffle_seed: int = 0,
-                 threads: int | None = None, log=None) -> dict:
+                 threads: int | None = None, verify: str = "full", max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 log=None) -> dict:
     """Write the class folders under `folder` (a path, or its FolderScan) as shards named pattern % 0, pattern % 1, ... (e.g.
     'out/train-%06d.tar'), each at most max_size bytes (and max_count samples), plus classes.json beside them.
 
-    Returns {'shards': [paths], 'samples', 'bytes', 'bad': [(path, reason)], 'pattern': a brace pattern of
-    the shards, 'classes'}.
+    verify: 'full' (default) writes only the files whose coefficients read in strict mode (within max_pixels,
+    the training reader's limit); 'header' checks their headers alone (cheaper; a corrupt or truncated scan is
+    then written and skipped by every epoch). threads: the reader's C threads for the checks.
+    Returns {'shards': [paths], 'samples', 'bytes', 'bad': [(path, reason)] (every file left out),
+    'bad_headers' and 'bad_data' (how many of them had an unreadable header, and how many a header that reads
+    but data that does not), 'pattern': a brace pattern of the shards, 'classes'}.
     """
     pattern = os.fspath(pattern)
     _check_pattern(pattern)
+    if verify not in VERIFY_MODES:
+        raise ShardError(f"verify must be one of {', '.join(VERIFY_MODES)}, got {verify!r}")
     max_size = parse_size(max_size)
     if max_count is not None and int(max_count) < 1:
         raise ShardError(f"max_count must be >= 1, got {max_count!r}")
@@ -159,6 +169,7 @@ def write_shards(folder, pattern: str, *, max_size=10 ** 9, max_count: int | Non
         len(dataset.samples))
     threads = threads or default_threads()
     shards, bad, total, written = [], [], 0, 0
+    bad_stages = {"header": 0, "data": 0}
     current: _ShardFile | None = None
     keys_seen: set = set()
     chunk = 256
@@ -172,14 +183,11 @@ def write_shards(folder, pattern: str, *, max_size=10 ** 9, max_count: int | Non
                         blobs.append(f.read())
                 except OSError as e:
                     blobs.append(JpegError(f"cannot read file: {e.strerror or e}", path, "io"))
-            readable = [j for j, b in enumerate(blobs) if isinstance(b, bytes)]
-            headers = read_headers_batch([blobs[j] for j in readable], threads=threads, on_error="return")
-            for j, h in zip(readable, headers):
-                if isinstance(h, JpegError):
-                    blobs[j] = h
-            for (path, target), blob in zip(items, blobs):
-                if isinstance(blob, Exception):
-                    reason = blob.message if isinstance(blob, JpegError) else str(blob)
+            checks = check_images(blobs, verify, threads=threads, max_pixels=max_pixels)
+            for (path, target), blob, check in zip(items, blobs, checks):
+                if check is not None:
+                    stage, reason = check
+                    bad_stages[stage] += 1
                     bad.append((path, reason))
                     if log is not None:
                         log(f"skipping {path}: {reason}")
@@ -206,8 +214,8 @@ def write_shards(folder, pattern: str, *, max_size=10 ** 9, max_count: int | Non
     finally:
         if current is not None:
             current.discard()
-    return {"shards": shards, "samples": written, "bytes": total, "bad": bad, "classes": dataset.classes,
-            "pattern": brace_pattern(pattern, len(shards))}
+    return {"shards": shards, "samples": written, "bytes": total, "bad": bad, "bad_headers": bad_stages["header"],
+            "bad_data": bad_stages["data"], "classes": dataset.classes, "pattern": brace_pattern(pattern, len(shards))}
 
 
 def brace_pattern(pattern: str, count: int) -> str:

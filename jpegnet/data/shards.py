@@ -18,7 +18,7 @@ Because the order is known before a byte is read, a resumed epoch (`set_epoch(ep
 only the samples not yet used (local shards seek straight to them), and the reader threads (`readers`, each
 with its own shards of the rank's range, reading ahead into a bounded queue) change speed, never order.
 
-Bad members (a JPEG that does not decode, a sample without .cls or .jpg, a label outside classes.json, a
+Bad members (a JPEG that does not decode, a sample without a .jpg or a label, a label outside the classes, a
 tar cut short) are skipped and listed in `loader.skipped` like bad files of a folder; a missing shard is a
 ShardNotFoundError when the dataset is opened; a `pipe:` command that fails is a PipeCommandError naming it.
 """
@@ -35,8 +35,9 @@ import numpy as np
 from ..codec import DEFAULT_MAX_PIXELS
 from .batch import build_batch_from
 from .loader import JpegLoader
-from .shard_format import (PIPE, ShardError, TruncatedShard, expand_urls, iter_samples, iter_tar, load_classes,
-                           load_index, open_url)
+from .shard_format import PIPE, ShardError, TruncatedShard, expand_urls, iter_samples, iter_tar, load_index, open_url
+from .shard_labels import (ShardLabelError, image_extension, label_extension, missing_label, parse_label,
+                           shard_set_classes)
 from .source import JpegSource
 
 
@@ -64,29 +65,31 @@ def _display(url: str) -> str:
 
 
 class JpegShards(JpegSource):
-    """Tar shards (WebDataset layout: KEY.jpg + KEY.cls, written by `jpegnet shards`) as a JPEG source.
+    """Tar shards (WebDataset layout: KEY.jpg + KEY.cls, written by `jpegnet shards` or by another tool; see
+    jpegnet.data.shard_labels for the members and labels read) as a JPEG source.
 
     urls: a brace pattern ('shards/train-{000000..000146}.tar'), a list of paths / patterns, or `pipe:`
     commands that write a shard to stdout ('pipe:aws s3 cp s3://bucket/train-000000.tar -'). Each shard's
     index (NAME.idx.json) and classes.json are found beside it (through the same command for pipe:, with the
-    .tar name replaced); a local shard without an index is scanned. classes: override classes.json.
+    .tar name replaced); a local shard without an index is scanned. classes: override classes.json; without
+    either, local shards' classes are named by label index, '0' .. max label (every label is read once).
     The transform settings are JpegFolder's. len() is the number of samples.
     """
 
     def __init__(self, urls, representation: str = "dct", *, train: bool, input_size=(224, 224),
                  on_error: str = "skip", scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip: float = 0.5,
                  crop_pct: float = 0.875, input_config=None, seed: int = 0, strict: bool = True,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, classes=None):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, classes=None, rgb_decode: str = "plain"):
         self._configure(representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
-                        seed, strict, max_pixels)
+                        seed, strict, max_pixels, rgb_decode=rgb_decode)
         self.urls = expand_urls(urls)
         with ThreadPoolExecutor(min(16, len(self.urls))) as pool:  # pipe: indexes are fetched concurrently
             self.indexes = list(pool.map(load_index, self.urls))
-        self.classes = list(classes) if classes is not None else load_classes(self.urls[0])
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
         self.offsets = np.concatenate([[0], np.cumsum([len(ix) for ix in self.indexes])]).astype(np.int64)
         if self.offsets[-1] == 0:
             raise ShardError(f"no samples in {len(self.urls)} shard(s) starting with {self.urls[0]}")
+        self.classes = list(classes) if classes is not None else shard_set_classes(self.urls, self.indexes)
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -163,19 +166,20 @@ class JpegShards(JpegSource):
 
     def _sample(self, shard: int, sid: int, key: str, group: dict):
         name = f"{_display(self.urls[shard])}:{key}"
-        jpg = group.get("jpg") or group.get("jpeg")
-        if jpg is None:
-            return BadSample(name, "no .jpg member", ShardError(f"{name}: no .jpg member"))
-        if "cls" not in group:
-            return BadSample(name, "no .cls member", ShardError(f"{name}: no .cls member"))
-        try:
-            label = int(group["cls"].data.strip())
-        except ValueError:
-            label = -1
-        if not 0 <= label < len(self.classes):
-            reason = f"label {group['cls'].data[:20]!r} is not a class index below {len(self.classes)}"
+        image = image_extension(group)
+        if image is None:
+            reason = f"no .jpg member ({', '.join('.' + e for e in group)})"
             return BadSample(name, reason, ShardError(f"{name}: {reason}"))
-        return ShardSample(int(self.offsets[shard]) + sid, f"{name}.jpg", jpg.data, label)
+        label_ext = label_extension(group)
+        try:
+            if label_ext is None:
+                raise missing_label(group)
+            label = parse_label(label_ext, group[label_ext].data)
+            if not 0 <= label < len(self.classes):
+                raise ShardLabelError(f"label {label} is not a class index below {len(self.classes)}")
+        except ShardLabelError as e:
+            return BadSample(name, str(e), ShardLabelError(f"{name}: {e}"))
+        return ShardSample(int(self.offsets[shard]) + sid, f"{name}.{image}", group[image].data, label)
 
     def __repr__(self) -> str:
         return (f"JpegShards({self.urls[0]!r}... {len(self.urls)} shards, {self.representation!r}, "

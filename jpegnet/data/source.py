@@ -9,6 +9,7 @@ import numpy as np
 
 from ..input_config import REPRESENTATIONS, InputConfig, check_input_size
 from .augment import center_crop_windows, random_resized_crop_windows
+from .rgb import check_rgb_decode
 
 logger = logging.getLogger("jpegnet.data")
 
@@ -17,9 +18,13 @@ _logged_lock = threading.Lock()
 
 
 def log_bad_file(path: str, reason: str) -> None:
-    """Log a file that could not be used, once per path per process."""
+    """Log a file that could not be used, once per path per process: `skipping PATH: REASON`, the path once
+    (a reason that starts with it, as a JpegError's text does, is cut)."""
     if isinstance(path, bytes):  # an in-memory JPEG: name it, do not print it
         path = f"<{len(path)} bytes, hash {hash(path) & 0xFFFFFF:06x}>"
+    reason = str(reason)
+    if reason.startswith(f"{path}: "):
+        reason = reason[len(f"{path}: "):]
     with _logged_lock:
         if path in _logged_paths:
             return
@@ -33,7 +38,7 @@ class JpegSource:
     from (seed, epoch, key), the key being an integer fixed per sample (a folder's index)."""
 
     def _configure(self, representation, train, input_size, on_error, scale, ratio, hflip, crop_pct, input_config,
-                   seed, strict, max_pixels, exif_orientation=True) -> None:
+                   seed, strict, max_pixels, exif_orientation=True, rgb_decode="plain") -> None:
         if representation not in REPRESENTATIONS:
             raise ValueError(f"representation must be 'dct' or 'rgb', got {representation!r}")
         if on_error not in ("skip", "raise"):
@@ -62,6 +67,9 @@ class JpegSource:
         # EXIF orientation: images are turned upright before cropping (RGB: transposed after decode; DCT: exact
         # block transposes and sign flips, see jpegnet.dct.orient), so both pipelines see the displayed image.
         self.exif_orientation = bool(exif_orientation)
+        # RGB models: 'plain' (torchvision on a full-size Pillow decode) or 'fast' (scaled IDCT + a window-only
+        # resample, the same windows; see jpegnet.data.rgb)
+        self.rgb_decode = check_rgb_decode(rgb_decode)
 
     @staticmethod
     def model_options(input_config: InputConfig) -> dict:
@@ -77,7 +85,7 @@ class JpegSource:
     def for_model(cls, source, input_config: InputConfig, *, train: bool, **options):
         """The dataset a model with this InputConfig reads from `source`: representation, input size,
         evaluation crop_pct and normalization all come from the config (nothing is given twice). options:
-        the constructor's other keywords (on_error, seed, exif_orientation, max_pixels, scale, hflip...)."""
+        the constructor's other keywords (on_error, seed, exif_orientation, rgb_decode, max_pixels, scale, hflip...)."""
         return cls(source, train=train, **cls.model_options(input_config), **options)
 
     def make_loader(self, batch_size: int, **options):

@@ -61,10 +61,11 @@ def _timed_pass(loader, fn, device) -> tuple[float, int, list]:
 def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, size: int = 224,
               max_images: int | None = None, device: str | None = None, precision: str | None = None,
               num_threads: int | None = None, csv_path: str | Path | None = None, log=None,
-              repeat: int = 1, backend: str = "torch") -> dict:
+              repeat: int = 1, backend: str = "torch", rgb_decode: str = "fast") -> dict:
     """Time decode, model and end to end for each model; returns {'rows': [...], ...} (see module doc).
     backend: 'torch' (eager) or 'onnxruntime' (the model exported in memory, run on ONNX Runtime's CPU or
-    CUDA execution provider; its inputs are built on the CPU)."""
+    CUDA execution provider; its inputs are built on the CPU). rgb_decode: RGB models' decode, 'fast' (what
+    `jpegnet serve` runs) or 'plain' (torchvision's; jpegnet.data.rgb)."""
     from ..data import JpegFolder, create_loader
     from ..models import create_model
     from ..samples import SAMPLES_DIR
@@ -90,7 +91,7 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
         dev = device  # where the inputs go: the model's device, or the CPU for ONNX Runtime
         if backend != "torch":
             model, dev = _onnxruntime(backend, model, name, size, num_threads, device)
-        dataset = JpegFolder.for_model(folder, cfg, train=False, on_error="skip")
+        dataset = JpegFolder.for_model(folder, cfg, train=False, on_error="skip", rgb_decode=rgb_decode)
         if max_images is not None and max_images < len(dataset):
             dataset.samples = dataset.samples[:max_images]
         loader = create_loader(dataset, batch_size, device=dev, num_threads=num_threads,

@@ -11,6 +11,7 @@ The file describes itself: `metadata_props` hold, each as a JSON value,
     representation   "dct" or "rgb"
     input_size       [H, W] in pixels
     crop_pct         evaluation resize: shorter side to max(H, W) / crop_pct, then centre crop
+    interpolation    that resize's filter, "bilinear" or "bicubic" (files without it: bilinear)
     mean, std        RGB normalization (3 values each)
     dct_mean, dct_std  the DCT normalization (192 values each: 64 Y, 128 CbCr) or null for the default scale
     class_names      one label per output
@@ -78,6 +79,7 @@ def export_onnx(model: torch.nn.Module, out: str | os.PathLike | None = None, *,
         "representation": cfg.representation,
         "input_size": list(cfg.input_size),
         "crop_pct": cfg.crop_pct,
+        "interpolation": cfg.interpolation,
         "mean": list(cfg.mean),
         "std": list(cfg.std),
         "dct_mean": None if cfg.dct_mean is None else [float(v) for v in cfg.dct_mean],
@@ -119,6 +121,7 @@ def parse_metadata(props: dict) -> OnnxInfo:
     meta = {k: json.loads(v) for k, v in props.items()}
     cfg = InputConfig(representation=meta["representation"], input_size=tuple(meta["input_size"]),
                       mean=tuple(meta["mean"]), std=tuple(meta["std"]), crop_pct=float(meta["crop_pct"]),
+                      interpolation=meta.get("interpolation", "bilinear"),
                       dct_mean=None if meta["dct_mean"] is None else tuple(meta["dct_mean"]),
                       dct_std=None if meta["dct_std"] is None else tuple(meta["dct_std"]))
     return OnnxInfo(meta["model_name"], cfg, list(meta["class_names"]), list(meta["input_names"]))

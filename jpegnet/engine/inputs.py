@@ -45,14 +45,14 @@ def resolve_input_config(model_config, input_size: int | None = None, dct_stats:
 
 def build_data(source, input_config, *, train: bool, batch_size: int, device="cpu", num_threads=None, seed=0,
                sampler=None, shuffle: bool = False, drop_last: bool = False, prefetch: int = 2,
-               on_error: str = "skip", exif_orientation: bool = True):
+               on_error: str = "skip", exif_orientation: bool = True, rgb_decode: str = "plain"):
     """(dataset, loader) for `source` (a folder of class folders or its FolderScan, or a list of files) as
     `input_config` says (`JpegFolder.for_model`): representation, input size, crop_pct and normalization all
     come from the config. `sampler` may be a function of the dataset (e.g. a DistributedSampler over it)."""
     from ..data import JpegFolder, create_loader
 
     dataset = JpegFolder.for_model(source, input_config, train=train, on_error=on_error,
-                                   exif_orientation=exif_orientation)
+                                   exif_orientation=exif_orientation, rgb_decode=rgb_decode)
     if callable(sampler) and not hasattr(sampler, "__iter__"):
         sampler = sampler(dataset)
     loader = create_loader(dataset, batch_size, sampler=sampler, shuffle=shuffle, drop_last=drop_last,

@@ -20,9 +20,11 @@ size. DDP averages gradients, so up to float rounding (and BatchNorm statistics,
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -42,6 +44,7 @@ from .inputs import build_data, load_dct_stats_file, resolve_input_config
 from .recipe import MixUpCutMix, ModelEma, soft_cross_entropy
 from .runs import (check_run_folder, run_is_complete, write_best_weights, write_run_config, StepLogger,
                    train_logger)
+from ..log import console_lines_through
 from .logger import RunLogger
 from .metrics import topk_correct
 from .schedule import WarmupCosineLR
@@ -589,6 +592,11 @@ class TrainingRun:
                               epochs=cfg.epochs, steps=self.steps_per_epoch)
         window_start, window_images = time.perf_counter(), 0
         epoch_start = time.perf_counter() - self.epoch_seconds
+        # While the bar is drawn, log lines (a skipped file's warning, the loader's epoch summary) go through its
+        # writer: printed above the bar, which is then redrawn, instead of into it.
+        lines = contextlib.ExitStack()
+        if not bar.disable:
+            lines.enter_context(console_lines_through(lambda line: bar.write(line, file=sys.stderr)))
         try:
             for inputs, targets in self.train_loader:
                 loss, logits = self._step(inputs, targets)
@@ -624,6 +632,7 @@ class TrainingRun:
                     self._save()
         finally:
             bar.close()
+            lines.close()
         self._report_unreadable(start_batch)
         # The loader leaves out a batch whose files were all unreadable; the epoch is over all the same.
         self.batch = self.steps_per_epoch

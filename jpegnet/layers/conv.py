@@ -1,7 +1,8 @@
 """Convolution building blocks: conv-norm-act, and folding BatchNorm into the convolution before it.
 
 `ConvNormAct` is the plain conv → BatchNorm → activation unit most families start from; `Conv2dSame` keeps
-the size with an even kernel. `fuse_bn(model)` folds each BatchNorm known to directly follow a convolution
+the size with an even kernel; `Conv2dTfSame` pads like TensorFlow's "SAME" (asymmetric at stride 2), which
+weights trained in TensorFlow (EfficientNet-Lite) need. `fuse_bn(model)` folds each BatchNorm known to directly follow a convolution
 (inside an nn.Sequential, or declared by its module in `fusable_conv_bn`) into that convolution's weights
 and bias, which removes one full read and write of the activation per conv at inference (BN in eval mode
 is an affine map per channel, so the folded model computes the same function up to float rounding).
@@ -19,7 +20,8 @@ class ConvNormAct(nn.Sequential):
     """conv (no bias) → BatchNorm2d → activation, as one unit with keys `conv`, `bn`, `act`.
 
     padding defaults to kernel_size // 2 for odd kernels ("same" at stride 1); even kernels (stride 1 only)
-    get `Conv2dSame`'s bottom/right padding.
+    get `Conv2dSame`'s bottom/right padding. padding="same" is TensorFlow's SAME at every stride
+    (`tf_same_conv2d`): PyTorch's own padding="same" at stride 1, extended to stride 2 as TensorFlow does it.
     `act_layer=None` leaves the activation out (an nn.Identity keeps the key layout fixed); any zero-argument
     factory works (e.g. functools.partial(nn.LeakyReLU, 0.01)).
     bn_eps / bn_momentum: BatchNorm settings, for families whose reference uses other ones (EfficientNet-B5+).
@@ -34,6 +36,8 @@ class ConvNormAct(nn.Sequential):
         super().__init__()
         if padding is None:
             self.conv = make_conv2d(in_channels, out_channels, kernel_size, stride, groups=groups)
+        elif padding == "same":
+            self.conv = tf_same_conv2d(in_channels, out_channels, kernel_size, stride, groups=groups)
         else:
             self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                                   groups=groups, bias=False)
@@ -69,6 +73,49 @@ class Conv2dSame(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(F.pad(x, self.pad))
+
+
+def tf_same_pads(size: int, kernel_size: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """(before, after) zeros TensorFlow's "SAME" adds along one axis of `size` pixels: enough for
+    ceil(size / stride) outputs, the odd one out at the end (bottom / right)."""
+    outputs = -(-size // stride)
+    total = max((outputs - 1) * stride + (kernel_size - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+class Conv2dTfSame(nn.Conv2d):
+    """A conv with TensorFlow's "SAME" padding, worked out per input size: at stride 2 an even-sized input gets
+    one zero row / column less at the top / left than at the bottom / right (PyTorch's symmetric padding
+    would shift every sampling point by a pixel, and TF-trained weights lose several points of accuracy).
+
+    The pads are plain Python integers from the input's shape (one F.pad, then the conv), so the ONNX export
+    (traced at a fixed spatial size) holds constant Pad nodes. The parameters are a plain Conv2d's, so
+    weights and BN folding carry over.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1,
+                 bias: bool = False):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, groups=groups,
+                         bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom = tf_same_pads(int(x.shape[-2]), self.kernel_size[0], self.stride[0], self.dilation[0])
+        left, right = tf_same_pads(int(x.shape[-1]), self.kernel_size[1], self.stride[1], self.dilation[1])
+        if top or bottom or left or right:
+            x = F.pad(x, (left, right, top, bottom))
+        return self._conv_forward(x, self.weight, self.bias)
+
+
+def tf_same_conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1,
+                   bias: bool = False) -> nn.Conv2d:
+    """A conv padded like TensorFlow's "SAME": a plain nn.Conv2d with symmetric padding where that is the same
+    for every input size (stride 1, odd kernel), else `Conv2dTfSame`."""
+    if kernel_size < 1:
+        raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
+    if stride == 1 and kernel_size % 2:
+        return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, groups=groups,
+                         bias=bias)
+    return Conv2dTfSame(in_channels, out_channels, kernel_size, stride=stride, groups=groups, bias=bias)
 
 
 def make_conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1,
@@ -149,4 +196,5 @@ def fuse_bn(model: nn.Module, inplace: bool = False) -> nn.Module:
     return model
 
 
-__all__ = ["Conv2dSame", "ConvNormAct", "fuse_bn", "fuse_conv_bn", "make_conv2d"]
+__all__ = ["Conv2dSame", "Conv2dTfSame", "ConvNormAct", "fuse_bn", "fuse_conv_bn", "make_conv2d", "tf_same_conv2d",
+           "tf_same_pads"]

@@ -129,7 +129,10 @@ class DctAdapter(JpegNetModel):
         self.backbone = backbone
         self.num_classes = backbone.num_classes
         self.num_features = backbone.num_features
-        self.input_config = replace(backbone.input_config, representation="dct")
+        # DCT input is whole 16x16 MCUs: a backbone evaluated at another size (EfficientNet-Lite2 at 260) gets
+        # the nearest multiple of 16 (256)
+        size = tuple(max(16, 16 * round(side / 16)) for side in backbone.input_config.input_size)
+        self.input_config = replace(backbone.input_config, representation="dct", input_size=size)
         # The stem's output is the stride-8 feature map (the backbone's own stride-8 modules were dropped);
         # deeper features keep their backbone names.
         self.feature_info = [dict(module="stem", num_chs=backbone.stride8_channels, reduction=8)] + [

