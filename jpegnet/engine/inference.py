@@ -7,7 +7,7 @@ import torch
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .device import resolve_device, resolve_precision
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError
 from .evaluate import evaluate, plot_confusion
 from .folders import scan_checked_folder
 from .shards import eval_shards, shard_classes
@@ -17,7 +17,7 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
                         precision: str | None = None, num_threads: int | None = None,
                         confusion_png: str | Path | None = None, backend: str = "torch") -> dict:
     """Top-1 / top-5 / loss / images/s of a checkpoint on DATA/val, DATA's class folders, or tar shards, run on
-    the `torch` or the `onnxruntime` backend (jpegnet.engine.backends).
+    the `torch`, `onnxruntime` or `openvino` backend (jpegnet.engine.backends).
 
     The loss is the one the training log calls val_loss: cross-entropy with the run's label smoothing
     (`loss_kind` says which). The confusion-matrix PNG is written only when confusion_png is given."""
@@ -45,7 +45,7 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
     model = model_from_checkpoint(state, str(checkpoint)).to(dev)
     cfg = model.input_config
     if backend != "torch":
-        model, dev = _onnxruntime_backend(backend, model, state, device)
+        model, dev = _exported_backend(backend, model, state, device)
     exif = bool(state.get("train_config", {}).get("exif_orientation", True))
     if shards:
         dataset = eval_shards(data, cfg)
@@ -66,14 +66,12 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
     return result
 
 
-def _onnxruntime_backend(backend: str, model, state: dict, device: str | None):
-    """(the model exported and run by ONNX Runtime, the device its inputs go to)."""
-    from .backends import BACKENDS, OnnxRuntimeBackend
+def _exported_backend(backend: str, model, state: dict, device: str | None):
+    """(the model exported and run by ONNX Runtime or OpenVINO, the device its inputs go to)."""
+    from .backends import backend_from_model
 
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    runner = OnnxRuntimeBackend.from_model(model, class_names=state.get("class_names"),
-                                           model_name=state["model_name"], device=device)
+    runner = backend_from_model(backend, model, class_names=state.get("class_names"),
+                                model_name=state["model_name"], device=device)
     return runner, runner.device
 
 
@@ -114,7 +112,7 @@ def predict_files(files, checkpoint: str | Path, topk: int = 5, device: str | No
                   backend: str = "torch", batch_size: int = 32,
                   exif_orientation: bool | None = None) -> list[dict]:
     """[{'file', 'top': [(class name, probability), ...]} or {'file', 'error'}] for each input, in order, run
-    on the `torch` or the `onnxruntime` backend (jpegnet.engine.backends).
+    on the `torch`, `onnxruntime` or `openvino` backend (jpegnet.engine.backends).
 
     files: paths or JPEG bytes (named '<bytes i>' in the results). Decoded in batches of batch_size and run
     through the model a batch at a time; a bad input costs only its own result. exif_orientation: default,
