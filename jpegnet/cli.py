@@ -462,9 +462,18 @@ def add_export_parser(sub) -> None:
 def cmd_export(args) -> int:
     from .engine.export import export_checkpoint
 
-    r = export_checkpoint(args.checkpoint, args.out, model_name=args.model, int8=args.int8,
-                          calibration=args.calibration, calibration_images=args.calibration_images,
-                          calibration_method=args.calibration_method, reduce_range=args.reduce_range)
+    if args.int8:
+        from .engine.quantize import export_int8
+
+        r = export_int8(args.checkpoint, args.out, model_name=args.model, calibration=args.calibration,
+                        calibration_images=args.calibration_images, calibration_method=args.calibration_method,
+                        reduce_range=args.reduce_range)
+    elif args.calibration is not None or args.calibration_images is not None or args.reduce_range or \
+            args.calibration_method != "minmax":
+        raise UsageError("--calibration, --calibration-images, --calibration-method and --reduce-range go with "
+                         "--int8")
+    else:
+        r = export_checkpoint(args.checkpoint, args.out, model_name=args.model)
     h, w = r["input_size"]
     print(f"wrote {r['path']} ({r['bytes'] / 2**20:.1f} MiB): {r['model']} {r['precision']}, inputs "
           f"{', '.join(r['inputs'])} ({r['representation']} {h}x{w}, dynamic batch), {r['classes']} classes"

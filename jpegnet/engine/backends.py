@@ -253,7 +253,8 @@ def load_backend(backend: str = "torch", *, checkpoint: str | os.PathLike | None
         raise ValueError("give exactly one of a checkpoint and an ONNX file")
     if onnx is not None:
         if backend not in ONNX_BACKENDS:
-            raise ValueError("an ONNX file runs on the onnxruntime or openvino backend (--backend onnxruntime)")
+            raise ValueError("an ONNX file runs on the onnxruntime backend or the openvino one (--backend "
+                             "onnxruntime)")
         if not os.path.isfile(onnx):
             raise FileNotFoundError(f"ONNX file not found: {onnx}")
         if backend == "openvino":

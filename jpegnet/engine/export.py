@@ -178,47 +178,18 @@ def model_for_export(checkpoint: str | os.PathLike, model_name: str | None = Non
     return model, state.get("class_names"), state["model_name"]
 
 
-def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, model_name: str | None = None, *,
-                      int8: bool = False, calibration=None, calibration_images: int | None = None,
-                      calibration_method: str = "minmax", reduce_range: bool = False) -> dict:
-    """`jpegnet export`: the checkpoint's model as an ONNX file at `out`. Returns a summary dict.
-
-    int8: quantize it (jpegnet.engine.quantize: QDQ, per-channel int8 weights, uint8 activations) with ranges
-    calibrated on up to `calibration_images` (default 256) images of `calibration` (a folder of JPEG files or tar
-    shards) through the model's own preprocessing, by `calibration_method` ('minmax', 'percentile', 'entropy').
-    The calibration is checked before the model is loaded, and nothing is written unless it all succeeds."""
-    from .errors import ConfigError
-
-    if not int8 and (calibration is not None or calibration_images is not None or calibration_method != "minmax"
-                     or reduce_range):
-        raise ConfigError("--calibration, --calibration-images, --calibration-method and --reduce-range go with "
-                          "--int8")
-    if int8 and calibration is None:
-        raise ConfigError("--int8 needs --calibration SRC: a folder of JPEG files or tar shards, whose images "
-                          "set the activation ranges")
-    if int8:
-        from .quantize import CALIBRATION_METHODS, calibration_files
-        from ..data import is_shard_spec
-
-        if calibration_method not in CALIBRATION_METHODS:
-            raise ConfigError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, got "
-                              f"{calibration_method!r}")
-        if not is_shard_spec(calibration):
-            calibration_files(calibration)  # a missing or empty folder fails before the model is built
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, model_name: str | None = None) -> dict:
+    """`jpegnet export`: the checkpoint's model as an ONNX file at `out`. Returns a summary dict (int8:
+    jpegnet.engine.quantize.export_int8)."""
     model, class_names, name = model_for_export(checkpoint, model_name)
-    data = export_onnx(model, class_names=class_names, model_name=name)
-    summary = {}
-    if int8:
-        from .quantize import DEFAULT_CALIBRATION_IMAGES, calibration_batches, quantize_onnx
+    data = export_onnx(model, out, class_names=class_names, model_name=name)
+    return export_summary(out, data, name)
 
-        batches, report = calibration_batches(calibration, model.input_config,
-                                              calibration_images or DEFAULT_CALIBRATION_IMAGES)
-        data = quantize_onnx(data, batches, method=calibration_method, reduce_range=reduce_range,
-                             calibration=report)
-        summary["calibration"] = {**report, "method": calibration_method}
-    write_onnx(out, data)
+
+def export_summary(out: str | os.PathLike, data: bytes, name: str) -> dict:
+    """What `jpegnet export` reports about the file it wrote."""
     info = read_onnx_metadata(data)
     return {"path": str(Path(out)), "bytes": len(data), "model": name, "inputs": info.input_names,
             "representation": info.input_config.representation, "input_size": info.input_config.input_size,
             "classes": len(info.class_names), "dct_stats": info.input_config.dct_mean is not None,
-            "precision": info.precision, **summary}
+            "precision": info.precision}

@@ -200,5 +200,32 @@ def quantize_onnx(fp32: bytes, batches, *, method: str = "minmax", reduce_range:
     return quantized.SerializeToString()
 
 
+def export_int8(checkpoint: str | os.PathLike, out: str | os.PathLike, model_name: str | None = None, *,
+                calibration, calibration_images: int | None = None, calibration_method: str = "minmax",
+                reduce_range: bool = False) -> dict:
+    """`jpegnet export --int8`: the checkpoint's model exported (as `export_checkpoint` does) and quantized, with
+    ranges calibrated on up to `calibration_images` (default 256) images of `calibration` (a folder of JPEG files
+    or tar shards) by `calibration_method`. The calibration source is checked before the model is loaded, and
+    nothing is written unless it all succeeds. Returns export_checkpoint's summary plus 'calibration'."""
+    from ..data import is_shard_spec
+    from .export import export_onnx, export_summary, model_for_export, write_onnx
+
+    if calibration is None:
+        raise ConfigError("--int8 needs --calibration SRC: a folder of JPEG files or tar shards, whose images "
+                          "set the activation ranges")
+    if calibration_method not in CALIBRATION_METHODS:
+        raise ConfigError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, got "
+                          f"{calibration_method!r}")
+    if not is_shard_spec(calibration):
+        calibration_files(calibration)  # a missing or empty folder fails before the model is built
+    model, class_names, name = model_for_export(checkpoint, model_name)
+    fp32 = export_onnx(model, class_names=class_names, model_name=name)
+    batches, report = calibration_batches(calibration, model.input_config,
+                                          calibration_images or DEFAULT_CALIBRATION_IMAGES)
+    data = quantize_onnx(fp32, batches, method=calibration_method, reduce_range=reduce_range, calibration=report)
+    write_onnx(out, data)
+    return {**export_summary(out, data, name), "calibration": {**report, "method": calibration_method}}
+
+
 __all__ = ["CALIBRATION_METHODS", "DEFAULT_CALIBRATION_IMAGES", "calibration_batches", "calibration_files",
-           "quantize_onnx"]
+           "export_int8", "quantize_onnx"]
