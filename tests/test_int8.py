@@ -4,9 +4,10 @@ Accuracy needs a model that has learned something: a small EfficientNet of each 
 0.25, 64x64 input: depthwise convolutions, squeeze-excite, SiLU) is trained here for a few seconds on three
 Imagenette classes, to well above chance (FP32_TOP1_FLOOR) on held-out validation photos. Its int8 file must
 keep that top-1 within INT8_TOP1_TOLERANCE points of the fp32 file and agree with it on at least INT8_AGREEMENT
-of the photos. As a control that the check has teeth, the same model quantized with ranges calibrated on blank (all-zero) inputs, the mistake of calibrating on anything but real preprocessed
-photos, must fail it. OpenVINO must give the torch backend's logits (fp32, within 1e-4) and agree with the
-onnxruntime backend's top-1 on the int8 file.
+of the photos. As a control that the check has teeth, the same model quantized with ranges calibrated on blank
+(all-zero) inputs, the mistake of calibrating on anything but real preprocessed photos, must fail it. OpenVINO
+must give the torch backend's logits (fp32, within 1e-4) and agree with the onnxruntime backend's top-1 on the
+int8 file.
 """
 from __future__ import annotations
 
