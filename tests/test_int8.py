@@ -39,7 +39,8 @@ FP32_TOP1_FLOOR = 55.0      # the trained model's top-1 (chance: 33%), else its 
 INT8_TOP1_TOLERANCE = 5.0   # points of top-1 (4.5 of the 90 validation photos)
 INT8_AGREEMENT = 0.7        # fraction of photos whose top-1 class int8 and fp32 share (a few dozen steps of
                             # training leave small margins between the three classes: 77% measured for DCT)
-TRAIN_PER_CLASS, VAL_PER_CLASS, EPOCHS = 48, 30, 6
+TRAIN_PER_CLASS, VAL_PER_CLASS = 48, 30
+EPOCHS = {"dct": 6, "rgb": 12}  # the RGB model learns slower from 64x64 pixels (42% top-1 after 6)
 MODELS = {"dct": "dct_efficientnet_b0", "rgb": "efficientnet_b0"}
 KWARGS = {"width_multiplier": 0.25, "depth_multiplier": 0.25}
 
@@ -63,7 +64,7 @@ def inputs_of(files, input_config, batch_size=32) -> list[tuple]:
 
 
 def train_tiny(kind: str, path: Path) -> Path:
-    """A checkpoint of MODELS[kind] trained for a few seconds: Adam, EPOCHS shuffled passes over 144 photos at
+    """A checkpoint of MODELS[kind] trained for a few seconds: Adam, EPOCHS[kind] shuffled passes over 144 photos at
     64x64, then the BatchNorm statistics measured over those photos (a few dozen steps leave the running averages
     far from them, and eval mode would then predict one class)."""
     torch.manual_seed(0)
@@ -74,7 +75,7 @@ def train_tiny(kind: str, path: Path) -> Path:
     inputs = [torch.cat(parts) for parts in zip(*inputs_of(files, model.input_config))]
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
-    for epoch in range(EPOCHS):
+    for epoch in range(EPOCHS[kind]):
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(epoch))
         for rows in order.split(32):
             loss = torch.nn.functional.cross_entropy(model(*(x[rows] for x in inputs)), labels[rows])
