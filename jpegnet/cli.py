@@ -11,7 +11,7 @@
     jpegnet stats DIR --out JSON                        DCT mean / std of a dataset, for --dct-stats
     jpegnet shards --data DIR --out OUT/train-%06d.tar  a split folder as WebDataset tar shards
     jpegnet visualize kernels|features ...              first-layer kernels, feature maps
-    jpegnet export --checkpoint CKPT --out model.onnx   ONNX with its preprocessing in the metadata
+    jpegnet export --checkpoint CKPT --out model.onnx   ONNX with its preprocessing in the metadata (--int8)
     jpegnet serve (--checkpoint CKPT | --onnx FILE)     HTTP classification server straight from JPEG bytes
 
 Errors (missing folders, unknown models, unusable checkpoints, out of memory: jpegnet's typed errors, all
@@ -58,8 +58,11 @@ def parse_kwargs(text: str) -> dict:
     return result
 
 
-# jpegnet.engine.device.PRECISIONS, spelled out so that parsing the command line does not import torch
+# jpegnet.engine.device.PRECISIONS, jpegnet.engine.backends.BACKENDS and jpegnet.engine.quantize's
+# CALIBRATION_METHODS, spelled out so that parsing the command line does not import torch
 PRECISIONS = ("fp32", "bf16", "fp16")
+BACKENDS = ("torch", "onnxruntime", "openvino")
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
 def _device_name(text: str) -> str:
@@ -469,9 +472,10 @@ def cmd_shards(args) -> int:
 # --- export / serve (jpegnet.serve) ------------------------------------------------------------------------
 
 def add_backend_argument(p) -> None:
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
-                   help="inference backend: torch (eager, CPU or CUDA) or onnxruntime (the model exported to "
-                        "ONNX in memory; CUDA execution provider where installed). Default torch")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="inference backend: torch (eager, CPU or CUDA), onnxruntime (the model exported to ONNX in "
+                        "memory; CUDA execution provider where installed) or openvino (the same export on "
+                        "OpenVINO's CPU plugin; pip install 'jpegnet[openvino]'). Default torch")
 
 
 def add_export_parser(sub) -> None:
@@ -484,17 +488,47 @@ def add_export_parser(sub) -> None:
     p.add_argument("--model", default=None, help="registered model name: checked against the checkpoint, "
                                                   "required for a plain state dict")
     p.add_argument("--out", required=True, help="ONNX file to write (e.g. model.onnx)")
+    p.add_argument("--int8", action="store_true",
+                   help="quantize to int8 (ONNX Runtime static quantization, QDQ, per-channel int8 weights, uint8 "
+                        "activations) with ranges calibrated on --calibration; runs on onnxruntime and openvino")
+    p.add_argument("--calibration", metavar="SRC", default=None,
+                   help="with --int8: JPEG files that set the activation ranges, through the model's own "
+                        "preprocessing: a folder (class folders or flat, any depth) or tar shards "
+                        "('shards/train-{000000..000009}.tar'); use images like those the model will serve")
+    p.add_argument("--calibration-images", type=_positive_int, default=None, metavar="N",
+                   help="with --int8: calibrate on up to N images, spread evenly over the folder (default 256)")
+    p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="minmax",
+                   help="with --int8: activation ranges from each tensor's min / max (default), its 99.999th "
+                        "percentile, or the entropy (KL) criterion")
+    p.add_argument("--reduce-range", action="store_true",
+                   help="with --int8: 7-bit weights, for x86 CPUs without VNNI (AVX2 only), whose int8 kernels "
+                        "can saturate otherwise")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args) -> int:
     from .engine.export import export_checkpoint
 
-    r = export_checkpoint(args.checkpoint, args.out, model_name=args.model)
+    if args.int8:
+        from .engine.quantize import export_int8
+
+        r = export_int8(args.checkpoint, args.out, model_name=args.model, calibration=args.calibration,
+                        calibration_images=args.calibration_images, calibration_method=args.calibration_method,
+                        reduce_range=args.reduce_range)
+    elif args.calibration is not None or args.calibration_images is not None or args.reduce_range or \
+            args.calibration_method != "minmax":
+        raise UsageError("--calibration, --calibration-images, --calibration-method and --reduce-range go with "
+                         "--int8")
+    else:
+        r = export_checkpoint(args.checkpoint, args.out, model_name=args.model)
     h, w = r["input_size"]
-    print(f"wrote {r['path']} ({r['bytes'] / 2**20:.1f} MiB): {r['model']}, inputs {', '.join(r['inputs'])} "
-          f"({r['representation']} {h}x{w}, dynamic batch), {r['classes']} classes"
+    print(f"wrote {r['path']} ({r['bytes'] / 2**20:.1f} MiB): {r['model']} {r['precision']}, inputs "
+          f"{', '.join(r['inputs'])} ({r['representation']} {h}x{w}, dynamic batch), {r['classes']} classes"
           + (", DCT statistics" if r["dct_stats"] else ""))
+    if "calibration" in r:
+        c = r["calibration"]
+        print(f"calibrated ({c['method']}) on {c['images']} images of {c['source']}"
+              + (f", {c['unreadable']} unreadable files skipped" if c["unreadable"] else ""))
     return 0
 
 
@@ -505,14 +539,16 @@ def add_serve_parser(sub) -> None:
                                    "SIGTERM drains in-flight requests before exiting.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="jpegnet checkpoint")
-    src.add_argument("--onnx", help="ONNX file from `jpegnet export` (onnxruntime backend)")
+    src.add_argument("--onnx", help="ONNX file from `jpegnet export`, fp32 or --int8 (onnxruntime or openvino "
+                                    "backend)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0: any free port (printed when ready)")
     p.add_argument("--max-batch", type=_positive_int, default=32, help="images per forward pass at most")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a batch's first image waits for more (default 5)")
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
-                   help="default: onnxruntime for --onnx, torch for --checkpoint")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="default: onnxruntime for --onnx, torch for --checkpoint; openvino runs either (a "
+                        "checkpoint is exported in memory)")
     add_device_arguments(p, precision=False, default=None)
     p.add_argument("--max-queue", type=_positive_int, default=256,
                    help="images admitted at once (decoding, waiting, running); more get 503 (default 256)")
@@ -522,7 +558,8 @@ def add_serve_parser(sub) -> None:
                    help="largest image, width x height, refused from its header (default 24,000,000)")
     p.add_argument("--decode-threads", type=_positive_int, default=None, help="default: the cores available")
     add_rgb_decode_argument(p)
-    p.add_argument("--threads", type=_positive_int, default=None, help="model threads (torch / ONNX Runtime)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="model threads (torch / ONNX Runtime / OpenVINO)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
 
@@ -547,7 +584,8 @@ def cmd_serve(args) -> int:
 
     def ready(host, port):
         print(f"jpegnet serve: {runner.model_name} ({cfg.representation} {cfg.input_size[0]}x{cfg.input_size[1]}, "
-              f"{len(runner.class_names)} classes) on {runner.name}, listening on http://{host}:{port}", flush=True)
+              f"{len(runner.class_names)} classes) on {runner.name} ({runner.precision}), listening on "
+              f"http://{host}:{port}", flush=True)
 
     run_server(runner, config, on_ready=ready)
     print("jpegnet serve: stopped", flush=True)

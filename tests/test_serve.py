@@ -233,7 +233,7 @@ def test_a_request_past_its_timeout_gets_504_and_leaves_the_batch(checkpoints):
 def test_healthz_and_metrics(checkpoints):
     with ServerThread(load_backend("torch", checkpoint=checkpoints["dct"]), ServeConfig(port=0)) as url:
         health = json.loads(get(url, "/healthz"))
-        assert health == {"status": "ok", "model": "dct_vgnetg_1_0mp", "backend": "torch",
+        assert health == {"status": "ok", "model": "dct_vgnetg_1_0mp", "backend": "torch", "precision": "fp32",
                           "representation": "dct", "input_size": [224, 224], "classes": 10}
         post(url, serving_files()[0].read_bytes())
         text = get(url, "/metrics")

@@ -101,11 +101,12 @@ def test_metadata_carries_the_preprocessing(tmp_path):
     info = read_onnx_metadata(out)
     assert info.model_name == "dct_vgnetg_1_0mp" and info.class_names == ["cat", "dog", "owl"]
     assert info.input_config == model.input_config  # representation, size, crop_pct, mean/std, DCT stats
-    assert info.input_names == ["y", "cbcr"]
+    assert info.input_names == ["y", "cbcr"] and info.precision == "fp32" and info.quantization is None
     import onnx
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(props["representation"]) == "dct" and json.loads(props["input_size"]) == [224, 224]
     assert json.loads(props["crop_pct"]) == 0.9 and len(json.loads(props["dct_std"])) == 192
+    assert json.loads(props["precision"]) == "fp32"
 
 
 def test_export_of_a_plain_state_dict_needs_the_model_name(tmp_path, capsys):

@@ -1,5 +1,5 @@
 """Training and evaluation engine: train / evaluate / predict loops, checkpoints, ONNX export and the inference
-backends (torch, onnxruntime), device resolution, distributed setup, logging, benchmarks.
+backends (torch, onnxruntime, openvino), int8 quantization, device resolution, distributed setup, logging, benchmarks.
 
 Uses `jpegnet.data` (JPEG folders to batches) and `jpegnet.models` (the registry); the `jpegnet` command
 (`jpegnet.cli`) is a thin layer over the functions here.

@@ -1,16 +1,25 @@
-"""One inference interface, two backends.
+"""One inference interface, three backends.
 
 A backend is called like an eval-mode model, `backend(*inputs) -> logits`, with the inputs jpegnet.data builds
 (`(y, cbcr)` for DCT, `(x,)` for RGB) and float32 logits back as a torch tensor. It carries what a caller needs
-to prepare those inputs and name the outputs: `input_config`, `class_names`, `model_name`, and `device` (where
-the inputs should be: the model's device for torch, the CPU for ONNX Runtime, which copies to its own
-execution provider).
+to prepare those inputs and name the outputs: `input_config`, `class_names`, `model_name`, `precision` ('fp32',
+'bf16', 'fp16' for torch's autocast; 'fp32' or 'int8' for an exported file, from its metadata) and `device` (where
+the inputs should be: the model's device for torch, the CPU for ONNX Runtime, which copies to its own execution
+provider, and for OpenVINO).
 
 - `torch`: the PyTorch module, CPU or CUDA, under inference_mode, with autocast at the chosen precision
   (default bf16 on CUDA, fp32 on the CPU).
 - `onnxruntime`: an InferenceSession over an exported file (`jpegnet export`) or over a model exported in
   memory; CUDA execution provider where the installed onnxruntime has it, else the CPU one, all graph
   optimizations on, pool threads that sleep rather than spin between runs (spinning=False).
+- `openvino`: OpenVINO's CPU plugin over the same ONNX (a file, fp32 or int8, or the model exported in memory).
+  Tuned for what the callers do: one synchronous forward pass at a time over a batch they gathered (the
+  server's batcher, eval's and predict's loops), so PERFORMANCE_HINT=LATENCY: one stream whose threads all work
+  on that one request. THROUGHPUT would split the cores into streams that only pay off with several requests in
+  flight at once, which this interface never has; the batch is the parallelism. Inference precision f32: on CPUs
+  with bf16 support (AVX512-BF16, AMX) OpenVINO otherwise runs fp32 models in bf16, which changes the answers
+  (an int8 file's quantized layers run in int8 either way). Threads not pinned to cores: in a server the decode
+  threads share the cores, and a pinned thread that loses its core holds the whole pass back.
 
 Backends quack like an eval-mode nn.Module (`eval()`, `train()`, `training`), so the engine's evaluation loop
 takes either.
@@ -18,10 +27,13 @@ takes either.
 from __future__ import annotations
 
 import os
+import threading
 
 import torch
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino")
+#: backends that run an exported ONNX file (a checkpoint is exported in memory first)
+ONNX_BACKENDS = ("onnxruntime", "openvino")
 
 
 class _ModuleLike:
@@ -108,6 +120,7 @@ class OnnxRuntimeBackend(_ModuleLike):
         self.input_config = info.input_config
         self.class_names = info.class_names
         self.model_name = info.model_name
+        self.precision = info.precision
         self.providers = self.session.get_providers()
         self.device = torch.device("cpu")
         self._inputs = [i.name for i in self.session.get_inputs()]
@@ -118,15 +131,103 @@ class OnnxRuntimeBackend(_ModuleLike):
     def from_model(cls, model: torch.nn.Module, *, class_names=None, model_name: str | None = None,
                    input_size=None, threads: int | None = None, device: str | None = None) -> "OnnxRuntimeBackend":
         """A session over `model` exported in memory (the same file `jpegnet export` writes)."""
-        from .export import export_onnx
-
-        data = export_onnx(model.cpu(), class_names=class_names, model_name=model_name, input_size=input_size)
-        return cls(data, threads=threads, device=device)
+        return cls(_export(model, class_names, model_name, input_size), threads=threads, device=device)
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         feeds = {name: x.detach().to("cpu", torch.float32).contiguous().numpy()
                  for name, x in zip(self._inputs, inputs)}
         return torch.from_numpy(self.session.run(["logits"], feeds)[0])
+
+
+class OpenVinoBackend(_ModuleLike):
+    name = "openvino"
+
+    def __init__(self, onnx_model: str | os.PathLike | bytes, *, threads: int | None = None,
+                 device: str | None = None, performance_hint: str = "LATENCY"):
+        from .errors import CheckpointError, DeviceError
+        from .export import read_onnx_metadata
+
+        if device not in (None, "cpu"):
+            raise DeviceError(f"the openvino backend runs on the CPU ('cpu'), got {device!r}")
+        ov = _import_openvino()
+        source = onnx_model if isinstance(onnx_model, bytes) else os.fspath(onnx_model)
+        core = ov.Core()
+        try:
+            graph = core.read_model(source)
+        except RuntimeError as exc:  # OpenVINO's one exception type for a model it cannot read
+            what = "the ONNX bytes" if isinstance(source, bytes) else source
+            raise CheckpointError(f"{what}: openvino cannot read it: {_first_message(exc)}") from None
+        info = read_onnx_metadata(source)
+        config = {"PERFORMANCE_HINT": performance_hint, "INFERENCE_PRECISION_HINT": "f32",
+                  "ENABLE_CPU_PINNING": False}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.compiled = core.compile_model(graph, "CPU", config)
+        self.input_config = info.input_config
+        self.class_names = info.class_names
+        self.model_name = info.model_name
+        self.precision = info.precision
+        self.device = torch.device("cpu")
+        self._inputs = [port.get_any_name() for port in self.compiled.inputs]
+        if self._inputs != info.input_names:
+            raise ValueError(f"the graph's inputs {self._inputs} differ from its metadata's {info.input_names}")
+        self._logits = self.compiled.output("logits")
+        self._request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()  # one infer request: one caller at a time
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, *, class_names=None, model_name: str | None = None,
+                   input_size=None, threads: int | None = None, device: str | None = None) -> "OpenVinoBackend":
+        """OpenVINO over `model` exported in memory (the same file `jpegnet export` writes)."""
+        return cls(_export(model, class_names, model_name, input_size), threads=threads, device=device)
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        feeds = {name: x.detach().to("cpu", torch.float32).contiguous().numpy()
+                 for name, x in zip(self._inputs, inputs)}
+        with self._lock:
+            # share_inputs: no copy of the arrays in; the outputs are copies (the request reuses its buffers)
+            logits = self._request.infer(feeds, share_inputs=True, share_outputs=False)[self._logits]
+        return torch.from_numpy(logits)
+
+
+def _import_openvino():
+    try:
+        import openvino
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] != "openvino":
+            raise
+        from .errors import MissingDependencyError
+        raise MissingDependencyError("the openvino backend needs the openvino package: pip install "
+                                     "'jpegnet[openvino]' (or pip install openvino)") from None
+    return openvino
+
+
+def _first_message(exc: Exception) -> str:
+    """The informative line of an OpenVINO exception (they start with 'Exception from src/...' lines)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith("Exception from ")]
+    return (useful or lines or [type(exc).__name__])[0]
+
+
+def _export(model: torch.nn.Module, class_names, model_name, input_size) -> bytes:
+    from .export import export_onnx
+
+    return export_onnx(model.cpu(), class_names=class_names, model_name=model_name, input_size=input_size)
+
+
+def backend_from_model(backend: str, model: torch.nn.Module, *, class_names=None, model_name: str | None = None,
+                       input_size=None, threads: int | None = None, device: str | None = None):
+    """An ONNX backend ('onnxruntime' or 'openvino') over `model` exported in memory; ConfigError for another
+    name."""
+    from .errors import ConfigError
+
+    kinds = {"onnxruntime": OnnxRuntimeBackend, "openvino": OpenVinoBackend}
+    if backend not in kinds:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "openvino":
+        _import_openvino()  # before the export: a missing package is the one thing to say
+    return kinds[backend].from_model(model, class_names=class_names, model_name=model_name, input_size=input_size,
+                                     threads=threads, device=device)
 
 
 def _outputs(model: torch.nn.Module) -> int:
@@ -141,29 +242,35 @@ def load_backend(backend: str = "torch", *, checkpoint: str | os.PathLike | None
                  threads: int | None = None):
     """A backend over a jpegnet checkpoint or an exported ONNX file (exactly one of them).
 
-    checkpoint + 'torch': the module; checkpoint + 'onnxruntime': the model exported in memory, then a session;
-    onnx + 'onnxruntime': a session over the file (an ONNX file cannot run on the torch backend).
-    threads: ONNX Runtime's intra-op threads (torch: set torch.set_num_threads yourself).
+    checkpoint + 'torch': the module; checkpoint + 'onnxruntime' / 'openvino': the model exported in memory, then
+    a session; onnx + 'onnxruntime' / 'openvino': the file (fp32 or int8; an ONNX file cannot run on the torch
+    backend). threads: ONNX Runtime's intra-op threads or OpenVINO's inference threads (torch: set
+    torch.set_num_threads yourself).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if (checkpoint is None) == (onnx is None):
         raise ValueError("give exactly one of a checkpoint and an ONNX file")
     if onnx is not None:
-        if backend != "onnxruntime":
-            raise ValueError("an ONNX file runs on the onnxruntime backend (--backend onnxruntime)")
+        if backend not in ONNX_BACKENDS:
+            raise ValueError("an ONNX file runs on the onnxruntime backend or the openvino one (--backend "
+                             "onnxruntime)")
         if not os.path.isfile(onnx):
             raise FileNotFoundError(f"ONNX file not found: {onnx}")
+        if backend == "openvino":
+            return OpenVinoBackend(onnx, threads=threads, device=device)
         return OnnxRuntimeBackend(onnx, threads=threads, device=device)
     from .checkpoint import load_checkpoint, model_from_checkpoint
 
+    if backend == "openvino":
+        _import_openvino()
     state = load_checkpoint(checkpoint)
     model = model_from_checkpoint(state, str(checkpoint))
     names, name = state.get("class_names"), state["model_name"]
     if backend == "torch":
         runner = TorchBackend(model, class_names=names, model_name=name, device=device, precision=precision)
     else:
-        runner = OnnxRuntimeBackend.from_model(model, class_names=names, model_name=name, threads=threads,
-                                               device=device)
+        runner = backend_from_model(backend, model, class_names=names, model_name=name, threads=threads,
+                                    device=device)
     runner.exif_orientation = bool(state.get("train_config", {}).get("exif_orientation", True))
     return runner

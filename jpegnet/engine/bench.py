@@ -36,13 +36,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _onnxruntime(backend: str, model, name: str, size: int, threads: int, device: torch.device):
-    from .backends import BACKENDS, OnnxRuntimeBackend
+def _exported(backend: str, model, name: str, size: int, threads: int, device: torch.device):
+    from .backends import backend_from_model
 
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    runner = OnnxRuntimeBackend.from_model(model, model_name=name, input_size=size, threads=threads,
-                                           device=device.type)
+    runner = backend_from_model(backend, model, model_name=name, input_size=size, threads=threads,
+                                device=device.type)
     return runner, runner.device
 
 
@@ -63,9 +61,10 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
               num_threads: int | None = None, csv_path: str | Path | None = None, log=None,
               repeat: int = 1, backend: str = "torch", rgb_decode: str = "fast") -> dict:
     """Time decode, model and end to end for each model; returns {'rows': [...], ...} (see module doc).
-    backend: 'torch' (eager) or 'onnxruntime' (the model exported in memory, run on ONNX Runtime's CPU or
-    CUDA execution provider; its inputs are built on the CPU). rgb_decode: RGB models' decode, 'fast' (what
-    `jpegnet serve` runs) or 'plain' (torchvision's; jpegnet.data.rgb)."""
+    backend: 'torch' (eager), 'onnxruntime' (the model exported in memory, run on ONNX Runtime's CPU or CUDA
+    execution provider; its inputs are built on the CPU) or 'openvino' (the same export on OpenVINO's CPU
+    plugin). rgb_decode: RGB models' decode, 'fast' (what `jpegnet serve` runs) or 'plain' (torchvision's;
+    jpegnet.data.rgb)."""
     from ..data import JpegFolder, create_loader
     from ..models import create_model
     from ..samples import SAMPLES_DIR
@@ -90,7 +89,7 @@ def run_bench(data: str | Path | None = None, models=None, batch_size: int = 8, 
         cfg = model.input_config.with_size(size)
         dev = device  # where the inputs go: the model's device, or the CPU for ONNX Runtime
         if backend != "torch":
-            model, dev = _onnxruntime(backend, model, name, size, num_threads, device)
+            model, dev = _exported(backend, model, name, size, num_threads, device)
         dataset = JpegFolder.for_model(folder, cfg, train=False, on_error="skip", rgb_decode=rgb_decode)
         if max_images is not None and max_images < len(dataset):
             dataset.samples = dataset.samples[:max_images]

@@ -30,3 +30,13 @@ class ConfigError(EngineError, ValueError):
 
 class DeviceError(EngineError, ValueError):
     """A device that is unknown, or asked for and absent (--device cuda without a visible GPU)."""
+
+
+class CalibrationError(EngineError, ValueError):
+    """int8 calibration images that cannot be used: a folder or shards that are missing, hold no JPEG file, or
+    none that can be read (`jpegnet export --int8 --calibration SRC`)."""
+
+
+class MissingDependencyError(EngineError):
+    """An optional package a feature needs is not installed (openvino for `--backend openvino`); the message
+    names the extra that installs it. Not an ImportError: the CLI prints it as one line like every typed error."""

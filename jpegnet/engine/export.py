@@ -16,6 +16,8 @@ The file describes itself: `metadata_props` hold, each as a JSON value,
     dct_mean, dct_std  the DCT normalization (192 values each: 64 Y, 128 CbCr) or null for the default scale
     class_names      one label per output
     input_names      ["y", "cbcr"] or ["x"]
+    precision        "fp32", or "int8" for a file `jpegnet export --int8` quantized (jpegnet.engine.quantize,
+                     which adds `quantization`: how it was calibrated); a file without the key is fp32
 
 so a server (or any other ONNX Runtime user) needs nothing but the file to turn JPEG bytes into labels.
 """
@@ -86,17 +88,32 @@ def export_onnx(model: torch.nn.Module, out: str | os.PathLike | None = None, *,
         "dct_std": None if cfg.dct_std is None else [float(v) for v in cfg.dct_std],
         "class_names": [str(c) for c in class_names],
         "input_names": names,
+        "precision": "fp32",
     }
+    set_metadata(proto, meta)
+    data = proto.SerializeToString()
+    if out is not None:
+        write_onnx(out, data)
+    return data
+
+
+def set_metadata(proto, meta: dict) -> None:
+    """Replace the metadata_props of `proto` (an onnx.ModelProto) with `meta`, each value as JSON, and check the
+    model."""
+    import onnx
+
     del proto.metadata_props[:]
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
     onnx.checker.check_model(proto)
-    data = proto.SerializeToString()
-    if out is not None:
-        from .checkpoint import atomic_write
-        atomic_write(out, lambda f: f.write(data))
-    return data
+
+
+def write_onnx(out: str | os.PathLike, data: bytes) -> None:
+    """Write an ONNX file atomically (a reader never sees half a file; a failed write leaves the old one)."""
+    from .checkpoint import atomic_write
+
+    atomic_write(out, lambda f: f.write(data))
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,8 @@ class OnnxInfo:
     input_config: object          # jpegnet.models.InputConfig
     class_names: list
     input_names: list
+    precision: str = "fp32"       # "fp32" or "int8"
+    quantization: dict | None = None  # how an int8 file was calibrated (jpegnet.engine.quantize)
 
 
 def parse_metadata(props: dict) -> OnnxInfo:
@@ -130,7 +149,8 @@ def parse_metadata(props: dict) -> OnnxInfo:
                       interpolation=interpolation,
                       dct_mean=None if meta["dct_mean"] is None else tuple(meta["dct_mean"]),
                       dct_std=None if meta["dct_std"] is None else tuple(meta["dct_std"]))
-    return OnnxInfo(meta["model_name"], cfg, list(meta["class_names"]), list(meta["input_names"]))
+    return OnnxInfo(meta["model_name"], cfg, list(meta["class_names"]), list(meta["input_names"]),
+                    precision=str(meta.get("precision", "fp32")), quantization=meta.get("quantization"))
 
 
 def read_onnx_metadata(path: str | os.PathLike | bytes) -> OnnxInfo:
@@ -168,10 +188,17 @@ def model_for_export(checkpoint: str | os.PathLike, model_name: str | None = Non
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, model_name: str | None = None) -> dict:
-    """`jpegnet export`: the checkpoint's model as an ONNX file at `out`. Returns a summary dict."""
+    """`jpegnet export`: the checkpoint's model as an ONNX file at `out`. Returns a summary dict (int8:
+    jpegnet.engine.quantize.export_int8)."""
     model, class_names, name = model_for_export(checkpoint, model_name)
     data = export_onnx(model, out, class_names=class_names, model_name=name)
+    return export_summary(out, data, name)
+
+
+def export_summary(out: str | os.PathLike, data: bytes, name: str) -> dict:
+    """What `jpegnet export` reports about the file it wrote."""
     info = read_onnx_metadata(data)
     return {"path": str(Path(out)), "bytes": len(data), "model": name, "inputs": info.input_names,
             "representation": info.input_config.representation, "input_size": info.input_config.input_size,
-            "classes": len(info.class_names), "dct_stats": info.input_config.dct_mean is not None}
+            "classes": len(info.class_names), "dct_stats": info.input_config.dct_mean is not None,
+            "precision": info.precision}

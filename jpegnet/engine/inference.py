@@ -19,7 +19,7 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path | None = None, 
                         rgb_decode: str = "fast", *, model_name: str | None = None, weights: str | Path | None = None,
                         model_kwargs: dict | None = None, labels_from: str = "folders") -> dict:
     """Top-1 / top-5 / loss / images/s of a checkpoint on DATA/val, DATA's class folders, or tar shards, run on
-    the `torch` or the `onnxruntime` backend (jpegnet.engine.backends).
+    the `torch`, `onnxruntime` or `openvino` backend (jpegnet.engine.backends).
 
     Instead of a checkpoint: a registered `model_name` with a `weights` file (any format `create_model`'s
     checkpoint_path takes: jpegnet, torchvision, timm, efficientnet_pytorch; loaded strictly) and its builder's
@@ -73,7 +73,7 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path | None = None, 
     model = model.to(dev)
     cfg = model.input_config
     if backend != "torch":
-        model, dev = _onnxruntime_backend(backend, model, state, device)
+        model, dev = _exported_backend(backend, model, state, device)
     exif = bool(state.get("train_config", {}).get("exif_orientation", True))
     options = dict(on_error="skip", exif_orientation=exif, rgb_decode=rgb_decode)
     if shards:
@@ -125,14 +125,12 @@ def _model_to_evaluate(checkpoint, model_name: str | None, weights,
     return model, state, f"{model_name} with {weights}"
 
 
-def _onnxruntime_backend(backend: str, model, state: dict, device: str | None):
-    """(the model exported and run by ONNX Runtime, the device its inputs go to)."""
-    from .backends import BACKENDS, OnnxRuntimeBackend
+def _exported_backend(backend: str, model, state: dict, device: str | None):
+    """(the model exported and run by ONNX Runtime or OpenVINO, the device its inputs go to)."""
+    from .backends import backend_from_model
 
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    runner = OnnxRuntimeBackend.from_model(model, class_names=state.get("class_names"),
-                                           model_name=state["model_name"], device=device)
+    runner = backend_from_model(backend, model, class_names=state.get("class_names"),
+                                model_name=state["model_name"], device=device)
     return runner, runner.device
 
 
@@ -173,7 +171,7 @@ def predict_files(files, checkpoint: str | Path, topk: int = 5, device: str | No
                   backend: str = "torch", batch_size: int = 32,
                   exif_orientation: bool | None = None, rgb_decode: str = "fast") -> list[dict]:
     """[{'file', 'top': [(class name, probability), ...]} or {'file', 'error'}] for each input, in order, run
-    on the `torch` or the `onnxruntime` backend (jpegnet.engine.backends).
+    on the `torch`, `onnxruntime` or `openvino` backend (jpegnet.engine.backends).
 
     files: paths or JPEG bytes (named '<bytes i>' in the results). Decoded in batches of batch_size and run
     through the model a batch at a time; a bad input costs only its own result. exif_orientation: default,

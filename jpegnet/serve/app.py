@@ -7,7 +7,8 @@ POST /v1/classify[?topk=5]
          {"error": {...}}, per part, with its "name"]} (200 when at least one part was classified).
     4xx / 5xx: {"error": {"kind", "message"}}: the upload kinds of preprocess.UploadError, and
          overloaded (503, with Retry-After), timeout (504), bad_request (400: bad topk, bad multipart).
-GET /healthz    {"status": "ok", "model", "backend", "representation", "input_size", "classes"}
+GET /healthz    {"status": "ok", "model", "backend", "precision", "representation", "input_size", "classes"}
+                (precision: "fp32" / "int8" for an exported file, torch's autocast precision otherwise)
 GET /metrics    Prometheus text (metrics.Metrics.render)
 """
 from __future__ import annotations
@@ -116,7 +117,8 @@ def create_app(backend, config, on_ready=None) -> Starlette:
 
     async def healthz(_request: Request) -> Response:
         cfg = backend.input_config
-        return JSONResponse({"status": "ok", **about, "representation": cfg.representation,
+        return JSONResponse({"status": "ok", **about, "precision": getattr(backend, "precision", "fp32"),
+                             "representation": cfg.representation,
                              "input_size": list(cfg.input_size), "classes": len(names)})
 
     async def metrics_text(_request: Request) -> Response:

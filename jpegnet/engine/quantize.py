@@ -1,0 +1,231 @@
+"""int8 static quantization of an exported model (`jpegnet export --int8 --calibration SRC`).
+
+The fp32 file `export_onnx` writes is quantized by ONNX Runtime's static quantizer, with activation ranges
+measured on real inputs, and keeps its preprocessing metadata plus `precision: "int8"` and `quantization` (how it
+was calibrated), so `jpegnet serve --onnx` runs it like any exported file, on onnxruntime or openvino.
+
+The choices, and why:
+- QDQ format (QuantizeLinear / DequantizeLinear pairs around float ops): the format ONNX Runtime's CPU kernels are
+  tuned for (its graph optimizer fuses each pair-wrapped Conv / MatMul / Add... into an integer kernel) and the one
+  OpenVINO reads as int8 too, so one file serves both backends.
+- Weights int8, symmetric, one scale per output channel: a depthwise convolution has one filter per channel and
+  their ranges differ by orders of magnitude, so a single per-tensor scale would round the small filters to zero.
+- Activations uint8, asymmetric (ONNX Runtime's "U8S8"): its x86 kernels multiply unsigned activations by signed
+  weights (VPDPBUSD with AVX512-VNNI / AVX-VNNI, VPMADDUBSW on AVX2), and ReLU / ReLU6 outputs use the whole
+  unsigned range. On an AVX2 CPU without VNNI, VPMADDUBSW's 16-bit pair sums can saturate: `reduce_range=True`
+  (7-bit weights) avoids that at a small cost in precision; the default (False) is for VNNI CPUs.
+- Calibration inputs come from the model's own evaluation preprocessing (`input_batches`: `JpegFolder.for_model`
+  + `build_batch_from`, what `jpegnet predict` and the server run; `JpegShards.for_model` for shards), so the
+  ranges are those of the inputs the file will see. Images are taken evenly spread over the sorted files (every
+  class of a class-folder tree), or the first ones of shards (written shuffled).
+- Calibration methods: "minmax" (the default: each tensor's range over the images), "percentile" (99.999th
+  percentile of |x|, clipping rare outliers) and "entropy" (the range that keeps the KL divergence of the
+  histogram smallest). Ranges are collected one batch at a time (ONNX Runtime keeps every intermediate tensor
+  of what it was given in memory otherwise: gigabytes for a few hundred 224x224 images).
+- `quant_pre_process` first: ONNX Runtime's basic graph optimizations (constant folding, BatchNormalization
+  folded into the convolution before it where the exporter left one) and ONNX shape inference, so the quantizer
+  sees fused ops and known shapes. Its symbolic shape inference is skipped: it gives up on the DCT models' graph
+  ("Incomplete symbolic shape inference") and the shapes are static except the batch dimension.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CalibrationError, ConfigError
+
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+DEFAULT_CALIBRATION_IMAGES = 256
+CALIBRATION_BATCH = 8  # images per calibration run: bounds the intermediate tensors held at once
+
+
+def calibration_files(source: str | os.PathLike) -> list[str]:
+    """The JPEG files under a calibration folder (class folders or a flat folder, any depth; hidden entries
+    skipped), sorted; CalibrationError when the folder is missing or holds none."""
+    from ..data.scan import JPEG_EXTENSIONS, list_class_files
+
+    folder = Path(source)
+    if not folder.exists():
+        raise CalibrationError(f"calibration folder not found: {folder}")
+    if not folder.is_dir():
+        raise CalibrationError(f"calibration source {folder} is neither a folder of JPEG files nor tar shards")
+    files = list_class_files(folder)
+    if not files:
+        raise CalibrationError(f"calibration folder {folder} holds no JPEG files ({', '.join(JPEG_EXTENSIONS)})")
+    return files
+
+
+def evenly_spread(items: list, count: int) -> list:
+    """`count` of `items` spread evenly from first to last (all of them when there are no more than count)."""
+    if len(items) <= count:
+        return list(items)
+    picks = np.unique(np.linspace(0, len(items) - 1, count).round().astype(int))
+    return [items[i] for i in picks]
+
+
+def calibration_batches(source, input_config, count: int = DEFAULT_CALIBRATION_IMAGES, *,
+                        batch_size: int = CALIBRATION_BATCH, num_threads: int | None = None):
+    """(batches, report): up to `count` images of `source` (a folder, or tar shards: a .tar path or pattern, a
+    pipe: command) as the model with `input_config` sees them, in batches of input tuples ((y, cbcr) or (x,),
+    float32 CPU tensors); report = {'images': used, 'unreadable': skipped, 'source': str}. Unreadable files are
+    skipped; CalibrationError when none can be read."""
+    from ..data import is_shard_spec
+
+    if count < 1:
+        raise ConfigError(f"the number of calibration images must be >= 1, got {count}")
+    if is_shard_spec(source):
+        batches, bad, first_error = _shard_batches(source, input_config, count, batch_size, num_threads)
+        tried = "the shards' images"
+    else:
+        from .inference import input_batches
+
+        files = evenly_spread(calibration_files(source), count)
+        batches, bad, first_error = [], 0, None
+        for names, inputs, errors in input_batches(files, input_config, "cpu", num_threads=num_threads,
+                                                   batch_size=batch_size):
+            failed = [(n, e) for n, e in zip(names, errors) if e is not None]
+            bad += len(failed)
+            if failed and first_error is None:
+                first_error = f"{failed[0][0]}: {failed[0][1]}"
+            if inputs is not None:
+                batches.append(tuple(x.contiguous() for x in inputs))
+        tried = f"the {len(files)} JPEG files picked"
+    images = sum(int(b[0].shape[0]) for b in batches)
+    if images == 0:
+        raise CalibrationError(f"none of {tried} from {source} could be read" +
+                               (f" (first: {first_error})" if first_error else ""))
+    return batches, {"source": str(source), "images": images, "unreadable": bad}
+
+
+def _shard_batches(spec, input_config, count, batch_size, num_threads):
+    """The first `count` readable images of tar shards (the evaluation loader `jpegnet eval` uses)."""
+    from ..data import JpegShards, create_loader
+    from .shards import shard_classes
+
+    shard_classes(spec)  # a missing local shard is named before any work
+    dataset = JpegShards.for_model(spec, input_config, train=False, on_error="skip")
+    loader = create_loader(dataset, batch_size, device="cpu", num_threads=num_threads)
+    batches, seen = [], 0
+    for inputs, _ in loader:
+        take = min(int(inputs[0].shape[0]), count - seen)
+        batches.append(tuple(x[:take].contiguous() for x in inputs))
+        seen += take
+        if seen >= count:
+            break
+    skipped = len(getattr(loader, "skipped", []))
+    return batches, skipped, None
+
+
+class _BatchReader:
+    """ONNX Runtime's CalibrationDataReader over prepared batches: one feed dict per get_next(); set_range /
+    __len__ let quantize_static collect ranges one batch at a time ('CalibStridedMinMax': 1)."""
+
+    def __init__(self, feeds: list[dict]):
+        self.feeds = feeds
+        self.set_range(0, len(feeds))
+
+    def get_next(self):
+        if self._next >= self._end:
+            return None
+        self._next += 1
+        return self.feeds[self._next - 1]
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._next, self._end = start_index, min(end_index, len(self.feeds))
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime():
+    """ONNX Runtime's quantizer prints progress on stdout and logs advice through the root logger (e.g. per-channel
+    axes it cannot use on a BatchNormalization left unfused, which it quantizes per tensor instead): neither
+    belongs in a command's output."""
+    class DropOnnxRuntime(logging.Filter):
+        def filter(self, record):
+            return "onnxruntime" not in record.pathname
+
+    root = logging.getLogger()
+    quiet = DropOnnxRuntime()
+    root.addFilter(quiet)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.removeFilter(quiet)
+
+
+def quantize_onnx(fp32: bytes, batches, *, method: str = "minmax", reduce_range: bool = False,
+                  calibration: dict | None = None) -> bytes:
+    """The int8 (QDQ) version of the exported file `fp32` (bytes), calibrated on `batches` (input tuples in the
+    order of the file's inputs, as `calibration_batches` makes them). The metadata is the fp32 file's with
+    precision "int8" and `quantization` (method, format, types, and `calibration`: where the images came from)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from .export import read_onnx_metadata, set_metadata
+
+    if method not in CALIBRATION_METHODS:
+        raise ConfigError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, got {method!r}")
+    source = onnx.load_from_string(fp32)
+    info = read_onnx_metadata(fp32)
+    if info.precision != "fp32":
+        raise ConfigError(f"the file is already {info.precision}: quantize the fp32 export")
+    meta = {p.key: json.loads(p.value) for p in source.metadata_props}
+    feeds = [{name: x.detach().to("cpu").float().contiguous().numpy() for name, x in zip(info.input_names, batch)}
+             for batch in batches]
+    calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                 "entropy": CalibrationMethod.Entropy}[method]
+    with tempfile.TemporaryDirectory(prefix="jpegnet-int8-") as tmp, _quiet_onnxruntime():
+        fp32_path, prepared, int8_path = (os.path.join(tmp, n) for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        Path(fp32_path).write_bytes(fp32)
+        quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
+        quantize_static(prepared, int8_path, _BatchReader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+                        reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=calibrate, extra_options={"CalibStridedMinMax": 1})
+        quantized = onnx.load(int8_path)
+    meta.update(precision="int8", quantization={
+        "format": "QDQ", "weights": "int8 symmetric per channel", "activations": "uint8 asymmetric",
+        "reduce_range": bool(reduce_range), "method": method, "calibration": dict(calibration or {})})
+    set_metadata(quantized, meta)
+    return quantized.SerializeToString()
+
+
+def export_int8(checkpoint: str | os.PathLike, out: str | os.PathLike, model_name: str | None = None, *,
+                calibration, calibration_images: int | None = None, calibration_method: str = "minmax",
+                reduce_range: bool = False) -> dict:
+    """`jpegnet export --int8`: the checkpoint's model exported (as `export_checkpoint` does) and quantized, with
+    ranges calibrated on up to `calibration_images` (default 256) images of `calibration` (a folder of JPEG files
+    or tar shards) by `calibration_method`. The calibration source is checked before the model is loaded, and
+    nothing is written unless it all succeeds. Returns export_checkpoint's summary plus 'calibration'."""
+    from ..data import is_shard_spec
+    from .export import export_onnx, export_summary, model_for_export, write_onnx
+
+    if calibration is None:
+        raise ConfigError("--int8 needs --calibration SRC: a folder of JPEG files or tar shards, whose images "
+                          "set the activation ranges")
+    if calibration_method not in CALIBRATION_METHODS:
+        raise ConfigError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, got "
+                          f"{calibration_method!r}")
+    if not is_shard_spec(calibration):
+        calibration_files(calibration)  # a missing or empty folder fails before the model is built
+    model, class_names, name = model_for_export(checkpoint, model_name)
+    fp32 = export_onnx(model, class_names=class_names, model_name=name)
+    batches, report = calibration_batches(calibration, model.input_config,
+                                          calibration_images or DEFAULT_CALIBRATION_IMAGES)
+    data = quantize_onnx(fp32, batches, method=calibration_method, reduce_range=reduce_range, calibration=report)
+    write_onnx(out, data)
+    return {**export_summary(out, data, name), "calibration": {**report, "method": calibration_method}}
+
+
+__all__ = ["CALIBRATION_METHODS", "DEFAULT_CALIBRATION_IMAGES", "calibration_batches", "calibration_files",
+           "export_int8", "quantize_onnx"]
