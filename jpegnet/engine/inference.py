@@ -15,12 +15,16 @@ from .shards import eval_shards, shard_classes
 
 def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: int = 64, device: str | None = None,
                         precision: str | None = None, num_threads: int | None = None,
-                        confusion_png: str | Path | None = None, backend: str = "torch") -> dict:
+                        confusion_png: str | Path | None = None, backend: str = "torch",
+                        teacher: str | None = None, teacher_weights: str | None = None) -> dict:
     """Top-1 / top-5 / loss / images/s of a checkpoint on DATA/val, DATA's class folders, or tar shards, run on
     the `torch` or the `onnxruntime` backend (jpegnet.engine.backends).
 
     The loss is the one the training log calls val_loss: cross-entropy with the run's label smoothing
-    (`loss_kind` says which). The confusion-matrix PNG is written only when confusion_png is given."""
+    (`loss_kind` says which). The confusion-matrix PNG is written only when confusion_png is given.
+    teacher / teacher_weights (a DCT checkpoint, e.g. from `jpegnet convert`): also `agreement`, the top-1
+    agreement (%) with that RGB teacher shown the pixels rebuilt from the same coefficients, and
+    `teacher_top1`, the teacher's own top-1 on them; teacher defaults to a converted model's own teacher."""
     from ..data import create_loader, is_shard_spec
     from .inputs import build_data
 
@@ -57,6 +61,8 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
     smoothing = float(state.get("train_config", {}).get("label_smoothing", 0.0))
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=smoothing)
     result = evaluate(model, loader, dev, precision=precision, num_classes=len(classes), criterion=criterion)
+    if teacher is not None or teacher_weights is not None:
+        result.update(_teacher_agreement(model, state, loader, cfg, teacher, teacher_weights, dev, precision))
     result.update(model=state["model_name"], folder=str(folder), skipped=list(getattr(loader, "skipped", [])),
                   loss_kind=(f"cross-entropy with label smoothing {smoothing:g}" if smoothing
                              else "cross-entropy without label smoothing"))
@@ -64,6 +70,19 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path, batch_size: in
         result["confusion_png"] = str(plot_confusion(result["confusion"], classes, confusion_png,
                                                      title=f"{state['model_name']}: top-1 {result['top1']:.1f}%"))
     return result
+
+
+def _teacher_agreement(model, state: dict, loader, cfg, teacher, teacher_weights, dev, precision) -> dict:
+    from ..models.cut import teacher_preprocessing
+    from ..models.teacher import load_teacher
+    from .distill import evaluate_agreement
+
+    spec = teacher or (state.get("model_kwargs") or {}).get("teacher")
+    if spec is None:
+        raise ConfigError(f"{state['model_name']} has no teacher of its own; name one with --teacher")
+    loaded = load_teacher(spec, teacher_weights, num_classes=state["num_classes"])
+    prep = teacher_preprocessing(loaded.model)
+    return evaluate_agreement(model, loaded.model, loader, cfg, prep["mean"], prep["std"], dev, precision)
 
 
 def _onnxruntime_backend(backend: str, model, state: dict, device: str | None):
