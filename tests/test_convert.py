@@ -96,6 +96,9 @@ def test_converted_model_is_rebuilt_from_its_keywords_without_the_front():
     y, cbcr = model.example_inputs(2, size=64)
     logits, features = model(y, cbcr, return_features=True)
     assert logits.shape == (2, 10) and features.shape == (2, 40, 8, 8)
+    none, same = model(y, cbcr, features_only=True)  # a feature-only objective skips the remainder
+    assert none is None
+    torch.testing.assert_close(same, features)
     # a cut at stride 4: a depth-to-space entry
     model4 = create_model("converted", teacher="timm:tf_efficientnet_lite0", cut="blocks.1", entry_depth=1)
     assert model4(y[:1], cbcr[:1], return_features=True)[1].shape == (1, 24, 16, 16)
@@ -230,6 +233,8 @@ def test_convert_refuses_bad_options(tmp_path):
         conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), profile="tpu")
     with pytest.raises(ConfigError, match="distill_kl"):
         conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), distill_kl=float("nan"))
+    with pytest.raises(ConfigError, match="train_remainder needs distill_kl"):
+        conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), distill_kl=0.0, finetune_epochs=1)
     entry, finetune = conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), finetune_epochs=2)
     assert entry.model == "converted" and not entry.train_remainder
     assert finetune.train_remainder and finetune.init_from.endswith("best.pt") and finetune.epochs == 2

@@ -11,7 +11,9 @@ colour jitter) reaches both identically and no image is decoded twice. Per batch
 The first term asks the entry for the teacher's feature map, each channel on its own scale (plain MSE lets
 the few large channels decide); the second asks for what matters in the end, the teacher's output through
 the remainder, so errors the remainder ignores cost nothing and those it amplifies cost much. The variance is
-the batch's own (a pure function of the batch: exact resume needs no extra state).
+the batch's own (a pure function of the batch: exact resume needs no extra state). With kl_weight 0 a
+training step runs neither remainder (the teacher's front and the entry only: several times cheaper); its
+training top-1 is then not measured (validation still is).
 
 Top-1 in the run's log is agreement: the share of images on which the student's top class is the
 teacher's. Validation adds the relative feature error ‖f_s − f_t‖ / ‖f_t‖ over the set.
@@ -82,10 +84,14 @@ class Distillation:
         features = self.front(self.teacher_pixels(y, cbcr))
         return features, self.remainder(features)
 
-    def loss(self, student_logits, student_features, teacher_logits, teacher_features) -> torch.Tensor:
+    @staticmethod
+    def feature_loss(student_features, teacher_features) -> torch.Tensor:
         fs, ft = student_features.float(), teacher_features.float()
         var = ft.var(dim=(0, 2, 3), unbiased=False).reshape(1, -1, 1, 1) + FEATURE_EPS
-        feature = ((fs - ft) ** 2 / var).mean()
+        return ((fs - ft) ** 2 / var).mean()
+
+    def loss(self, student_logits, student_features, teacher_logits, teacher_features) -> torch.Tensor:
+        feature = self.feature_loss(student_features, teacher_features)
         t = self.temperature
         kl = nn.functional.kl_div(torch.log_softmax(student_logits.float() / t, dim=1),
                                   torch.log_softmax(teacher_logits.float() / t, dim=1), log_target=True,
@@ -93,7 +99,14 @@ class Distillation:
         return self.feature_weight * feature + self.kl_weight * kl
 
     def step(self, train_model: nn.Module, inputs: tuple[torch.Tensor, ...], device, precision):
-        """(loss, student logits, teacher's top-1 class): one micro-batch's forward and objective."""
+        """(loss, student logits, teacher's top-1 class): one micro-batch's forward and objective (logits and
+        class None for a feature-only objective)."""
+        if not self.kl_weight:
+            with autocast_context(device, precision), torch.no_grad():
+                teacher_features = self.front(self.teacher_pixels(*inputs))
+            with autocast_context(device, precision):
+                _, features = train_model(*inputs, features_only=True)
+            return self.feature_weight * self.feature_loss(features, teacher_features), None, None
         with autocast_context(device, precision):
             teacher_features, teacher_logits = self.teacher_outputs(*inputs)
             logits, features = train_model(*inputs, return_features=True)

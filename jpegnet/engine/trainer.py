@@ -186,6 +186,9 @@ class TrainConfig:
             raise ConfigError(f"distill_temperature must be positive, got {self.distill_temperature}")
         if not (self.distill_features or self.distill_kl):
             raise ConfigError("distill_features and distill_kl are both 0: nothing to learn")
+        if self.train_remainder and not self.distill_kl:
+            raise ConfigError("train_remainder needs distill_kl > 0: a feature-only objective never reaches the "
+                              "remainder")
         if isinstance(self.holdout, bool) or not isinstance(self.holdout, int) or self.holdout < 1:
             raise ConfigError(f"holdout must be a positive integer, got {self.holdout!r}")
 
@@ -668,15 +671,16 @@ class TrainingRun:
             for inputs, targets in self.train_loader:
                 loss, logits, targets = self._step(inputs, targets)
                 with torch.no_grad():
-                    n = targets.shape[0]
+                    n = inputs[0].shape[0]
                     self.loss_sum += loss.detach().double() * n
-                    self.correct += torch.stack(topk_correct(logits.detach(), targets))
+                    if logits is not None:  # None: a feature-only distillation step (no logits computed)
+                        self.correct += torch.stack(topk_correct(logits.detach(), targets))
                     self.seen += n
                 # The loader's position counts a left-out all-unreadable batch too, so a resume from a
                 # checkpoint written after one starts exactly where this run goes on.
                 self.batch = self.train_loader.position
                 self.global_step += 1
-                window_images += targets.shape[0] * self.info.world_size
+                window_images += n * self.info.world_size
                 bar.update(1)
                 if self.global_step % cfg.log_every == 0 or self.batch == self.steps_per_epoch:
                     loss_value = float(loss.detach())
@@ -732,7 +736,8 @@ class TrainingRun:
             if self.distill is not None:  # the teacher's outputs are the targets; its top-1 counts as the label
                 loss, logits, top = self.distill.step(self.train_model, tuple(x[rows] for x in inputs),
                                                       self.device, cfg.precision)
-                target_parts.append(top)
+                if top is not None:
+                    target_parts.append(top)
             else:
                 with autocast_context(self.device, cfg.precision):
                     logits = self.train_model(*(x[rows] for x in inputs))
@@ -740,7 +745,8 @@ class TrainingRun:
                             else self.criterion(logits.float(), targets[rows]))
             self.scaler.scale(loss * (len(rows) / n)).backward()
             loss_sum = loss_sum + loss.detach() * (len(rows) / n)
-            logits_parts.append(logits.detach())
+            if logits is not None:
+                logits_parts.append(logits.detach())
         if cfg.clip_grad > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
@@ -749,6 +755,8 @@ class TrainingRun:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.model)
+        if not logits_parts:
+            return loss_sum, None, None
         return loss_sum, torch.cat(logits_parts), (torch.cat(target_parts) if target_parts else targets)
 
     def _jitter(self, inputs):

@@ -86,7 +86,8 @@ class ConvertedModel(JpegNetModel):
     """`model(y, cbcr)`: a DCT entry followed by a teacher's remainder (see the module docstring).
 
     `model(y, cbcr, return_features=True)` returns (logits, entry features): what distillation compares
-    with the teacher, in one forward (so DistributedDataParallel sees the whole step)."""
+    with the teacher, in one forward (so DistributedDataParallel sees the whole step); `features_only=True`
+    returns (None, entry features) without running the remainder (a feature-only objective)."""
 
     def __init__(self, teacher: str, cut: str | None = None, num_classes: int = 1000, entry_width: float = 1.0,
                  entry_depth: int = 4, entry_kernel: int = 3):
@@ -119,8 +120,11 @@ class ConvertedModel(JpegNetModel):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.remainder.forward_head(x, pre_logits=pre_logits)
 
-    def forward(self, y: torch.Tensor, cbcr: torch.Tensor, return_features: bool = False):
+    def forward(self, y: torch.Tensor, cbcr: torch.Tensor, return_features: bool = False,
+                features_only: bool = False):
         features = self.entry(y, cbcr)
+        if features_only:
+            return None, features
         logits = self.forward_head(self.remainder.forward_features(features))
         return (logits, features) if return_features else logits
 
