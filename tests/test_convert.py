@@ -238,3 +238,37 @@ def test_convert_refuses_bad_options(tmp_path):
     entry, finetune = conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), finetune_epochs=2)
     assert entry.model == "converted" and not entry.train_remainder
     assert finetune.train_remainder and finetune.init_from.endswith("best.pt") and finetune.epochs == 2
+
+
+class Interrupted(Exception):
+    pass
+
+
+@requires_shared
+def test_a_resumed_conversion_ends_where_an_uninterrupted_one_does(converted_run, tmp_path, monkeypatch):
+    from jpegnet.engine import load_checkpoint
+    from jpegnet.engine.convert import convert
+    from jpegnet.engine.trainer import TrainingRun
+
+    common = dict(weights=str(converted_run["root"] / "teacher.pt"), batch_size=4, input_size=64, epochs=2,
+                  model_kwargs={"entry_width": 0.1, "entry_depth": 1}, deterministic=True, progress=False,
+                  tensorboard=False, holdout=2, save_every_steps=1)  # 10 training files: 2 steps per epoch
+    convert("vgnetg_1_0mp", str(converted_run["data"]), str(tmp_path / "whole"), **common)
+    save = TrainingRun._save
+
+    def save_then_stop(self, *args, **kwargs):  # killed right after the checkpoint of step 3 (epoch 2)
+        save(self, *args, **kwargs)
+        if self.global_step == 3:
+            raise Interrupted
+
+    monkeypatch.setattr(TrainingRun, "_save", save_then_stop)
+    with pytest.raises(Interrupted):
+        convert("vgnetg_1_0mp", str(converted_run["data"]), str(tmp_path / "split"), **common)
+    monkeypatch.setattr(TrainingRun, "_save", save)
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["global_step"] == 3
+    convert("vgnetg_1_0mp", str(converted_run["data"]), str(tmp_path / "split"), resume=True, **common)
+    whole = load_checkpoint(tmp_path / "whole" / "last.pt")
+    split = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert whole["global_step"] == split["global_step"] == 4
+    for key in whole["model"]:
+        assert torch.equal(whole["model"][key], split["model"][key]), key
