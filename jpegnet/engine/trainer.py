@@ -340,6 +340,8 @@ class TrainingRun:
     also validates the config, sets up (and tears down) the process group and turns out-of-memory into a
     one-line error."""
 
+    distill = None  # the Distillation (jpegnet.engine.distill) of a run with a teacher; set by _build
+
     def __init__(self, config: TrainConfig, info: DistInfo, resume):
         self.info = info
         self.resume_state = None
