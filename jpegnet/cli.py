@@ -185,6 +185,69 @@ def cmd_train(args) -> int:
     return 0
 
 
+# --- convert -----------------------------------------------------------------------------------------------
+
+def add_convert_parser(sub) -> None:
+    p = sub.add_parser("convert", help="turn a pretrained pixel CNN into a DCT-input model (unlabeled JPEGs)",
+                       description="Learn the DCT entry that replaces the teacher's front (up to its last "
+                                   "stride-8 stage) so the whole model agrees with the teacher, on unlabeled "
+                                   "JPEGs; optionally fine-tune the later stages on its soft labels. Each phase "
+                                   "is a `jpegnet train` run (log.csv, last.pt / best.pt, --resume); top-1 in "
+                                   "its log is agreement with the teacher. The result OUT/best.pt (or "
+                                   "OUT/finetune/best.pt) works with eval, predict, serve, export and "
+                                   "train --init-from.")
+    p.add_argument("--teacher", required=True, help="a jpegnet model name (see `jpegnet models`) or timm:NAME")
+    p.add_argument("--weights", default=None,
+                   help="the teacher's weights: a jpegnet checkpoint, a timm / torchvision state dict (default: "
+                        "the hub's, needs a network; 'random': untrained, for smoke tests)")
+    p.add_argument("--data", required=True, help="unlabeled JPEGs: a folder (any depth; class folders are "
+                                                 "ignored) or training tar shards (then --val-data is required)")
+    p.add_argument("--val-data", dest="val_data", default=None,
+                   help="JPEGs to measure agreement on (default: 256 held-out files of --data)")
+    p.add_argument("--out", dest="out_dir", required=True, help="run folder")
+    p.add_argument("--profile", choices=["cpu", "gpu"], default="cpu", help="recipe (default cpu)")
+    p.add_argument("--cut", default=None, help="the teacher stage to cut after (default: its last stride-8 one, "
+                                               "e.g. layer2, blocks.2)")
+    p.add_argument("--entry-kwargs", dest="entry_kwargs", type=parse_kwargs, default=None,
+                   help="the DCT entry's size, e.g. entry_width=1.0,entry_depth=4,entry_kernel=3 (width: times the 192 coefficient channels)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="entry epochs (default: the profile's)")
+    p.add_argument("--finetune-epochs", dest="finetune_epochs", type=int, default=0,
+                   help="then fine-tune the whole student on the teacher's soft labels (default 0: off)")
+    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--input-size", type=_positive_int, default=None, help="default: the teacher's")
+    p.add_argument("--feature-weight", dest="distill_features", type=float, default=None,
+                   help="weight of the normalized feature MSE at the cut (default 1)")
+    p.add_argument("--kl-weight", dest="distill_kl", type=float, default=None,
+                   help="weight of the KL divergence on the logits (default 1)")
+    p.add_argument("--temperature", dest="distill_temperature", type=float, default=None)
+    add_device_arguments(p, default=None)
+    p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--save-every-minutes", type=float, default=None)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--log-every", type=_positive_int, default=None)
+    p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
+    p.add_argument("--resume", action="store_true", help="go on from the run folder's last.pt files")
+    p.set_defaults(func=cmd_convert)
+
+
+def cmd_convert(args) -> int:
+    from .engine.convert import convert
+
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("func", "command", "teacher", "data", "out_dir", "resume", "entry_kwargs")}
+    summary = convert(args.teacher, args.data, args.out_dir, resume=args.resume,
+                      model_kwargs=args.entry_kwargs, **options)
+    last = summary["finetune"] or summary["entry"]
+    if last and last.get("is_main") and last.get("final"):
+        final = last["final"]
+        print(f"done: agreement with the teacher {final['val_top1']:.2f}% (top-5 {final['val_top5']:.2f}%), "
+              f"feature error {final.get('val_feature_error', float('nan')):.3f}, checkpoint "
+              f"{summary['checkpoint']}")
+    return 0
+
+
 # --- eval / predict ----------------------------------------------------------------------------------------
 
 def add_eval_parser(sub) -> None:
@@ -215,6 +278,11 @@ def add_eval_parser(sub) -> None:
                    help="also write the confusion matrix as this PNG (default: no file is written)")
     add_backend_argument(p)
     add_rgb_decode_argument(p)
+    p.add_argument("--teacher", default=None, metavar="NAME|timm:NAME",
+                   help="also report top-1 agreement with this RGB teacher, shown the pixels rebuilt from the same "
+                        "coefficients (default with --teacher-weights: a converted model's own teacher)")
+    p.add_argument("--teacher-weights", dest="teacher_weights", default=None,
+                   help="the teacher's weights file (see `jpegnet convert --weights`)")
     p.set_defaults(func=cmd_eval)
 
 
@@ -236,9 +304,14 @@ def cmd_eval(args) -> int:
                                  precision=args.precision, num_threads=args.num_threads,
                                  confusion_png=args.confusion, backend=args.backend, rgb_decode=args.rgb_decode,
                                  model_name=args.model_name, weights=args.weights, model_kwargs=args.model_kwargs,
-                                 labels_from=args.labels_from)
+                                 labels_from=args.labels_from,
+                                 teacher=args.teacher, teacher_weights=args.teacher_weights)
     print(f"{result['model']} on {result['folder']}: {result['images']} images, top-1 {result['top1']:.2f}%, "
           f"top-5 {result['top5']:.2f}%, loss {result['loss']:.4f}, {result['images_per_s']:.1f} images/s")
+    if "agreement" in result:
+        ceiling = (f"; the teacher on the same pixels: top-1 {result['teacher_top1']:.2f}%"
+                   if result["teacher_top1"] is not None else "")
+        print(f"top-1 agreement with the teacher {result['agreement']:.2f}%{ceiling}")
     print(f"loss: {result['loss_kind']} (what the training log calls val_loss)")
     if "confusion_png" in result:
         print(f"confusion matrix: {result['confusion_png']}")
@@ -614,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "coefficients.")
     parser.add_argument("--version", action="version", version=f"jpegnet {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (add_train_parser, add_eval_parser, add_predict_parser, add_models_parser, add_profile_parser,
+    for add in (add_train_parser, add_convert_parser, add_eval_parser, add_predict_parser, add_models_parser, add_profile_parser,
                 add_bench_parser, add_plot_parser, add_stats_parser, add_visualize_parser, add_shards_parser,
                 add_export_parser, add_serve_parser):
         add(sub)

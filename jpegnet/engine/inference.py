@@ -17,7 +17,8 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path | None = None, 
                         device: str | None = None, precision: str | None = None, num_threads: int | None = None,
                         confusion_png: str | Path | None = None, backend: str = "torch",
                         rgb_decode: str = "fast", *, model_name: str | None = None, weights: str | Path | None = None,
-                        model_kwargs: dict | None = None, labels_from: str = "folders") -> dict:
+                        model_kwargs: dict | None = None, labels_from: str = "folders", teacher: str | None = None,
+                        teacher_weights: str | None = None) -> dict:
     """Top-1 / top-5 / loss / images/s of a checkpoint on DATA/val, DATA's class folders, or tar shards, run on
     the `torch`, `onnxruntime` or `openvino` backend (jpegnet.engine.backends).
 
@@ -31,7 +32,10 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path | None = None, 
     The loss is the one the training log calls val_loss: cross-entropy with the run's label smoothing
     (`loss_kind` says which). The confusion-matrix PNG is written only when confusion_png is given (over the
     folder's classes). rgb_decode: an RGB model's decode, 'fast' (what `jpegnet serve` runs) or 'plain'
-    (torchvision's, which is timm's evaluation transform; jpegnet.data.rgb)."""
+    (torchvision's, which is timm's evaluation transform; jpegnet.data.rgb).
+    teacher / teacher_weights (a DCT checkpoint, e.g. from `jpegnet convert`): also `agreement`, the top-1
+    agreement (%) with that RGB teacher shown the pixels rebuilt from the same coefficients, and
+    `teacher_top1`, the teacher's own top-1 on them; teacher defaults to a converted model's own teacher."""
     from ..data import JpegFolder, create_loader, is_shard_spec
     from ..data.rgb import check_rgb_decode
     from .labels import LABEL_SOURCES, files_labelled_by_name, folder_targets
@@ -93,6 +97,8 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path | None = None, 
     smoothing = float(state.get("train_config", {}).get("label_smoothing", 0.0))
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=smoothing)
     result = evaluate(model, loader, dev, precision=precision, num_classes=num_classes, criterion=criterion)
+    if teacher is not None or teacher_weights is not None:
+        result.update(_teacher_agreement(model, state, loader, cfg, teacher, teacher_weights, dev, precision))
     result.update(model=state["model_name"], folder=str(folder), skipped=list(getattr(loader, "skipped", [])),
                   loss_kind=(f"cross-entropy with label smoothing {smoothing:g}" if smoothing
                              else "cross-entropy without label smoothing"))
@@ -104,6 +110,19 @@ def evaluate_checkpoint(data: str | Path, checkpoint: str | Path | None = None, 
         result["confusion_png"] = str(plot_confusion(confusion, shown, confusion_png,
                                                      title=f"{state['model_name']}: top-1 {result['top1']:.1f}%"))
     return result
+
+
+def _teacher_agreement(model, state: dict, loader, cfg, teacher, teacher_weights, dev, precision) -> dict:
+    from ..models.cut import teacher_preprocessing
+    from ..models.teacher import load_teacher
+    from .distill import evaluate_agreement
+
+    spec = teacher or (state.get("model_kwargs") or {}).get("teacher")
+    if spec is None:
+        raise ConfigError(f"{state['model_name']} has no teacher of its own; name one with --teacher")
+    loaded = load_teacher(spec, teacher_weights, num_classes=state["num_classes"])
+    prep = teacher_preprocessing(loaded.model)
+    return evaluate_agreement(model, loaded.model, loader, cfg, prep["mean"], prep["std"], dev, precision)
 
 
 def _model_to_evaluate(checkpoint, model_name: str | None, weights,

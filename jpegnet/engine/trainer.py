@@ -111,6 +111,14 @@ class TrainConfig:
     contrast: float = 0.0
     saturation: float = 0.0
     exif_orientation: bool = True     # honour EXIF orientation tags (both pipelines)
+    # -- distillation (`jpegnet convert`, jpegnet.engine.distill): the model is `converted`, the data unlabeled --
+    teacher: str | None = None        # the teacher (model_kwargs['teacher'] of the converted model); None: off
+    teacher_weights: str | None = None  # its weights file (None: the hub's; 'random': untrained, for tests)
+    distill_features: float = 1.0     # weight of the per-channel normalized feature MSE at the cut
+    distill_kl: float = 1.0           # weight of the KL divergence on the logits
+    distill_temperature: float = 1.0
+    train_remainder: bool = False     # also train the teacher's later stages (soft labels); else only the entry
+    holdout: int = 256                # distillation without val_data: this many training files validate
 
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -160,9 +168,32 @@ class TrainConfig:
         if isinstance(self.grad_accum_steps, bool) or not isinstance(self.grad_accum_steps, int) \
                 or self.grad_accum_steps < 1:
             raise ConfigError(f"grad_accum_steps must be a positive integer, got {self.grad_accum_steps!r}")
+        if self.teacher is not None:
+            self._validate_distillation()
         if self.batch_size % self.grad_accum_steps:
             raise ConfigError(f"batch_size {self.batch_size} is not divisible by grad_accum_steps "
                              f"{self.grad_accum_steps} (each batch is split into that many micro-batches)")
+
+    def _validate_distillation(self) -> None:
+        if self.model != "converted":
+            raise ConfigError(f"distillation from a teacher trains a `converted` model, not {self.model!r}")
+        if self.model_kwargs.get("teacher") != self.teacher:
+            raise ConfigError(f"the converted model's teacher {self.model_kwargs.get('teacher')!r} (model_kwargs) "
+                              f"differs from the teacher {self.teacher!r}")
+        for name in ("distill_features", "distill_kl", "distill_temperature"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0:
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not self.distill_temperature > 0:
+            raise ConfigError(f"distill_temperature must be positive, got {self.distill_temperature}")
+        if not (self.distill_features or self.distill_kl):
+            raise ConfigError("distill_features and distill_kl are both 0: nothing to learn")
+        if self.train_remainder and not self.distill_kl:
+            raise ConfigError("train_remainder needs distill_kl > 0: a feature-only objective never reaches the "
+                              "remainder")
+        if isinstance(self.holdout, bool) or not isinstance(self.holdout, int) or self.holdout < 1:
+            raise ConfigError(f"holdout must be a positive integer, got {self.holdout!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -280,12 +311,39 @@ def loader_prefetch(device: torch.device) -> int:
     return 2 if (os.cpu_count() or 1) >= 8 else 0
 
 
+def _unlabeled_split(data: str, val_data: str | None, holdout: int) -> tuple[list[str], list[str]]:
+    """(training files, validation files) for distillation: every JPEG under `data` (any layout; labels
+    unused) and under `val_data`, or without it the last `holdout` files (at most a fifth) of a fixed
+    shuffle of the training files."""
+    from ..data.scan import list_class_files
+
+    def files(folder: str, what: str) -> list[str]:
+        if not Path(folder).is_dir():
+            raise DataFolderError(f"{what} {folder} is not a folder of JPEG files")
+        found = list_class_files(folder)
+        if not found:
+            raise DataFolderError(f"{what} {folder} holds no JPEG file (.jpg / .jpeg, at any depth)")
+        return found
+
+    train = files(data, "--data")
+    if val_data is not None:
+        return train, files(val_data, "--val-data")
+    if len(train) < 2:
+        raise DataFolderError(f"--data {data} holds one JPEG file: too few to hold some out for validation")
+    order = np.random.default_rng(0).permutation(len(train))
+    n_val = max(1, min(holdout, len(train) // 5))
+    held = set(order[-n_val:].tolist())
+    return ([f for i, f in enumerate(train) if i not in held], [f for i, f in enumerate(train) if i in held])
+
+
 class TrainingRun:
     """One training run: `TrainingRun(config, dist_info, resume).run()` builds the model, data and optimizer,
     trains and evaluates epoch by epoch and returns the summary `train()` returns. The state between steps
     lives on this object, so checkpoints capture it and `resume` restores it. `train()` is the usual entry: it
     also validates the config, sets up (and tears down) the process group and turns out-of-memory into a
     one-line error."""
+
+    distill = None  # the Distillation (jpegnet.engine.distill) of a run with a teacher; set by _build
 
     def __init__(self, config: TrainConfig, info: DistInfo, resume):
         self.info = info
@@ -321,8 +379,12 @@ class TrainingRun:
 
         cfg, info = self.config, self.info
         shards = TrainValShards(cfg.data, cfg.val_data) if is_shard_spec(cfg.data) else None
+        self.teacher = self._load_teacher() if cfg.teacher is not None else None
+        unlabeled = None
         if shards is not None:
             classes = shards.classes
+        elif self.teacher is not None:  # distillation: any JPEGs, labels unused
+            unlabeled = _unlabeled_split(cfg.data, cfg.val_data, cfg.holdout)
         elif cfg.val_data is not None:
             raise DataFolderError("--val-data goes with training shards; a data folder's validation set is DIR/val")
         else:
@@ -333,6 +395,8 @@ class TrainingRun:
 
         set_deterministic(cfg.deterministic)
         seed_everything(cfg.seed)  # same seed on every rank: identical initial weights before DDP's broadcast
+        if self.teacher is not None:
+            classes = list(self.teacher.class_names)  # the checkpoint's classes: the teacher's, not the data's
         model = build_model(cfg.model, len(classes), cfg.model_kwargs, "model_kwargs")
         self.init_report = None
         if cfg.init_from is not None and self.resume_state is None:
@@ -342,12 +406,23 @@ class TrainingRun:
         model.input_config = input_config
         self.input_config = input_config
         self.classes = classes
+        self.distill = None
+        if self.teacher is not None:
+            from .distill import Distillation
+            self.distill = Distillation(self.teacher, cfg.model_kwargs.get("cut"), input_config, self.device,
+                                        cfg.distill_features, cfg.distill_kl, cfg.distill_temperature)
+            if cfg.init_from is None:  # a resumed run's weights replace these
+                self.distill.init_student(model, cfg.train_remainder)
+            else:  # a later phase: the weights of the one before
+                self.distill.freeze(model, cfg.train_remainder)
         if shards is not None:
             self._train_ds, self._val_ds, self.train_loader, self.val_loader = shards.loaders(
                 input_config, info.rank, info.world_size, self.per_rank_batch, seed=cfg.seed, device=self.device,
                 num_threads=cfg.num_threads, prefetch=loader_prefetch(self.device))
             for ds in (self._train_ds, self._val_ds):
                 ds.exif_orientation = cfg.exif_orientation
+        elif unlabeled is not None:
+            self._build_data(*unlabeled)
         else:
             self._build_data(train_dir, val_dir)
         self.steps_per_epoch = len(self.train_loader)
@@ -387,6 +462,11 @@ class TrainingRun:
         self._reset_epoch_sums()
         self.epoch_seconds = 0.0
 
+    def _load_teacher(self):
+        from ..models.teacher import load_teacher
+
+        return load_teacher(self.config.teacher, self.config.teacher_weights)
+
     def _build_recipe(self) -> None:
         """MixUp / CutMix and model EMA (jpegnet.engine.recipe); None when off."""
         cfg = self.config
@@ -413,7 +493,7 @@ class TrainingRun:
         self.train_sampler = self.train_loader.sampler
         val_ds, self.val_loader = build_data(val_dir, input_config, train=False, **common,
                                              sampler=lambda ds: ShardSampler(len(ds), info.rank, info.world_size))
-        if list(train_ds.classes) != self.classes or list(val_ds.classes) != self.classes:
+        if self.teacher is None and (list(train_ds.classes) != self.classes or list(val_ds.classes) != self.classes):
             raise DataFolderError(f"the data pipeline found classes {list(train_ds.classes)[:5]}... that differ "
                                   f"from the folder check {self.classes[:5]}...")
         self._train_ds, self._val_ds = train_ds, val_ds
@@ -599,17 +679,18 @@ class TrainingRun:
             lines.enter_context(console_lines_through(lambda line: bar.write(line, file=sys.stderr)))
         try:
             for inputs, targets in self.train_loader:
-                loss, logits = self._step(inputs, targets)
+                loss, logits, targets = self._step(inputs, targets)
                 with torch.no_grad():
-                    n = targets.shape[0]
+                    n = inputs[0].shape[0]
                     self.loss_sum += loss.detach().double() * n
-                    self.correct += torch.stack(topk_correct(logits.detach(), targets))
+                    if logits is not None:  # None: a feature-only distillation step (no logits computed)
+                        self.correct += torch.stack(topk_correct(logits.detach(), targets))
                     self.seen += n
                 # The loader's position counts a left-out all-unreadable batch too, so a resume from a
                 # checkpoint written after one starts exactly where this run goes on.
                 self.batch = self.train_loader.position
                 self.global_step += 1
-                window_images += targets.shape[0] * self.info.world_size
+                window_images += n * self.info.world_size
                 bar.update(1)
                 if self.global_step % cfg.log_every == 0 or self.batch == self.steps_per_epoch:
                     loss_value = float(loss.detach())
@@ -661,15 +742,22 @@ class TrainingRun:
         # of the batch, so the summed gradient is the whole batch's (BatchNorm sees the micro-batches).
         n = targets.shape[0]
         chunks = torch.arange(n, device=targets.device).tensor_split(min(cfg.grad_accum_steps, n))
-        loss_sum, logits_parts = 0.0, []
+        loss_sum, logits_parts, target_parts = 0.0, [], []
         for rows in chunks:
-            with autocast_context(self.device, cfg.precision):
-                logits = self.train_model(*(x[rows] for x in inputs))
-                loss = (soft_cross_entropy(logits.float(), soft[rows]) if soft is not None
-                        else self.criterion(logits.float(), targets[rows]))
+            if self.distill is not None:  # the teacher's outputs are the targets; its top-1 counts as the label
+                loss, logits, top = self.distill.step(self.train_model, tuple(x[rows] for x in inputs),
+                                                      self.device, cfg.precision)
+                if top is not None:
+                    target_parts.append(top)
+            else:
+                with autocast_context(self.device, cfg.precision):
+                    logits = self.train_model(*(x[rows] for x in inputs))
+                    loss = (soft_cross_entropy(logits.float(), soft[rows]) if soft is not None
+                            else self.criterion(logits.float(), targets[rows]))
             self.scaler.scale(loss * (len(rows) / n)).backward()
             loss_sum = loss_sum + loss.detach() * (len(rows) / n)
-            logits_parts.append(logits.detach())
+            if logits is not None:
+                logits_parts.append(logits.detach())
         if cfg.clip_grad > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
@@ -678,7 +766,9 @@ class TrainingRun:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.model)
-        return loss_sum, torch.cat(logits_parts)
+        if not logits_parts:
+            return loss_sum, None, None
+        return loss_sum, torch.cat(logits_parts), (torch.cat(target_parts) if target_parts else targets)
 
     def _jitter(self, inputs):
         """Brightness / contrast / saturation jitter on the normalized batch (jpegnet.data.jitter)."""
@@ -714,10 +804,16 @@ class TrainingRun:
         seen = float(sums[3])
         val_log = StepLogger(enabled=self.info.is_main, epoch=self.epoch + 1, epochs=self.config.epochs,
                              steps=len(self.val_loader), what="validation")
-        metrics = evaluate(self.eval_model, self.val_loader, self.device, precision=self.config.precision,
-                           num_classes=len(self.classes), criterion=self.criterion,
-                           channels_last=self.config.channels_last,
-                           on_batch=lambda done: val_log.validation(done, self.config.log_every))
+        if self.distill is not None:
+            from .distill import evaluate_distillation
+            metrics = evaluate_distillation(self.eval_model, self.distill, self.val_loader, self.device,
+                                            precision=self.config.precision,
+                                            on_batch=lambda done: val_log.validation(done, self.config.log_every))
+        else:
+            metrics = evaluate(self.eval_model, self.val_loader, self.device, precision=self.config.precision,
+                               num_classes=len(self.classes), criterion=self.criterion,
+                               channels_last=self.config.channels_last,
+                               on_batch=lambda done: val_log.validation(done, self.config.log_every))
         if metrics["images"] == 0:
             raise TrainingError(f"no validation image of {Path(self.config.data) / 'val'} could be read; "
                                 f"nothing was saved for epoch {self.epoch + 1}")
@@ -739,14 +835,18 @@ class TrainingRun:
             "val_images_per_s": metrics["images_per_s"],
             "epoch_seconds": self.epoch_seconds,
         }
+        if self.distill is not None:  # top-1 is agreement with the teacher; the entry's error at the cut
+            row["val_feature_error"] = metrics["feature_error"]
         self.history.append(row)
         improved = row["val_top1"] > self.best_top1
         if improved:
             self.best_top1 = row["val_top1"]
         self.logger.epoch(self.history, self.global_step)
+        agree = " (agreement with the teacher)" if self.distill is not None else ""
+        feature = (f" feature error {row['val_feature_error']:.3f}" if self.distill is not None else "")
         self.logger.print(f"epoch {row['epoch']}/{self.config.epochs}: train loss {row['train_loss']:.4f} "
                           f"top-1 {row['train_top1']:.2f}% | val loss {row['val_loss']:.4f} top-1 "
-                          f"{row['val_top1']:.2f}% top-5 {row['val_top5']:.2f}% | "
+                          f"{row['val_top1']:.2f}%{agree} top-5 {row['val_top5']:.2f}%{feature} | "
                           f"{row['train_images_per_s']:.1f} train img/s")
         self.epoch += 1
         self.batch = 0

