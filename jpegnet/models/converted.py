@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS, InputConfig
+from ..input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS, INTERPOLATIONS, InputConfig
 from .cut import TeacherError, build_teacher_architecture, find_cut, remove_front, teacher_preprocessing
 from .registry import JpegNetModel, register_model
 
@@ -102,7 +102,10 @@ class ConvertedModel(JpegNetModel):
         self.num_features = int(getattr(net, "num_features", 0))
         # The teacher's RGB normalization stays in mean / std: distillation rebuilds its pixels with it.
         self.input_config = InputConfig(representation="dct", input_size=tuple(prep["input_size"]),
-                                        mean=tuple(prep["mean"]), std=tuple(prep["std"]), crop_pct=prep["crop_pct"])
+                                        mean=tuple(prep["mean"]), std=tuple(prep["std"]), crop_pct=prep["crop_pct"],
+                                        # the teacher's resize filter, where the DCT resampler has it
+                                        interpolation=(prep["interpolation"] if prep["interpolation"]
+                                                       in INTERPOLATIONS else "bilinear"))
         later = [d for d in (getattr(net, "feature_info", None) or []) if d["reduction"] > point.reduction]
         self.feature_info = [dict(module="entry", num_chs=point.channels, reduction=point.reduction)] + [
             dict(module=f"remainder.{d['module']}", num_chs=d["num_chs"], reduction=d["reduction"]) for d in later]
