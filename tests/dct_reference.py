@@ -36,6 +36,12 @@ def dense_weights(start: float, length: float, out_size: int, valid_stop: int, s
     return w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
 
 
+def touched_blocks(weights: np.ndarray) -> tuple[int, int]:
+    """[first, stop) of the 8-sample blocks whose samples some row of the (out, size) weights reads."""
+    used = np.flatnonzero(weights.any(axis=0))
+    return int(used[0]) // BLOCK, int(used[-1]) // BLOCK + 1
+
+
 def reference_plane(plane, window, flip: bool, out_blocks: tuple[int, int], k_margin,
                     interpolation: str = "bilinear") -> np.ndarray:
     """(Ov, Oh, 64) raw coefficients of one plane (coefs, quant, fx, fy, width, height) resampled."""
@@ -43,14 +49,18 @@ def reference_plane(plane, window, flip: bool, out_blocks: tuple[int, int], k_ma
     x0, y0 = window[0] * plane.fx, window[1] * plane.fy
     ww, wh = window[2] * plane.fx, window[3] * plane.fy
     k = BLOCK if k_margin is None else frequencies_kept(max(ov * BLOCK / wh, oh * BLOCK / ww), k_margin)
-    deq = plane.coefs.astype(np.float64) * plane.quant.astype(np.float64)
+    bh, bw = plane.coefs.shape[:2]
+    wv = dense_weights(y0, wh, ov * BLOCK, plane.height, bh * BLOCK, False, interpolation)
+    wh_ = dense_weights(x0, ww, oh * BLOCK, plane.width, bw * BLOCK, flip, interpolation)
+    # Only the blocks under some weight are taken to pixels: the others' weights are exactly 0, so leaving
+    # them out changes no value, and it saves the IDCT of a whole large image for a small window.
+    (r0, r1), (c0, c1) = (touched_blocks(wv), touched_blocks(wh_))
+    deq = plane.coefs[r0:r1, c0:c1].astype(np.float64) * plane.quant.astype(np.float64)
     deq = deq.reshape(*deq.shape[:2], BLOCK, BLOCK)
     deq[:, :, k:, :] = 0.0
     deq[:, :, :, k:] = 0.0
     pixels = blocks_to_plane(deq.reshape(*deq.shape[:2], 64)) - 128.0
-    wv = dense_weights(y0, wh, ov * BLOCK, plane.height, pixels.shape[0], False, interpolation)
-    wh_ = dense_weights(x0, ww, oh * BLOCK, plane.width, pixels.shape[1], flip, interpolation)
-    out = wv @ pixels @ wh_.T
+    out = wv[:, r0 * BLOCK:r1 * BLOCK] @ pixels @ wh_[:, c0 * BLOCK:c1 * BLOCK].T
     d = dct_basis()
     blocks = out.reshape(ov, BLOCK, oh, BLOCK)
     return np.einsum("uy,hywx,vx->hwuv", d, blocks, d).reshape(ov, oh, 64)
