@@ -89,3 +89,50 @@ def test_resume_over_a_skipped_batch_is_bit_identical(tmp_path, capsys):
     assert a["global_step"] == b["global_step"]
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
+
+
+def test_batch_of_one_per_process_is_refused_in_one_line(tmp_path, capsys):
+    from jpegnet.cli import main
+
+    data = one_image_batch_dataset(tmp_path / "data")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--model", MODEL, "--model-kwargs",
+                 "width_multiplier=0.125", "--input-size", "32", "--batch-size", "1", "--epochs", "1",
+                 "--threads", "1", "--no-progress", "--no-tensorboard"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("jpegnet: error: --batch-size 1 gives 1 image per process"), lines
+    assert "BatchNorm" in lines[-1] and not any("Traceback" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_two_processes_skip_the_same_step(tmp_path):
+    """8 files, one unreadable, batches of 2 per process: the process that meets it holds 1 image in that
+    step; both skip it (DDP would hang if only one did) and the run finishes."""
+    import subprocess
+    import sys
+
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "data"
+    for split, cls, files in (("train", "dress", _samples("dress", slice(0, 3)) + _samples("pants", slice(0, 1))),
+                              ("train", "hat", _samples("hat", slice(0, 3)) + [BAD]),
+                              ("val", "dress", _samples("dress", slice(3, 4))),
+                              ("val", "hat", _samples("hat", slice(3, 4)))):
+        (data / split / cls).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            os.symlink(f.resolve(), data / split / cls / f.name)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "jpegnet",
+                           "train", "--data", str(data), "--out", str(tmp_path / "run"), "--model", MODEL,
+                           "--model-kwargs", "width_multiplier=0.125", "--input-size", "32", "--batch-size", "4",
+                           "--epochs", "1", "--lr", "1e-4", "--device", "cpu", "--threads", "1", "--no-progress",
+                           "--no-tensorboard"],
+                          cwd=Path(__file__).resolve().parents[1], env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr.count("skipped batch") == 1  # rank 0 alone prints
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert state["world_size"] == 2 and state["global_step"] == 1 and state["skipped_batches"] == 1

@@ -670,6 +670,12 @@ class TrainingRun:
         if self.min_batch is None:  # the first batch tells the feature-map sizes at this input size
             self.bn_values_per_image = batchnorm_values_per_image(self.model, inputs)
             self.min_batch = smallest_trainable_batch(self.bn_values_per_image)
+            if self.per_rank_batch < self.min_batch:  # every batch would be skipped: say so before any
+                size = self.input_config.input_size
+                raise ConfigError(f"--batch-size {self.config.batch_size} gives {self.per_rank_batch} image per "
+                                  f"process, and BatchNorm in {self.config.model} needs at least "
+                                  f"{self.min_batch} at {size[0]}x{size[1]} (a feature map is 1x1): use a larger "
+                                  f"--batch-size or --input-size")
         if self.min_batch <= 1:
             return False
         small = n < self.min_batch
@@ -760,6 +766,10 @@ class TrainingRun:
     def _end_epoch(self) -> None:
         sums = all_reduce_sum(torch.cat([self.loss_sum.reshape(1), self.correct.double(),
                                          self.seen.double().reshape(1)]))
+        if float(sums[3]) == 0 and self.skipped_batches:
+            raise TrainingError(f"epoch {self.epoch + 1} trained on no batch: each one was unreadable or, after "
+                                f"its unreadable files were left out, too small for BatchNorm (see the warnings "
+                                f"above); nothing was saved")
         if float(sums[3]) == 0:
             raise TrainingError(f"epoch {self.epoch + 1} had no usable training image: all "
                                 f"{self.num_train_images} files under {Path(self.config.data) / 'train'} "
