@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .batchnorm_size import batchnorm_values_per_image, smallest_trainable_batch
 from .checkpoint import (capture_rng_state, check_checkpoint_model, load_checkpoint, load_model_state,
                          restore_rng_state, save_checkpoint)
 from .distributed import DistInfo, ShardSampler, all_reduce_sum, cleanup_distributed, init_distributed
@@ -461,6 +462,10 @@ class TrainingRun:
         self.best_top1 = -1.0
         self._reset_epoch_sums()
         self.epoch_seconds = 0.0
+        self.skipped_batches = 0  # batches too small for BatchNorm after unreadable files were left out
+        self.min_batch: int | None = None  # set from the first batch (see _batch_too_small)
+        self.bn_values_per_image: int | None = None
+        self.fewest_bn_values = math.inf  # fewest values per channel a BatchNorm normalized over in a step
 
     def _load_teacher(self):
         from ..models.teacher import load_teacher
@@ -519,6 +524,7 @@ class TrainingRun:
         self.epoch_seconds = float(sums.get("seconds", 0.0))
         self.history = [dict(row) for row in state.get("history", [])]
         self.best_top1 = float(state.get("best_top1", -1.0))
+        self.skipped_batches = int(state.get("skipped_batches", 0))
         if state.get("class_names") != self.classes:
             raise CheckpointError("the checkpoint's classes differ from the data folder's classes")
         if self.ema is not None:
@@ -548,6 +554,7 @@ class TrainingRun:
                            "seen": int(self.seen), "seconds": self.epoch_seconds},
             "history": [dict(row) for row in self.history],
             "best_top1": self.best_top1,
+            "skipped_batches": self.skipped_batches,
             "train_config": self.config.to_dict(),
             "rng": capture_rng_state(),
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
@@ -611,7 +618,8 @@ class TrainingRun:
             self.logger.close()
         last = self.history[-1] if self.history else {}
         return {"best_top1": self.best_top1, "final": last, "out_dir": str(cfg.out_dir), "is_main": info.is_main,
-                "checkpoint": str(Path(cfg.out_dir) / "last.pt"), "history": self.history}
+                "checkpoint": str(Path(cfg.out_dir) / "last.pt"), "history": self.history,
+                "skipped_batches": self.skipped_batches}
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of writes a killed run never finished (the real files are intact)."""
@@ -679,6 +687,12 @@ class TrainingRun:
             lines.enter_context(console_lines_through(lambda line: bar.write(line, file=sys.stderr)))
         try:
             for inputs, targets in self.train_loader:
+                if self._batch_too_small(inputs, targets.shape[0]):
+                    # Not a step: global_step and the schedule stay put, as for a batch of unreadable files only.
+                    self.batch = self.train_loader.position
+                    self.skipped_batches += 1
+                    bar.update(1)
+                    continue
                 loss, logits, targets = self._step(inputs, targets)
                 with torch.no_grad():
                     n = inputs[0].shape[0]
@@ -699,7 +713,7 @@ class TrainingRun:
                                 if self._last_saved_step is not None else "no checkpoint was written")
                         raise TrainingError(f"the training loss became {loss_value} at step {self.global_step} "
                                             f"(lr {cfg.resolved_lr():g}); {kept}. Lower --lr or --wd, or use "
-                                            f"--precision fp32")
+                                            f"--precision fp32{self._batchnorm_hint()}")
                     now = time.perf_counter()
                     rate = window_images / max(now - window_start, 1e-9)
                     window_start, window_images = now, 0
@@ -729,6 +743,46 @@ class TrainingRun:
                               f"({100.0 * len(skipped) / tried:.0f}%) could not be read and were skipped "
                               f"(first: {path}: {reason.splitlines()[0] if reason else 'unreadable'})")
 
+    def _batch_too_small(self, inputs: tuple[torch.Tensor, ...], n: int) -> bool:
+        """Whether this batch, made smaller by skipped unreadable files, is too small for the model's
+        BatchNorm (one image when a feature map is 1x1); warns once per such batch. With several processes
+        every one must skip the same step (DDP's gradient all-reduce would wait forever for a missing rank),
+        so they agree through an all-reduce, done only for models that can meet such a batch at all."""
+        if self.min_batch is None:  # the first batch tells the feature-map sizes at this input size
+            self.bn_values_per_image = batchnorm_values_per_image(self.model, inputs)
+            self.min_batch = smallest_trainable_batch(self.bn_values_per_image)
+            if self.per_rank_batch < self.min_batch:  # every batch would be skipped: say so before any
+                size = self.input_config.input_size
+                raise ConfigError(f"--batch-size {self.config.batch_size} gives {self.per_rank_batch} image per "
+                                  f"process, and BatchNorm in {self.config.model} needs at least "
+                                  f"{self.min_batch} at {size[0]}x{size[1]} (a feature map is 1x1): use a larger "
+                                  f"--batch-size or --input-size")
+        if self.min_batch <= 1:
+            return False
+        small = n < self.min_batch
+        if self.info.distributed:
+            small = bool(all_reduce_sum(torch.tensor([int(small)], dtype=torch.int64, device=self.device))[0])
+        if small:
+            size = self.input_config.input_size
+            where = "a process's share" if self.info.distributed else "the batch"
+            self.logger.print(
+                f"WARNING: epoch {self.epoch + 1}: skipped batch {self.train_loader.position}/"
+                f"{self.steps_per_epoch}: after unreadable files were left out, {where} held fewer than "
+                f"{self.min_batch} images, and BatchNorm in {self.config.model} cannot train on that at "
+                f"{size[0]}x{size[1]} (a feature map is 1x1); the run goes on with the next batch")
+        return small
+
+    def _batchnorm_hint(self) -> str:
+        """For a diverged run: BatchNorm over 2 values per channel (2 images with 1x1 feature maps) outputs
+        +-1 whatever the inputs, and its gradient grows as 1 / |difference of the two|: the weights blow up
+        within a step or two, at any learning rate but a tiny one (seen at 32 px with batches of 2)."""
+        if self.fewest_bn_values > 2:
+            return ""
+        size = self.input_config.input_size
+        return (f"; or, more likely here: a BatchNorm layer of {self.config.model} normalized over only "
+                f"{self.fewest_bn_values} values per channel in a step (1x1 feature maps at {size[0]}x{size[1]}), "
+                f"which makes its gradients explode: use a larger --batch-size or --input-size")
+
     def _step(self, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor):
         cfg = self.config
         inputs = self._jitter(inputs)
@@ -741,7 +795,12 @@ class TrainingRun:
         # Gradient accumulation: the batch in grad_accum_steps micro-batches, each loss weighted by its share
         # of the batch, so the summed gradient is the whole batch's (BatchNorm sees the micro-batches).
         n = targets.shape[0]
-        chunks = torch.arange(n, device=targets.device).tensor_split(min(cfg.grad_accum_steps, n))
+        # Never a micro-batch too small for BatchNorm (see _batch_too_small): such a batch (one that skipped
+        # files made smaller) is split into fewer parts. Any split that worked before is unchanged.
+        parts = max(1, min(cfg.grad_accum_steps, n // (self.min_batch or 1)))
+        chunks = torch.arange(n, device=targets.device).tensor_split(parts)
+        if self.bn_values_per_image is not None:
+            self.fewest_bn_values = min(self.fewest_bn_values, (n // parts) * self.bn_values_per_image)
         loss_sum, logits_parts, target_parts = 0.0, [], []
         for rows in chunks:
             if self.distill is not None:  # the teacher's outputs are the targets; its top-1 counts as the label
@@ -797,6 +856,10 @@ class TrainingRun:
     def _end_epoch(self) -> None:
         sums = all_reduce_sum(torch.cat([self.loss_sum.reshape(1), self.correct.double(),
                                          self.seen.double().reshape(1)]))
+        if float(sums[3]) == 0 and self.skipped_batches:
+            raise TrainingError(f"epoch {self.epoch + 1} trained on no batch: each one was unreadable or, after "
+                                f"its unreadable files were left out, too small for BatchNorm (see the warnings "
+                                f"above); nothing was saved")
         if float(sums[3]) == 0:
             raise TrainingError(f"epoch {self.epoch + 1} had no usable training image: all "
                                 f"{self.num_train_images} files under {Path(self.config.data) / 'train'} "
@@ -820,7 +883,7 @@ class TrainingRun:
         if not math.isfinite(metrics["loss"]):
             raise TrainingError(f"the validation loss became {metrics['loss']} after epoch {self.epoch + 1}; "
                                 f"the checkpoints of earlier epochs are kept. Lower --lr or --wd, or use "
-                                f"--precision fp32")
+                                f"--precision fp32{self._batchnorm_hint()}")
         row = {
             "epoch": self.epoch + 1,
             "step": self.global_step,
