@@ -136,6 +136,7 @@ def _step_gradients(accum: int, clip: float = 0.0):
     run.model = run.train_model = model
     run.device = torch.device("cpu")
     run.mixer, run.ema, run.global_step = None, None, 0
+    run.min_batch, run.bn_values_per_image = None, None  # no BatchNorm here: no batch is too small for it
     run.optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     run.scheduler = torch.optim.lr_scheduler.LambdaLR(run.optimizer, lambda _: 1.0)
     run.scaler = torch.amp.GradScaler("cpu", enabled=False)
