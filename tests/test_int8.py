@@ -324,3 +324,29 @@ def test_serve_int8_on_openvino(trained, tmp_path):
     finally:
         server.terminate()
         server.wait(30)
+
+
+OPENVINO_TWO_BACKENDS_THEN_A_CHILD = """
+import signal, subprocess, sys
+from jpegnet import create_model
+from jpegnet.engine.backends import OpenVinoBackend
+from jpegnet.engine.export import export_onnx
+onnx = export_onnx(create_model("vgnetg_1_0mp", num_classes=3).eval())
+first, second = OpenVinoBackend(onnx), OpenVinoBackend(onnx)
+del first   # released in the order they were made, not the reverse
+del second
+signal.signal(signal.SIGCHLD, lambda *_: None)  # CPython installs it with SA_ONSTACK: it runs on the alt stack
+subprocess.run([sys.executable, "-c", "pass"], check=True)
+print("alive")
+"""
+
+
+def test_openvino_backends_released_in_any_order_leave_signal_handling_intact():
+    """Each OpenVINO Core's CPU plugin swaps the thread's alternate signal stack and restores the one it found;
+    two Cores released first-in first-out left the thread on a freed stack and the next signal was a SIGSEGV
+    (this killed the test run mid-way). Run in a child so that a regression fails here instead."""
+    pytest.importorskip("openvino")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", OPENVINO_TWO_BACKENDS_THEN_A_CHILD], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert (done.returncode, done.stdout.strip()) == (0, "alive"), done.stderr[-2000:]

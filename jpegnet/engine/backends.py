@@ -151,7 +151,7 @@ class OpenVinoBackend(_ModuleLike):
             raise DeviceError(f"the openvino backend runs on the CPU ('cpu'), got {device!r}")
         ov = _import_openvino()
         source = onnx_model if isinstance(onnx_model, bytes) else os.fspath(onnx_model)
-        core = ov.Core()
+        core = _openvino_core(ov)
         try:
             graph = core.read_model(source)
         except RuntimeError as exc:  # OpenVINO's one exception type for a model it cannot read
@@ -200,6 +200,25 @@ def _import_openvino():
         raise MissingDependencyError("the openvino backend needs the openvino package: pip install "
                                      "'jpegnet[openvino]' (or pip install openvino)") from None
     return openvino
+
+
+_OPENVINO_CORE = None
+_OPENVINO_CORE_LOCK = threading.Lock()
+
+
+def _openvino_core(ov):
+    """The process's one OpenVINO Core, made on first use and kept until exit.
+
+    Each Core loads its own CPU plugin, and each plugin swaps in an alternate signal stack of its own on the thread
+    that makes it, restoring the stack it found when it is destroyed. Two Cores destroyed in the order they were
+    made leave the thread on the first plugin's freed stack, and the next Python signal handler (CPython installs
+    them all with SA_ONSTACK: a SIGCHLD from any child process will do) kills the process with SIGSEGV. One Core
+    that outlives every backend makes that order impossible; compile_model is thread-safe on a shared Core."""
+    global _OPENVINO_CORE
+    with _OPENVINO_CORE_LOCK:
+        if _OPENVINO_CORE is None:
+            _OPENVINO_CORE = ov.Core()
+        return _OPENVINO_CORE
 
 
 def _first_message(exc: Exception) -> str:
