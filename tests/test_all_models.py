@@ -23,11 +23,11 @@ def small_size(model) -> int:
 
 def distinct_architectures() -> list[str]:
     """Every distinct architecture once: sizes and aliases that only change widths or depths of the same code
-    (VGNet sizes, EfficientNet B1–B6 and Lite1–4, named Oct-ResNet α points, ResNet-50 width/depth/compound
+    (VGNet sizes, EfficientNet B1–B7 and Lite1–4, named Oct-ResNet α points, ResNet-50 width/depth/compound
     points) are left to their first member; `test_size_variants_on_meta` checks the shapes of the others."""
     import re
 
-    skip = re.compile(r"^(dct_)?vgnet[cgef]_(1_5|2_0|2_5|5_0)mp|^efficientnet_b[1-6]$|"
+    skip = re.compile(r"^(dct_)?vgnet[cgef]_(1_5|2_0|2_5|5_0)mp|^efficientnet_b[1-7]$|"
                       r"^(dct_)?efficientnet_lite[1-4]$|^octresnet50_a|^resnet50_(thin|short|compound)")
     return [n for n in list_models() if not skip.match(n)]
 

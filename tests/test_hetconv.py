@@ -140,7 +140,8 @@ def test_compile_and_onnx(tmp_path):
                                 HetConv2d(32, 32, 3, part=4, stride=2)).eval()
     x = torch.randn(1, 16, 16, 16)
     ref = model(x)
-    torch.testing.assert_close(torch.compile(model)(x), ref, atol=1e-4, rtol=1e-4)
+    # aot_eager: the graph capture every backend shares; inductor's code generation is checked once (test_vgnet)
+    torch.testing.assert_close(torch.compile(model, backend="aot_eager")(x), ref, atol=1e-4, rtol=1e-4)
     path = tmp_path / "het.onnx"
     torch.onnx.export(model, (x,), str(path), dynamo=False)
     onnx.checker.check_model(onnx.load(str(path)))
