@@ -135,7 +135,9 @@ class PixelEntry(nn.Module):
 
 
 class ConvertedModel(JpegNetModel):
-    """`model(y, cbcr)`: a DCT entry followed by a teacher's remainder (see the module docstring).
+    """`model(y, cbcr)`: a DCT entry followed by a teacher's remainder (see the module docstring); with
+    entry="pixels" the exact PixelEntry followed by the whole teacher (then the "features" below are the
+    teacher's normalized pixels).
 
     `model(y, cbcr, return_features=True)` returns (logits, entry features): what distillation compares
     with the teacher, in one forward (so DistributedDataParallel sees the whole step); `features_only=True`
