@@ -36,8 +36,7 @@ import torch
 from torch import nn
 
 from ..input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS, INTERPOLATIONS, InputConfig, normalization
-from .cut import (TeacherError, _feature_info, build_teacher_architecture, find_cut, remove_front,
-                  teacher_preprocessing)
+from .cut import TeacherError, _feature_info, build_teacher_architecture, find_cut, remove_front, teacher_preprocessing
 from .registry import JpegNetModel, register_model
 
 ENTRY_REDUCTIONS = (4, 8)
@@ -235,4 +234,4 @@ def converted(num_classes: int = 1000, teacher: str = "efficientnet_b0", cut: st
     return ConvertedModel(teacher, cut, num_classes, entry_width, entry_depth, entry_kernel, entry)
 
 
-__all__ = ["ConvertedModel", "DctEntry", "ENTRIES", "EntryBlock", "PixelEntry", "converted"]
+__all__ = ["ENTRIES", "ConvertedModel", "DctEntry", "EntryBlock", "PixelEntry", "converted"]
