@@ -188,20 +188,27 @@ def cmd_train(args) -> int:
 # --- convert -----------------------------------------------------------------------------------------------
 
 def add_convert_parser(sub) -> None:
-    p = sub.add_parser("convert", help="turn a pretrained pixel CNN into a DCT-input model (unlabeled JPEGs)",
+    p = sub.add_parser("convert", help="turn a pretrained pixel CNN into a DCT-input model (exact entry, or learned from unlabeled JPEGs)",
                        description="Learn the DCT entry that replaces the teacher's front (up to its last "
                                    "stride-8 stage) so the whole model agrees with the teacher, on unlabeled "
                                    "JPEGs; optionally fine-tune the later stages on its soft labels. Each phase "
                                    "is a `jpegnet train` run (log.csv, last.pt / best.pt, --resume); top-1 in "
                                    "its log is agreement with the teacher. The result OUT/best.pt (or "
                                    "OUT/finetune/best.pt) works with eval, predict, serve, export and "
-                                   "train --init-from.")
+                                   "train --init-from. With --entry pixels nothing is trained: an exact entry "
+                                   "rebuilds the teacher's pixels from the coefficients, the whole teacher "
+                                   "follows with its weights, and OUT/best.pt is written at once.")
     p.add_argument("--teacher", required=True, help="a jpegnet model name (see `jpegnet models`) or timm:NAME")
     p.add_argument("--weights", default=None,
                    help="the teacher's weights: a jpegnet checkpoint, a timm / torchvision state dict (default: "
                         "the hub's, needs a network; 'random': untrained, for smoke tests)")
-    p.add_argument("--data", required=True, help="unlabeled JPEGs: a folder (any depth; class folders are "
-                                                 "ignored) or training tar shards (then --val-data is required)")
+    p.add_argument("--entry", choices=["learned", "pixels"], default="learned",
+                   help="learned: distil a DCT entry that replaces the teacher's front (default; needs --data); "
+                        "pixels: an exact entry rebuilds the teacher's pixels from the coefficients and the whole "
+                        "teacher follows, with its weights: no training, no data, OUT/best.pt at once")
+    p.add_argument("--data", default=None, help="unlabeled JPEGs: a folder (any depth; class folders are "
+                                                "ignored) or training tar shards (then --val-data is required); "
+                                                "required by --entry learned, unused by --entry pixels")
     p.add_argument("--val-data", dest="val_data", default=None,
                    help="JPEGs to measure agreement on (default: 256 held-out files of --data)")
     p.add_argument("--out", dest="out_dir", required=True, help="run folder")
@@ -236,9 +243,21 @@ def cmd_convert(args) -> int:
     from .engine.convert import convert
 
     options = {k: v for k, v in vars(args).items()
-               if k not in ("func", "command", "teacher", "data", "out_dir", "resume", "entry_kwargs")}
-    summary = convert(args.teacher, args.data, args.out_dir, resume=args.resume,
+               if k not in ("func", "command", "teacher", "data", "out_dir", "resume", "entry_kwargs", "entry")}
+    if args.entry == "learned" and args.data is None:
+        raise UsageError("convert --entry learned (the default) trains on JPEGs: give --data (--entry pixels "
+                         "needs none)")
+    if args.entry == "pixels":
+        if args.resume:
+            raise UsageError("--resume goes with --entry learned (--entry pixels trains nothing)")
+    summary = convert(args.teacher, args.data, args.out_dir, resume=args.resume, entry=args.entry,
                       model_kwargs=args.entry_kwargs, **options)
+    if "exact" in summary:
+        exact = summary["exact"]
+        print(f"done: {exact['teacher']} with an exact pixel entry, {exact['num_classes']} classes, "
+              f"{exact['parameters'] / 1e6:.2f}M parameters, input {exact['input_size'][0]}x"
+              f"{exact['input_size'][1]}, no training; checkpoint {summary['checkpoint']}")
+        return 0
     last = summary["finetune"] or summary["entry"]
     if last and last.get("is_main") and last.get("final"):
         final = last["final"]

@@ -1,6 +1,14 @@
-"""`jpegnet convert`: a pretrained pixel CNN → a DCT-input model that agrees with it, from unlabeled JPEGs.
+"""`jpegnet convert`: a pretrained pixel CNN → a DCT-input model that agrees with it.
 
+    convert("timm:tf_efficientnet_lite0", None, "runs/lite0-dct", weights="lite0.pth", entry="pixels")
     convert("timm:tf_efficientnet_lite0", data="photos/", out_dir="runs/lite0-dct", weights="lite0.pth")
+
+entry="pixels" (`convert_exact`): no training and no data. The `converted` model with the exact entry
+(jpegnet.models.converted.PixelEntry: the coefficients rebuilt into the teacher's normalized pixels) takes the
+teacher's full weights and is written as OUT/best.pt (and OUT/best.safetensors) at once: the teacher itself,
+on coefficients. To fine-tune it, `jpegnet train --init-from OUT/best.pt`.
+
+entry="learned" (the default), from unlabeled JPEGs:
 
 Phase 1 (OUT/): the teacher's front up to its last stride-8 stage (or `cut`) is replaced by a fresh DCT entry,
 its remainder takes the teacher's weights and stays frozen, and the entry learns the teacher's features and
@@ -32,6 +40,9 @@ PROFILES = {
 }
 FINETUNE_LR_FACTOR = 0.1  # phase 2 moves pretrained layers: a tenth of the entry's learning rate
 ENTRY_KWARGS = ("entry_width", "entry_depth", "entry_kernel")
+#: Options an exact (pixels) conversion takes no notice of: they only steer a training run's machinery.
+EXACT_IGNORED = ("profile", "device", "precision", "num_threads", "progress", "tensorboard", "log_every",
+                 "save_every_minutes", "seed")
 
 
 def conversion_configs(teacher: str, data: str, out_dir: str, *, weights: str | None = None,
@@ -63,22 +74,80 @@ def conversion_configs(teacher: str, data: str, out_dir: str, *, weights: str | 
     return entry, finetune
 
 
-def convert(teacher: str, data: str, out_dir: str, *, resume: bool = False, **options) -> dict:
+def convert(teacher: str, data: str | None, out_dir: str, *, resume: bool = False, entry: str = "learned",
+            **options) -> dict:
     """Run the conversion (see the module docstring; options: conversion_configs' keywords). resume: go on
     from the phases' last.pt where they exist. Returns {'entry': summary, 'finetune': summary or None,
-    'checkpoint': the final best.pt}."""
+    'checkpoint': the final best.pt}; entry="pixels": `convert_exact`'s summary (no training, data unused)."""
     from .trainer import train
 
-    entry, finetune = conversion_configs(teacher, data, out_dir, **options)
+    if entry == "pixels":
+        return convert_exact(teacher, out_dir, **options)
+    if entry != "learned":
+        raise ConfigError(f"entry must be 'learned' or 'pixels', got {entry!r}")
+    if data is None:
+        raise ConfigError("a learned entry is trained on JPEGs: give data (a folder or tar shards)")
+    entry_config, finetune = conversion_configs(teacher, data, out_dir, **options)
     summaries = {"entry": None, "finetune": None}
-    for phase, config in (("entry", entry), ("finetune", finetune)):
+    for phase, config in (("entry", entry_config), ("finetune", finetune)):
         if config is None:
             continue
         last = Path(config.out_dir) / "last.pt"
         summaries[phase] = train(config, resume=str(last) if resume and last.is_file() else None)
-    final = finetune if finetune is not None else entry
+    final = finetune if finetune is not None else entry_config
     summaries["checkpoint"] = str(Path(final.out_dir) / "best.pt")
     return summaries
 
 
-__all__ = ["PROFILES", "conversion_configs", "convert"]
+def convert_exact(teacher: str, out_dir: str, *, weights: str | None = None, input_size: int | None = None,
+                  model_kwargs: dict | None = None, cut: str | None = None, finetune_epochs: int = 0,
+                  dct_stats: str | None = None, **options) -> dict:
+    """entry="pixels": the `converted` model with the exact entry and the teacher's full weights (loaded as
+    distillation loads its teacher: jpegnet.models.teacher.load_teacher), written as OUT/best.pt and
+    OUT/best.safetensors; nothing is trained. input_size / dct_stats: as `jpegnet train` takes them (default:
+    the teacher's size, the default DCT scale). Returns {'entry': None, 'finetune': None, 'checkpoint': the
+    best.pt, 'exact': {teacher, weights, num_classes, input_size, parameters}}."""
+    from ..models import create_model
+    from ..models.teacher import load_teacher
+    from .checkpoint import save_checkpoint
+    from .inputs import resolve_input_config
+    from .runs import write_best_weights
+
+    if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int) or finetune_epochs < 0:
+        raise ConfigError(f"finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
+    if finetune_epochs:
+        raise ConfigError(f"entry='pixels' trains nothing: convert first, then fine-tune with `jpegnet train "
+                          f"--init-from {Path(out_dir) / 'best.pt'}`")
+    if cut is not None or model_kwargs:
+        given = "cut" if cut is not None else sorted(model_kwargs)[0]
+        raise ConfigError(f"entry='pixels' runs the whole teacher after an exact entry: {given!r} belongs to the "
+                          f"learned entry")
+    training = sorted(k for k, v in options.items() if v is not None and k not in EXACT_IGNORED)
+    if training:
+        raise ConfigError(f"entry='pixels' trains nothing: the training option {training[0]!r} does not apply "
+                          f"(fine-tune with `jpegnet train --init-from OUT/best.pt`)")
+    loaded = load_teacher(teacher, weights)
+    kwargs = {"teacher": teacher, "entry": "pixels"}
+    num_classes = len(loaded.class_names)
+    model = create_model("converted", num_classes=num_classes, **kwargs)
+    own, theirs = model.remainder.state_dict(), loaded.model.state_dict()
+    if list(own) != list(theirs) or any(own[k].shape != theirs[k].shape for k in own):
+        raise ConfigError(f"the teacher {teacher} loaded from {weights} does not match the converted model's "
+                          f"copy of it")
+    model.remainder.load_state_dict(theirs)
+    model.input_config = resolve_input_config(model.input_config, input_size, dct_stats)
+    model.eval()
+    state = {"model_name": "converted", "model_kwargs": kwargs, "num_classes": num_classes,
+             "class_names": list(loaded.class_names), "input_config": model.input_config.to_dict(),
+             "model": model.state_dict()}
+    out = Path(out_dir)
+    save_checkpoint(state, out / "best.pt")
+    write_best_weights(out / "best.safetensors", state["model"], model_name="converted", model_kwargs=kwargs,
+                       class_names=state["class_names"], input_config=state["input_config"])
+    exact = {"teacher": teacher, "weights": weights, "num_classes": num_classes,
+             "input_size": tuple(model.input_config.input_size),
+             "parameters": sum(p.numel() for p in model.parameters())}
+    return {"entry": None, "finetune": None, "checkpoint": str(out / "best.pt"), "exact": exact}
+
+
+__all__ = ["PROFILES", "conversion_configs", "convert", "convert_exact"]

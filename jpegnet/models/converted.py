@@ -1,12 +1,24 @@
-"""Converted models: a pretrained pixel CNN whose front is replaced by a learned DCT entry (`jpegnet convert`).
+"""Converted models: a pretrained pixel CNN run on JPEG coefficients (`jpegnet convert`), with one of two entries.
+
+entry="learned" (the default): the teacher's front is replaced by a learned DCT entry, distilled from it.
 
     y (64, H/8, W/8), cbcr (128, H/16, W/16) ─ DctEntry ─▶ features at the cut ─ the teacher's remainder ─▶ logits
 
-The registered builder `converted(teacher=..., cut=..., entry_width=..., entry_depth=..., entry_kernel=...)`
-rebuilds the architecture from those keywords alone (a checkpoint's model name and model_kwargs): the teacher
+entry="pixels": an exact entry, nothing learned. Pixels are a linear function of the coefficients, so
+`PixelEntry` rebuilds the teacher's normalized input from them (jpegnet.dct.rebuild: block IDCT, 4:2:0 chroma
+box upsampling, JFIF colours, clip to [0, 1], then the teacher's mean / std) and the WHOLE teacher follows,
+unchanged and uncut: with the teacher's weights it is a working pretrained DCT model at once. It costs what
+the teacher costs plus the IDCT and colour conversion as tensor ops; only the learned entry would skip the
+teacher's front.
+
+    y, cbcr ─ PixelEntry ─▶ the teacher's normalized pixels (3, H, W) ─ the whole teacher ─▶ logits
+
+The registered builder `converted(teacher=..., entry=..., cut=..., entry_width=..., entry_depth=...,
+entry_kernel=...)` rebuilds the architecture from those keywords alone (a checkpoint's model name and model_kwargs): the teacher
 network is built randomly initialised (`jpegnet.models.cut.build_teacher_architecture`: a jpegnet model, or
-timm's for `timm:NAME`, never downloading), cut, and its front dropped; the checkpoint's state dict holds the
-entry's and the remainder's weights. No teacher weights file is needed to use a converted model.
+timm's for `timm:NAME`, never downloading), cut, and its front dropped (entry="pixels": kept whole, no cut); the checkpoint's state dict holds the
+entry's and the remainder's weights (entry="pixels": the entry's normalization buffers and the whole teacher's
+weights, under `remainder.`). No teacher weights file is needed to use a converted model.
 
 The entry (`DctEntry`) sees the coefficients at stride 8: BatchNorm on Y and on the 4:2:0 chroma (nearest
 upsampled ×2), a 1×1 fusion to `entry_width` × 192 channels (a multiple of the coefficient channels, rounded to
@@ -23,11 +35,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS, INTERPOLATIONS, InputConfig
-from .cut import TeacherError, build_teacher_architecture, find_cut, remove_front, teacher_preprocessing
+from ..input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS, INTERPOLATIONS, InputConfig, normalization
+from .cut import TeacherError, _feature_info, build_teacher_architecture, find_cut, remove_front, teacher_preprocessing
 from .registry import JpegNetModel, register_model
 
 ENTRY_REDUCTIONS = (4, 8)
+ENTRIES = ("learned", "pixels")
+#: The learned entry's keywords and their defaults: an exact (pixels) entry takes none of them.
+LEARNED_ENTRY_DEFAULTS = {"cut": None, "entry_width": 1.0, "entry_depth": 4, "entry_kernel": 3}
 
 
 class EntryBlock(nn.Module):
@@ -82,34 +97,106 @@ class DctEntry(nn.Module):
         return self.bn_out(x)
 
 
+class PixelEntry(nn.Module):
+    """Coefficients → the teacher's normalized pixels, exactly: `coefficients_to_rgb` undoes the batch's DCT
+    normalization (`dct_mean`, `dct_std`: 192 values each), runs the block IDCT, upsamples the chroma and
+    converts JFIF YCbCr to RGB in [0, 1]; then (rgb − `rgb_mean`) / `rgb_std`, the teacher's. All four are
+    buffers, so a checkpoint and an ONNX graph carry them; `set_normalization` replaces them."""
+
+    def __init__(self, dct_mean, dct_std, rgb_mean, rgb_std):
+        super().__init__()
+        for name, values, n in (("dct_mean", dct_mean, DCT_Y_CHANNELS + DCT_CBCR_CHANNELS),
+                                ("dct_std", dct_std, DCT_Y_CHANNELS + DCT_CBCR_CHANNELS),
+                                ("rgb_mean", rgb_mean, 3), ("rgb_std", rgb_std, 3)):
+            self.register_buffer(name, self._values(name, values, n))
+
+    @staticmethod
+    def _values(name: str, values, n: int) -> torch.Tensor:
+        t = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
+        if t.numel() != n:
+            raise TeacherError(f"the pixel entry's {name} needs {n} values, got {t.numel()}")
+        return t.clone()
+
+    @torch.no_grad()
+    def set_normalization(self, dct_mean, dct_std, rgb_mean, rgb_std) -> None:
+        for name, values in (("dct_mean", dct_mean), ("dct_std", dct_std), ("rgb_mean", rgb_mean),
+                             ("rgb_std", rgb_std)):
+            buffer = getattr(self, name)
+            if buffer.is_meta:
+                continue  # shapes only
+            buffer.copy_(self._values(name, values, buffer.numel()).to(buffer.device))
+
+    def forward(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+        from ..dct.rebuild import coefficients_to_rgb
+
+        rgb = coefficients_to_rgb(y, cbcr, self.dct_mean, self.dct_std)
+        return (rgb - self.rgb_mean.reshape(1, 3, 1, 1)) / self.rgb_std.reshape(1, 3, 1, 1)
+
+
 class ConvertedModel(JpegNetModel):
-    """`model(y, cbcr)`: a DCT entry followed by a teacher's remainder (see the module docstring).
+    """`model(y, cbcr)`: a DCT entry followed by a teacher's remainder (see the module docstring); with
+    entry="pixels" the exact PixelEntry followed by the whole teacher (then the "features" below are the
+    teacher's normalized pixels).
 
     `model(y, cbcr, return_features=True)` returns (logits, entry features): what distillation compares
     with the teacher, in one forward (so DistributedDataParallel sees the whole step); `features_only=True`
     returns (None, entry features) without running the remainder (a feature-only objective)."""
 
     def __init__(self, teacher: str, cut: str | None = None, num_classes: int = 1000, entry_width: float = 1.0,
-                 entry_depth: int = 4, entry_kernel: int = 3):
+                 entry_depth: int = 4, entry_kernel: int = 3, entry: str = "learned"):
         super().__init__()
+        if entry not in ENTRIES:
+            raise TeacherError(f"entry must be one of {list(ENTRIES)}, got {entry!r}")
+        if entry == "pixels":
+            given = dict(cut=cut, entry_width=entry_width, entry_depth=entry_depth, entry_kernel=entry_kernel)
+            odd = [k for k, v in given.items() if v != LEARNED_ENTRY_DEFAULTS[k]]
+            if odd:
+                raise TeacherError(f"entry='pixels' runs the whole teacher after an exact entry: {', '.join(odd)} "
+                                   f"belong{'s' if len(odd) == 1 else ''} to the learned entry; leave "
+                                   f"{'it' if len(odd) == 1 else 'them'} out")
+        self.entry_kind = entry
         net = build_teacher_architecture(teacher, num_classes=num_classes)
-        point = find_cut(net, cut)
         prep = teacher_preprocessing(net)
-        self.teacher_spec, self.cut = teacher, point
-        self.entry = DctEntry(point.channels, point.reduction, entry_width, entry_depth, entry_kernel)
-        self.remainder = remove_front(net, point)
+        self.teacher_spec = teacher
         self.num_classes = num_classes
         self.num_features = int(getattr(net, "num_features", 0))
-        # The teacher's RGB normalization stays in mean / std: distillation rebuilds its pixels with it.
-        self.input_config = InputConfig(representation="dct", input_size=tuple(prep["input_size"]),
-                                        mean=tuple(prep["mean"]), std=tuple(prep["std"]), crop_pct=prep["crop_pct"],
-                                        # the teacher's resize filter, where the DCT resampler has it
-                                        interpolation=(prep["interpolation"] if prep["interpolation"]
-                                                       in INTERPOLATIONS else "bilinear"))
-        later = [d for d in (getattr(net, "feature_info", None) or []) if d["reduction"] > point.reduction]
-        self.feature_info = [dict(module="entry", num_chs=point.channels, reduction=point.reduction)] + [
-            dict(module=f"remainder.{d['module']}", num_chs=d["num_chs"], reduction=d["reduction"]) for d in later]
+        # The teacher's RGB normalization stays in mean / std: distillation rebuilds its pixels with it (and
+        # the pixel entry applies it).
+        config = InputConfig(representation="dct", input_size=tuple(prep["input_size"]),
+                             mean=tuple(prep["mean"]), std=tuple(prep["std"]), crop_pct=prep["crop_pct"],
+                             # the teacher's resize filter, where the DCT resampler has it
+                             interpolation=(prep["interpolation"] if prep["interpolation"]
+                                            in INTERPOLATIONS else "bilinear"))
+        if entry == "pixels":
+            self.cut = None
+            dct_mean, dct_std = normalization(config, "dct")
+            self.entry = PixelEntry(dct_mean, dct_std, config.mean, config.std)
+            self.remainder = net  # the whole teacher: nothing cut
+            self.feature_info = [dict(module=f"remainder.{d['module']}", num_chs=d["num_chs"],
+                                      reduction=d["reduction"]) for d in _feature_info(net)]
+        else:
+            point = find_cut(net, cut)
+            self.cut = point
+            self.entry = DctEntry(point.channels, point.reduction, entry_width, entry_depth, entry_kernel)
+            self.remainder = remove_front(net, point)
+            later = [d for d in _feature_info(net) if d["reduction"] > point.reduction]
+            self.feature_info = [dict(module="entry", num_chs=point.channels, reduction=point.reduction)] + [
+                dict(module=f"remainder.{d['module']}", num_chs=d["num_chs"], reduction=d["reduction"])
+                for d in later]
+        self.input_config = config
         self.remainder_frozen = False  # distillation's first phase: the remainder's BatchNorms keep eval mode
+
+    @property
+    def input_config(self) -> InputConfig:
+        return self._input_config
+
+    @input_config.setter
+    def input_config(self, config: InputConfig) -> None:
+        """A pixel entry follows its config: the DCT normalization it undoes is the one the data pipeline
+        applies (e.g. a run's --dct-stats), the RGB one the teacher's."""
+        self.__dict__["_input_config"] = config
+        if isinstance(self.__dict__.get("_modules", {}).get("entry"), PixelEntry):
+            self.entry.set_normalization(*normalization(config, "dct"), config.mean, config.std)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -125,7 +212,7 @@ class ConvertedModel(JpegNetModel):
 
     def forward(self, y: torch.Tensor, cbcr: torch.Tensor, return_features: bool = False,
                 features_only: bool = False):
-        features = self.entry(y, cbcr)
+        features = self.entry(y, cbcr)  # entry="pixels": the teacher's normalized pixels
         if features_only:
             return None, features
         logits = self.forward_head(self.remainder.forward_features(features))
@@ -138,10 +225,13 @@ class ConvertedModel(JpegNetModel):
 
 @register_model
 def converted(num_classes: int = 1000, teacher: str = "efficientnet_b0", cut: str | None = None,
-              entry_width: float = 1.0, entry_depth: int = 4, entry_kernel: int = 3) -> ConvertedModel:
-    """A pretrained pixel CNN (`teacher`: a jpegnet model name or timm:NAME) with its front up to `cut`
-    (default: its last stride-8 stage) replaced by a learned DCT entry; made by `jpegnet convert`."""
-    return ConvertedModel(teacher, cut, num_classes, entry_width, entry_depth, entry_kernel)
+              entry_width: float = 1.0, entry_depth: int = 4, entry_kernel: int = 3,
+              entry: str = "learned") -> ConvertedModel:
+    """A pretrained pixel CNN (`teacher`: a jpegnet model name or timm:NAME) on JPEG coefficients; made by
+    `jpegnet convert`. entry="learned": its front up to `cut` (default: its last stride-8 stage) replaced by a
+    learned DCT entry; entry="pixels": an exact entry rebuilds its pixels and the whole teacher follows (no
+    cut, no entry_* keywords)."""
+    return ConvertedModel(teacher, cut, num_classes, entry_width, entry_depth, entry_kernel, entry)
 
 
-__all__ = ["ConvertedModel", "DctEntry", "EntryBlock", "converted"]
+__all__ = ["ENTRIES", "ConvertedModel", "DctEntry", "EntryBlock", "PixelEntry", "converted"]

@@ -37,11 +37,8 @@ def _class_names(num_classes: int, meta: dict, state: dict | None) -> list[str]:
     if state is not None and isinstance(state.get("class_names"), list) and len(state["class_names"]) == num_classes:
         return [str(c) for c in state["class_names"]]
     if num_classes == 1000:
-        try:
-            from timm.data import ImageNetInfo
-            return list(ImageNetInfo().label_names())  # the 1000 WordNet ids, sorted: ImageNet's label order
-        except Exception:  # no timm (a jpegnet teacher): plain names
-            pass
+        from ..imagenet import imagenet_wnids
+        return imagenet_wnids()  # the 1000 WordNet ids, sorted: ImageNet's label order (no timm needed)
     return [f"class_{i:0{len(str(num_classes - 1))}d}" for i in range(num_classes)]
 
 
