@@ -23,4 +23,16 @@ def corpus_files() -> list[Path]:
     return [CORPUS / row["file"] for row in corpus_manifest()]
 
 
+def corpus_originals(tmp_path: Path) -> Path:
+    """A folder of links to the corpus's 96 labelled ImageNet originals (`n<wnid>_<name>.JPEG`, not the
+    variants); skips where ../shared/data is missing."""
+    if not CORPUS.is_dir():
+        pytest.skip(f"{CORPUS} not found")
+    folder = tmp_path / "originals"
+    folder.mkdir()
+    for f in sorted(CORPUS.glob("n*_*.JPEG")):
+        os.symlink(f, folder / f.name)
+    return folder
+
+
 requires_shared = pytest.mark.skipif(not CORPUS.exists(), reason="../shared/data is not beside the checkout")

