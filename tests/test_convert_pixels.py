@@ -133,9 +133,49 @@ def test_pixel_entry_exports_to_onnx_with_the_clamp(lite_pair):
         rgb = coefficients_to_rgb(y, cbcr, model.entry.dct_mean, model.entry.dct_std)
         assert float(((rgb == 0) | (rgb == 1)).float().mean()) > 0.05
         ref = model(y, cbcr)
-    session = ort.InferenceSession(export_onnx(model), providers=["CPUExecutionProvider"])
+    onnx_bytes = export_onnx(model)
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     out = session.run(["logits"], {"y": y.numpy(), "cbcr": cbcr.numpy()})[0]
     torch.testing.assert_close(torch.from_numpy(out), ref, atol=1e-4, rtol=1e-4)
+    # OpenVINO folds the entry's first Cast into the graph's inputs, so its ports are not named by their first
+    # name alone: the backend used to refuse this file ("the graph's inputs ['/entry/Cast_output_0', ...]")
+    from jpegnet.engine.backends import OpenVinoBackend
+
+    torch.testing.assert_close(OpenVinoBackend(onnx_bytes)(y, cbcr), ref, atol=1e-4, rtol=1e-4)
+
+
+def test_pixel_entry_refolds_after_loading_and_exports_its_fold_as_constants():
+    """The entry runs weights folded from its four statistics (non-persistent buffers): loading a state dict
+    with other statistics must refold them, or a checkpoint's entry would silently run the defaults; and the
+    ONNX graph holds the fold as constants: 1×1 convolutions, no matmul, einsum or arithmetic on statistics."""
+    import onnx
+
+    from jpegnet.dct.rebuild import rebuild, rebuild_weights
+    from jpegnet.engine.export import export_onnx
+    from jpegnet.models.converted import PixelEntry
+
+    g = torch.Generator().manual_seed(3)
+    stats = [torch.randn(192, generator=g) * 5, torch.rand(192, generator=g) * 20 + 2,
+             torch.tensor([0.4, 0.5, 0.6]), torch.tensor([0.2, 0.3, 0.25])]
+    y = torch.randn(2, 64, 8, 8, generator=g) * 2
+    cbcr = torch.randn(2, 128, 4, 4, generator=g) * 2
+    source = PixelEntry(*stats)
+    target = PixelEntry(torch.zeros(192), torch.ones(192), (0.5,) * 3, (0.5,) * 3)
+    assert (target(y, cbcr) - source(y, cbcr)).abs().max() > 0.1
+    target.load_state_dict(source.state_dict())
+    assert set(source.state_dict()) == {"dct_mean", "dct_std", "rgb_mean", "rgb_std"}  # the fold is not saved
+    torch.testing.assert_close(target(y, cbcr), source(y, cbcr), atol=1e-5, rtol=0)
+    # the fold with a normalization equals rebuilding to [0, 1] then normalizing, clip included
+    want = (coefficients_to_rgb(y, cbcr, *stats[:2]) - stats[2].reshape(1, 3, 1, 1)) / stats[3].reshape(1, 3, 1, 1)
+    torch.testing.assert_close(rebuild(y, cbcr, rebuild_weights(*stats)), want, atol=1e-5, rtol=0)
+    with pytest.raises(TeacherError, match="rgb_std must be positive"):
+        PixelEntry(stats[0], stats[1], stats[2], (0.5, 0.0, 0.5))
+
+    model = create_model("converted", num_classes=10, teacher="efficientnet_lite0", entry="pixels")
+    graph = onnx.load_from_string(export_onnx(model)).graph
+    entry_ops = [n.op_type for n in graph.node if n.name.startswith("/entry/")]
+    assert entry_ops.count("Conv") == 3 and entry_ops.count("DepthToSpace") == 2, entry_ops
+    assert not {"MatMul", "Einsum", "Mul", "Div", "Sub", "Transpose"} & set(entry_ops), entry_ops
 
 
 def test_pixel_entry_refuses_the_learned_entrys_keywords_and_builds_on_meta():
@@ -212,3 +252,43 @@ def test_converted_lite0_scores_what_the_rgb_model_scores_and_exports(tmp_path, 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = torch.from_numpy(session.run(["logits"], {"y": y.numpy(), "cbcr": cbcr.numpy()})[0])
     torch.testing.assert_close(got, ref, atol=1e-3, rtol=0)
+
+
+@requires_shared
+def test_int8_export_keeps_the_exact_entry_in_float(lite_pair):
+    """The exact entry's IDCT reads coefficients whose range is DC's thousands beside AC's units: quantized to
+    8 bits it loses the fine ones. The export names the entry's scope, and quantization leaves every node in
+    it in float (no DequantizeLinear feeds them), while the teacher after it is quantized."""
+    import onnx
+
+    from jpegnet.engine.export import export_onnx, read_onnx_metadata
+    from jpegnet.engine.quantize import quantize_onnx
+
+    model, _ = lite_pair
+    batches = [_batch(model.input_config)]
+    fp32 = export_onnx(model)
+    assert read_onnx_metadata(fp32).precision == "fp32"
+    assert dict((p.key, p.value) for p in onnx.load_from_string(fp32).metadata_props)["int8_fp32_scopes"] \
+        == '["/entry/"]'
+
+    def entry_inputs_dequantized(data: bytes) -> tuple[int, int]:
+        graph = onnx.load_from_string(data).graph
+        dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        entry = [n for n in graph.node if n.name.startswith("/entry/")]
+        rest = [n for n in graph.node if n.op_type == "Conv"]
+        return (sum(any(i in dequantized for i in n.input) for n in entry),
+                sum(any(i in dequantized for i in n.input) for n in rest))
+
+    int8 = quantize_onnx(fp32, batches)
+    info = read_onnx_metadata(int8)
+    assert info.precision == "int8" and info.quantization["fp32_scopes"] == ["/entry/"]
+    assert any(name.startswith("/entry/") for name in info.quantization["fp32_nodes"])
+    entry_q, convs_q = entry_inputs_dequantized(int8)
+    assert entry_q == 0 and convs_q > 10  # the entry in float, the teacher's convolutions quantized
+    # control: the same model without the request has its entry quantized like the rest
+    del model.int8_fp32_modules
+    try:
+        plain = quantize_onnx(export_onnx(model), batches)
+    finally:
+        model.int8_fp32_modules = ("entry",)
+    assert entry_inputs_dequantized(plain)[0] > 0

@@ -168,9 +168,14 @@ class OpenVinoBackend(_ModuleLike):
         self.model_name = info.model_name
         self.precision = info.precision
         self.device = torch.device("cpu")
-        self._inputs = [port.get_any_name() for port in self.compiled.inputs]
-        if self._inputs != info.input_names:
-            raise ValueError(f"the graph's inputs {self._inputs} differ from its metadata's {info.input_names}")
+        # A port carries every name its tensor has: OpenVINO may fold a first Cast into the input, and then
+        # get_any_name() gives the Cast's output name, so the check is membership, and feeds go by position.
+        port_names = [port.get_names() for port in self.compiled.inputs]
+        if len(port_names) != len(info.input_names) or any(
+                name not in names for name, names in zip(info.input_names, port_names)):
+            raise ValueError(f"the graph's inputs {[sorted(n) for n in port_names]} differ from its metadata's "
+                             f"{info.input_names}")
+        self._inputs = list(info.input_names)
         self._logits = self.compiled.output("logits")
         self._request = self.compiled.create_infer_request()
         self._lock = threading.Lock()  # one infer request: one caller at a time
@@ -182,8 +187,8 @@ class OpenVinoBackend(_ModuleLike):
         return cls(_export(model, class_names, model_name, input_size), threads=threads, device=device)
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        feeds = {name: x.detach().to("cpu", torch.float32).contiguous().numpy()
-                 for name, x in zip(self._inputs, inputs)}
+        feeds = {index: x.detach().to("cpu", torch.float32).contiguous().numpy()
+                 for index, x in zip(range(len(self._inputs)), inputs)}
         with self._lock:
             # share_inputs: no copy of the arrays in; the outputs are copies (the request reuses its buffers)
             logits = self._request.infer(feeds, share_inputs=True, share_outputs=False)[self._logits]

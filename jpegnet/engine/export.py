@@ -90,6 +90,9 @@ def export_onnx(model: torch.nn.Module, out: str | os.PathLike | None = None, *,
         "input_names": names,
         "precision": "fp32",
     }
+    fp32_modules = getattr(model, "int8_fp32_modules", ())
+    if fp32_modules:  # the exporter names each node after its module's path: /entry/MatMul
+        meta["int8_fp32_scopes"] = [f"/{name.replace('.', '/')}/" for name in fp32_modules]
     set_metadata(proto, meta)
     data = proto.SerializeToString()
     if out is not None:

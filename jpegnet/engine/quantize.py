@@ -210,8 +210,10 @@ def quantize_onnx(fp32: bytes, batches, *, method: str = "minmax", reduce_range:
                   calibration: dict | None = None) -> bytes:
     """The int8 (QDQ) version of the exported file `fp32` (bytes), calibrated on `batches` (input tuples in the
     order of the file's inputs, as `calibration_batches` makes them). The metadata is the fp32 file's with
-    precision "int8" and `quantization` (method, format, types, `fp32_nodes`: the shape-arithmetic nodes left
-    unquantized, see `shape_arithmetic_nodes`, and `calibration`: where the images came from)."""
+    precision "int8" and `quantization` (method, format, types, `fp32_nodes`: the nodes left unquantized, i.e.
+    the shape arithmetic (see `shape_arithmetic_nodes`) and every node under the `int8_fp32_scopes` the export
+    recorded for modules the model keeps in float (`model.int8_fp32_modules`, e.g. a converted model's exact
+    entry), `fp32_scopes`, and `calibration`: where the images came from)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -237,6 +239,9 @@ def quantize_onnx(fp32: bytes, batches, *, method: str = "minmax", reduce_range:
         if _name_nodes(graph.graph):
             onnx.save(graph, prepared)
         keep_fp32 = shape_arithmetic_nodes(graph.graph)
+        scopes = tuple(meta.get("int8_fp32_scopes") or ())  # modules the model asks to keep in float
+        keep_fp32 += [n.name for n in graph.graph.node if scopes and n.name.startswith(scopes)
+                      and n.name not in keep_fp32]
         quantize_static(prepared, int8_path, _BatchReader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=calibrate, nodes_to_exclude=keep_fp32,
@@ -245,6 +250,7 @@ def quantize_onnx(fp32: bytes, batches, *, method: str = "minmax", reduce_range:
     meta.update(precision="int8", quantization={
         "format": "QDQ", "weights": "int8 symmetric per channel", "activations": "uint8 asymmetric",
         "reduce_range": bool(reduce_range), "method": method, "fp32_nodes": keep_fp32,
+        "fp32_scopes": list(meta.get("int8_fp32_scopes") or ()),
         "calibration": dict(calibration or {})})
     set_metadata(quantized, meta)
     return quantized.SerializeToString()

@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..dct.rebuild import coefficients_to_rgb
+from ..dct.rebuild import REBUILD_SHAPES, RebuildWeights, rebuild, rebuild_weights
 from ..input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS, INTERPOLATIONS, InputConfig, normalization
 from .cut import TeacherError, _feature_info, build_teacher_architecture, find_cut, remove_front, teacher_preprocessing
 from .registry import JpegNetModel, register_model
@@ -99,10 +99,15 @@ class DctEntry(nn.Module):
 
 
 class PixelEntry(nn.Module):
-    """Coefficients → the teacher's normalized pixels, exactly: `coefficients_to_rgb` undoes the batch's DCT
-    normalization (`dct_mean`, `dct_std`: 192 values each), runs the block IDCT, upsamples the chroma and
-    converts JFIF YCbCr to RGB in [0, 1]; then (rgb − `rgb_mean`) / `rgb_std`, the teacher's. All four are
-    buffers, so a checkpoint and an ONNX graph carry them; `set_normalization` replaces them."""
+    """Coefficients → the teacher's normalized pixels, exactly: undoes the batch's DCT normalization
+    (`dct_mean`, `dct_std`: 192 values each), runs the block IDCT, upsamples the chroma, converts JFIF YCbCr to
+    RGB in [0, 1], then (rgb − `rgb_mean`) / `rgb_std`, the teacher's. The four statistics are buffers, so a
+    checkpoint carries them; `set_normalization` replaces them. What runs is their fold
+    (`jpegnet.dct.rebuild.rebuild_weights`: two 1×1 convolutions and a clip), kept as non-persistent buffers
+    refolded whenever the statistics change (here or by `load_state_dict`), so an ONNX graph holds the folded
+    weights as constants rather than computing them on every call."""
+
+    _FOLDED = RebuildWeights._fields
 
     def __init__(self, dct_mean, dct_std, rgb_mean, rgb_std):
         super().__init__()
@@ -110,13 +115,40 @@ class PixelEntry(nn.Module):
                                 ("dct_std", dct_std, DCT_Y_CHANNELS + DCT_CBCR_CHANNELS),
                                 ("rgb_mean", rgb_mean, 3), ("rgb_std", rgb_std, 3)):
             self.register_buffer(name, self._values(name, values, n))
+        folded = (RebuildWeights(*(torch.empty(shape, device="meta") for shape in REBUILD_SHAPES))
+                  if self.dct_mean.is_meta else self._fold())  # a skeleton (shapes only) has nothing to fold
+        for name, tensor in zip(self._FOLDED, folded):
+            self.register_buffer(f"folded_{name}", tensor, persistent=False)
+        self.register_load_state_dict_post_hook(PixelEntry._refold_after_load)  # a function, so it pickles
 
     @staticmethod
     def _values(name: str, values, n: int) -> torch.Tensor:
         t = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
         if t.numel() != n:
             raise TeacherError(f"the pixel entry's {name} needs {n} values, got {t.numel()}")
+        if name.endswith("std") and not t.is_meta and bool((t <= 0).any()):
+            raise TeacherError(f"the pixel entry's {name} must be positive, got a minimum of {float(t.min())}")
         return t.clone()
+
+    def _fold(self) -> RebuildWeights:
+        return rebuild_weights(self.dct_mean, self.dct_std, self.rgb_mean, self.rgb_std,
+                               device=self.dct_mean.device)
+
+    @staticmethod
+    def _refold_after_load(module: "PixelEntry", _incompatible_keys) -> None:
+        module.refold()
+
+    @torch.no_grad()
+    def refold(self) -> None:
+        """Recompute the folded weights from the statistics (after they changed in place)."""
+        if any(getattr(self, n).is_meta for n in ("dct_mean", "dct_std", "rgb_mean", "rgb_std")):
+            return  # shapes only: nothing to fold yet
+        for name, tensor in zip(self._FOLDED, self._fold()):
+            buffer = getattr(self, f"folded_{name}")
+            if buffer.is_meta:
+                setattr(self, f"folded_{name}", tensor.to(buffer.dtype))
+            else:
+                buffer.copy_(tensor)
 
     @torch.no_grad()
     def set_normalization(self, dct_mean, dct_std, rgb_mean, rgb_std) -> None:
@@ -126,10 +158,10 @@ class PixelEntry(nn.Module):
             if buffer.is_meta:
                 continue  # shapes only
             buffer.copy_(self._values(name, values, buffer.numel()).to(buffer.device))
+        self.refold()
 
     def forward(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
-        rgb = coefficients_to_rgb(y, cbcr, self.dct_mean, self.dct_std)
-        return (rgb - self.rgb_mean.reshape(1, 3, 1, 1)) / self.rgb_std.reshape(1, 3, 1, 1)
+        return rebuild(y, cbcr, RebuildWeights(*(getattr(self, f"folded_{n}") for n in self._FOLDED)))
 
 
 class ConvertedModel(JpegNetModel):
@@ -171,6 +203,9 @@ class ConvertedModel(JpegNetModel):
             dct_mean, dct_std = normalization(config, "dct")
             self.entry = PixelEntry(dct_mean, dct_std, config.mean, config.std)
             self.remainder = net  # the whole teacher: nothing cut
+            # int8 export keeps the exact entry in float: quantizing the coefficients to 8 bits over their
+            # whole range (DC's thousands beside AC's units) costs accuracy, the IDCT costs ~1% of the FLOPs
+            self.int8_fp32_modules = ("entry",)
             self.feature_info = [dict(module=f"remainder.{d['module']}", num_chs=d["num_chs"],
                                       reduction=d["reduction"]) for d in _feature_info(net)]
         else:
