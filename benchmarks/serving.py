@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,9 +49,11 @@ from load_clients import CLIENTS, check_client, run_client  # noqa: E402
 from pipeline import corpus_originals, cpu_seconds, imagenette_val  # noqa: E402  (the files and CPU clock it uses)
 
 
-def prepare(models: list[str], folder: Path, backends: list[str], onnx_files: dict[str, str]) -> dict:
-    """The `jpegnet serve` arguments per (model, backend): a random-init checkpoint for torch, and for any other
-    backend the ONNX file --onnx named for the model or the one exported from that checkpoint."""
+def prepare(models: list[str], folder: Path, backends: list[str], onnx_files: dict[str, str],
+            checkpoints: dict[str, str]) -> dict:
+    """The `jpegnet serve` arguments per (model, backend): the checkpoint --checkpoint named for the model, else a
+    random-init one, for torch; for any other backend the ONNX file --onnx named for the model or the one exported
+    from that checkpoint."""
     import torch
 
     from jpegnet import create_model
@@ -59,11 +62,13 @@ def prepare(models: list[str], folder: Path, backends: list[str], onnx_files: di
 
     paths = {}
     for name in models:
-        torch.manual_seed(0)
-        model = create_model(name, num_classes=1000)
-        ckpt = folder / f"{name}.pt"
-        save_checkpoint({"model_name": name, "num_classes": 1000, "class_names": [f"class {i}" for i in range(1000)],
-                         "input_config": model.input_config.to_dict(), "model": model.state_dict()}, ckpt)
+        ckpt = Path(checkpoints[name]) if name in checkpoints else folder / f"{name}.pt"
+        if name not in checkpoints:
+            torch.manual_seed(0)
+            model = create_model(name, num_classes=1000)
+            save_checkpoint({"model_name": name, "num_classes": 1000,
+                             "class_names": [f"class {i}" for i in range(1000)],
+                             "input_config": model.input_config.to_dict(), "model": model.state_dict()}, ckpt)
         onnx = onnx_files.get(name)
         if onnx is None and any(b != "torch" for b in backends):
             onnx = folder / f"{name}.onnx"
@@ -83,6 +88,7 @@ class Server:
         if not match:
             raise RuntimeError(f"server did not start: {line}{self.proc.stderr.read()}")
         self.url = match.group(0)
+        self.health = json.loads(urllib.request.urlopen(self.url + "/healthz", timeout=30).read())
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -93,7 +99,6 @@ class Server:
 
 
 def batch_stats(url: str) -> tuple[float, float]:
-    import urllib.request
     text = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
     value = lambda name: float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))  # noqa: E731
     return value("jpegnet_batch_size_sum"), value("jpegnet_batch_size_count")
@@ -112,11 +117,11 @@ def measure(server: Server, client: str, files: list[Path], concurrency: int, se
     return r
 
 
-def model_files(spec: str) -> dict[str, str]:
+def model_files(spec: str, option: str = "--onnx") -> dict[str, str]:
     """'NAME=PATH' → {NAME: PATH}"""
     name, sep, path = spec.partition("=")
     if not sep or not Path(path).is_file():
-        raise SystemExit(f"--onnx takes MODEL=PATH of an existing file, got {spec!r}")
+        raise SystemExit(f"{option} takes MODEL=PATH of an existing file, got {spec!r}")
     return {name: path}
 
 
@@ -144,6 +149,9 @@ def main() -> None:
     ap.add_argument("--onnx", action="append", default=[], metavar="MODEL=PATH",
                     help="serve this ONNX file for MODEL on the non-torch backends instead of exporting one "
                          "(e.g. an int8 export); repeatable")
+    ap.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=PATH",
+                    help="serve this jpegnet checkpoint for MODEL (any label, e.g. a `jpegnet convert` result) "
+                         "instead of a random-init one; repeatable")
     ap.add_argument("--pair", nargs=2, action="append", metavar=("RGB", "DCT"),
                     help="an (RGB model, DCT twin) pair to compare; repeatable (default: the three README pairs)")
     ap.add_argument("--rgb-decode", choices=["fast", "plain"], default="fast",
@@ -161,6 +169,7 @@ def main() -> None:
     if args.quick:
         pairs, args.concurrency, args.seconds, args.imagenette = pairs if args.pair else [PAIRS[1]], [1, 8], 1.5, 0
     onnx_files = {k: v for spec in args.onnx for k, v in model_files(spec).items()}
+    checkpoints = {k: v for spec in args.checkpoint for k, v in model_files(spec, "--checkpoint").items()}
     originals = corpus_originals()
     hey_file = Path(args.hey_file) if args.hey_file else hey_default(originals)
     datasets = {"originals": ([hey_file] + [f for f in originals if f != hey_file], args.concurrency)}
@@ -170,35 +179,45 @@ def main() -> None:
              *shlex.split(args.server_args)]
     started = time.time()
     load_before = os.getloadavg()
-    rows = []
+    rows, failed = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        servers = prepare([m for pair in pairs for m in pair], Path(tmp), args.backends, onnx_files)
-        for pair in pairs:
-            for name in pair:
-                rgb = not name.startswith("dct_")
-                for backend in args.backends:
+        servers = prepare(list(dict.fromkeys(m for pair in pairs for m in pair)), Path(tmp), args.backends, onnx_files, checkpoints)
+        # each model is served once, even when it is in several pairs (the tables pair the rows up afterwards)
+        models = dict.fromkeys((name, rgb) for pair in pairs for rgb, name in zip((True, False), pair))
+        for name, rgb in models:
+            for backend in args.backends:
+                try:
                     server = Server(servers[name][backend], extra + (["--rgb-decode", args.rgb_decode] if rgb else []))
-                    try:
-                        for files, (paths, levels) in datasets.items():
-                            for c in levels:
-                                for client in args.client:
-                                    r = measure(server, client, paths, c, args.seconds, args.max_requests)
-                                    r.update(model=name, input="rgb" if rgb else "dct", backend=backend, files=files,
-                                             concurrency=c, rgb_decode=args.rgb_decode if rgb else None,
-                                             onnx=onnx_files.get(name) if backend != "torch" else None)
-                                    rows.append(r)
-                                    print(f"{name:30s} {backend:11s} {files:14s} {client:7s} c={c:<3d} "
-                                          f"{r['images_per_s']:7.1f} img/s p50 {r['p50_ms']:7.1f} p95 "
-                                          f"{r['p95_ms']:7.1f} p99 {r['p99_ms']:7.1f} ms, CPU "
-                                          f"{r['cpu_ms_per_request']:6.2f} ms/req, batch {r['mean_batch']:.1f}, "
-                                          f"statuses {r['statuses']}", flush=True)
-                    finally:
-                        server.stop()
+                except RuntimeError as error:  # one server that cannot start does not lose the others' rows
+                    failed.append({"model": name, "backend": backend, "error": str(error)[-2000:]})
+                    print(f"{name} on {backend}: {error}", file=sys.stderr, flush=True)
+                    continue
+                try:
+                    if server.health["representation"] != ("rgb" if rgb else "dct"):
+                        raise SystemExit(f"{name} takes {server.health['representation']} input: a pair is "
+                                         "(RGB model, DCT model)")
+                    for files, (paths, levels) in datasets.items():
+                        for c in levels:
+                            for client in args.client:
+                                r = measure(server, client, paths, c, args.seconds, args.max_requests)
+                                r.update(model=name, input="rgb" if rgb else "dct", backend=backend, files=files,
+                                         precision=server.health["precision"],
+                                         concurrency=c, rgb_decode=args.rgb_decode if rgb else None,
+                                         onnx=onnx_files.get(name) if backend != "torch" else None)
+                                rows.append(r)
+                                print(f"{name:30s} {backend:11s} {files:14s} {client:7s} c={c:<3d} "
+                                      f"{r['images_per_s']:7.1f} img/s p50 {r['p50_ms']:7.1f} p95 "
+                                      f"{r['p95_ms']:7.1f} p99 {r['p99_ms']:7.1f} ms, CPU "
+                                      f"{r['cpu_ms_per_request']:6.2f} ms/req, batch {r['mean_batch']:.1f}, "
+                                      f"statuses {r['statuses']}", flush=True)
+                finally:
+                    server.stop()
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)), "machine": platform.machine(),
             "cores": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
             "seconds_total": time.time() - started, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
-            "weights": "random init (speed only)", "clients": args.client, "rgb_decode": args.rgb_decode,
-            "hey_file": hey_file.name, "server_args": args.server_args}
+            "weights": "random init (speed only) except --checkpoint models", "checkpoints": checkpoints,
+            "pairs": pairs, "clients": args.client, "rgb_decode": args.rgb_decode,
+            "hey_file": hey_file.name, "server_args": args.server_args, "failed_to_start": failed}
     print_tables(rows, pairs, meta)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
@@ -211,11 +230,12 @@ def print_tables(rows: list[dict], pairs, meta: dict) -> None:
     print(f"\n{meta['date']}, {meta['cores']} cores, load average {meta['load_average_before'][0]:.1f} before / "
           f"{meta['load_average_after'][0]:.1f} after, {meta['seconds_total']:.0f} s in all, RGB decode "
           f"{meta['rgb_decode']}, hey posts {meta['hey_file']}\n")
-    print("| model | input | backend | files | client | conc. | images/s | p50 ms | p95 ms | p99 ms | CPU ms/req "
-          "| mean batch | non-200 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | input | backend | precision | files | client | conc. | images/s | p50 ms | p95 ms | p99 ms "
+          "| CPU ms/req | mean batch | non-200 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['input']} | {r['backend']} | {r['files']} | {r['client']} | {r['concurrency']} | "
+        print(f"| {r['model']} | {r['input']} | {r['backend']} | {r.get('precision', 'fp32')} | {r['files']} | "
+              f"{r['client']} | {r['concurrency']} | "
               f"{r['images_per_s']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
               f"{r['cpu_ms_per_request']:.2f} | {r['mean_batch']:.1f} | {r['errors']} |")
     print("\n| ratio | backend | files | client | conc. | value |\n|---|---|---|---|---|---|")
