@@ -639,8 +639,9 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a batch's first image waits for more (default 5)")
     p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="default: onnxruntime for --onnx, torch for --checkpoint; openvino runs either (a "
-                        "checkpoint is exported in memory)")
+                   help="default: for --onnx openvino where it is installed (faster here), else onnxruntime; "
+                        "torch for --checkpoint; openvino and onnxruntime run either (a checkpoint is exported in "
+                        "memory)")
     add_device_arguments(p, precision=False, default=None)
     p.add_argument("--max-queue", type=_positive_int, default=256,
                    help="images admitted at once (decoding, waiting, running); more get 503 (default 256)")
@@ -659,10 +660,10 @@ def add_serve_parser(sub) -> None:
 def cmd_serve(args) -> int:
     import torch
 
-    from .engine.backends import load_backend
+    from .engine.backends import default_onnx_backend, load_backend
     from .serve.server import ServeConfig, run_server
 
-    backend = args.backend or ("onnxruntime" if args.onnx else "torch")
+    backend = args.backend or (default_onnx_backend() if args.onnx else "torch")
     if args.threads:
         torch.set_num_threads(args.threads)
     config = ServeConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,

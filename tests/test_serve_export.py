@@ -145,8 +145,22 @@ def test_torch_backend_is_the_model():
         assert torch.equal(TorchBackend(model, device="cpu")(x), model(x))
 
 
+def test_default_onnx_backend_is_openvino_where_installed(monkeypatch):
+    import importlib.util
+
+    from jpegnet.engine.backends import default_onnx_backend
+
+    installed = importlib.util.find_spec("openvino") is not None
+    assert default_onnx_backend() == ("openvino" if installed else "onnxruntime")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino"
+                        else real_find_spec(name, *a))
+    assert default_onnx_backend() == "onnxruntime"
+
+
 def test_bytes_that_are_not_onnx_are_a_typed_error(tmp_path, capsys):
     from jpegnet.cli import main
+    from jpegnet.engine.backends import default_onnx_backend
     from jpegnet.errors import JpegnetError
 
     with pytest.raises(JpegnetError, match="onnxruntime cannot load it"):
@@ -157,7 +171,10 @@ def test_bytes_that_are_not_onnx_are_a_typed_error(tmp_path, capsys):
         OnnxRuntimeBackend(path)
     # through the command: one line and exit 1, not onnxruntime's traceback (the file is loaded before any
     # socket is opened)
-    assert main(["serve", "--onnx", str(path), "--port", "0"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("jpegnet: error: ") and "onnxruntime cannot load it" in err[-1]
-    assert "Traceback" not in "\n".join(err)
+    for backend, says in (["--backend", "onnxruntime"], "onnxruntime cannot load it"), ([], None):
+        assert main(["serve", "--onnx", str(path), "--port", "0", *backend]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        # no --backend: the default, openvino where it is installed (the test extra installs it)
+        says = says or f"{default_onnx_backend()} cannot {'read' if default_onnx_backend() == 'openvino' else 'load'} it"
+        assert err[-1].startswith("jpegnet: error: ") and says in err[-1], err
+        assert "Traceback" not in "\n".join(err)
