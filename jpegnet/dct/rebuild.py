@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .transforms import BLOCK, dct_matrix
+from .transforms import BLOCK, block_idct
 
 Y_CHANNELS = 64
 # JFIF YCbCr → RGB: each output channel's (Y, Cb, Cr) weights, Cb and Cr centred on 0
@@ -45,15 +45,11 @@ class RebuildWeights(NamedTuple):
     high: torch.Tensor
 
 
-REBUILD_SHAPES = RebuildWeights((64, 64, 1, 1), (64,), (128, 64, 1, 1), (128,), (3, 3, 1, 1), (3,), (1, 3, 1, 1),
-                                (1, 3, 1, 1))
-
-
 def _idct_rows() -> torch.Tensor:
-    """The 8×8 block IDCT as a (64, 64) float64 matrix: row 8·y + x holds the weights of the 64 coefficients
-    (8·u + v) for sample (y, x) of the block."""
-    d = dct_matrix(dtype=torch.float64)
-    return torch.einsum("uy,vx->yxuv", d, d).reshape(BLOCK * BLOCK, 64)
+    """The 8×8 block IDCT (`block_idct`, the project's) as a (64, 64) float64 matrix: row 8·y + x holds the
+    weights of the 64 coefficients (8·u + v) for sample (y, x) of the block."""
+    basis = torch.eye(64, dtype=torch.float64).reshape(64, 1, 1, 64)  # one block per coefficient
+    return block_idct(basis).reshape(64, BLOCK * BLOCK).T
 
 
 def _vector(values, n: int, name: str) -> torch.Tensor:
@@ -113,8 +109,10 @@ def rebuild(y: torch.Tensor, cbcr: torch.Tensor, weights: RebuildWeights) -> tor
 def coefficients_to_rgb(y: torch.Tensor, cbcr: torch.Tensor, mean, std) -> torch.Tensor:
     """(N, 3, 8h, 8w) RGB in [0, 1] from normalized coefficients; mean / std: the 192 per-channel values the
     batch was normalized with (64 Y then 128 CbCr)."""
-    _check(y, cbcr)
     return rebuild(y, cbcr, rebuild_weights(mean, std, device=y.device))
 
+
+# each folded tensor's shape (a module built on the meta device has no statistics to fold, only these)
+REBUILD_SHAPES = RebuildWeights(*(tuple(t.shape) for t in rebuild_weights(torch.zeros(192), torch.ones(192))))
 
 __all__ = ["REBUILD_SHAPES", "RebuildWeights", "coefficients_to_rgb", "rebuild", "rebuild_weights"]

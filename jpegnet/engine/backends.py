@@ -175,7 +175,6 @@ class OpenVinoBackend(_ModuleLike):
                 name not in names for name, names in zip(info.input_names, port_names)):
             raise ValueError(f"the graph's inputs {[sorted(n) for n in port_names]} differ from its metadata's "
                              f"{info.input_names}")
-        self._inputs = list(info.input_names)
         self._logits = self.compiled.output("logits")
         self._request = self.compiled.create_infer_request()
         self._lock = threading.Lock()  # one infer request: one caller at a time
@@ -187,8 +186,7 @@ class OpenVinoBackend(_ModuleLike):
         return cls(_export(model, class_names, model_name, input_size), threads=threads, device=device)
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        feeds = {index: x.detach().to("cpu", torch.float32).contiguous().numpy()
-                 for index, x in zip(range(len(self._inputs)), inputs)}
+        feeds = {index: x.detach().to("cpu", torch.float32).contiguous().numpy() for index, x in enumerate(inputs)}
         with self._lock:
             # share_inputs: no copy of the arrays in; the outputs are copies (the request reuses its buffers)
             logits = self._request.infer(feeds, share_inputs=True, share_outputs=False)[self._logits]

@@ -91,7 +91,7 @@ def export_onnx(model: torch.nn.Module, out: str | os.PathLike | None = None, *,
         "precision": "fp32",
     }
     fp32_modules = getattr(model, "int8_fp32_modules", ())
-    if fp32_modules:  # the exporter names each node after its module's path: /entry/MatMul
+    if fp32_modules:  # the exporter names each node after its module's path: /entry/Conv
         meta["int8_fp32_scopes"] = [f"/{name.replace('.', '/')}/" for name in fp32_modules]
     set_metadata(proto, meta)
     data = proto.SerializeToString()

@@ -103,7 +103,7 @@ class PixelEntry(nn.Module):
     (`dct_mean`, `dct_std`: 192 values each), runs the block IDCT, upsamples the chroma, converts JFIF YCbCr to
     RGB in [0, 1], then (rgb − `rgb_mean`) / `rgb_std`, the teacher's. The four statistics are buffers, so a
     checkpoint carries them; `set_normalization` replaces them. What runs is their fold
-    (`jpegnet.dct.rebuild.rebuild_weights`: two 1×1 convolutions and a clip), kept as non-persistent buffers
+    (`jpegnet.dct.rebuild.rebuild_weights`: three 1×1 convolutions and a clip), kept as non-persistent buffers
     refolded whenever the statistics change (here or by `load_state_dict`), so an ONNX graph holds the folded
     weights as constants rather than computing them on every call."""
 
