@@ -39,11 +39,16 @@ def randomized(model: nn.Module) -> nn.Module:
 def test_remainder_from_the_teachers_own_features_gives_its_logits(spec):
     torch.manual_seed(0)
     model = randomized(build_teacher_architecture(spec, num_classes=10))
-    front, remainder, point = cut_teacher(model)
-    assert point.reduction == 8
-    remainder.eval()
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
+        before = model(x)
+    front, remainder, point = cut_teacher(model)
+    assert point.reduction == 8
+    # cutting leaves an eval-mode teacher in eval mode, every layer of it (the shared front's BatchNorms were
+    # once flipped to batch statistics by the cut's own check), and the pieces start in its mode
+    assert not any(m.training for part in (model, front, remainder) for m in part.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, rtol=0, atol=0)
         features = front(x)
         logits, split = model(x), remainder(features)
     assert features.shape == (2, point.channels, 12, 12)

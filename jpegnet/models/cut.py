@@ -145,7 +145,7 @@ def remove_front(model: nn.Module, point: CutPoint) -> nn.Module:
     forward_features then takes the feature map at the cut; its feature_info keeps the later stages."""
     for name in point.front:
         parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
+        setattr(model.get_submodule(parent) if parent else model, child, nn.Identity().train(model.training))
     if isinstance(model, JpegNetModel):
         model.feature_info = [d for d in model.feature_info if d["reduction"] > point.reduction]
     return model
@@ -192,6 +192,8 @@ def cut_teacher(model: nn.Module, cut: str | None = None, check: bool = True) ->
     point = find_cut(model, cut)
     front = Front(model, point)
     remainder = Remainder(remove_front(copy.deepcopy(model), point))
+    for wrapper in (front, front.layers, remainder):  # the wrappers (not the layers) start in the model's mode
+        wrapper.training = model.training
     if check:
         check_cut(model, front, remainder, point)
     return front, remainder, point
@@ -201,7 +203,10 @@ def cut_teacher(model: nn.Module, cut: str | None = None, check: bool = True) ->
 def check_cut(model: nn.Module, front: nn.Module, remainder: nn.Module, point: CutPoint) -> None:
     if any(p.is_meta for p in model.parameters()):
         return  # shapes only: nothing to compare
-    was = model.training, front.training, remainder.training
+    # Every module's own mode is put back afterwards, not each wrapper's: a fresh Front is in training mode
+    # while the teacher layers it shares are in eval mode, and `front.train(True)` would flip those layers'
+    # BatchNorms to batch statistics (and running-statistic updates) in the teacher itself.
+    modes = {m: m.training for part in (model, front, remainder) for m in part.modules()}
     model.eval(), front.eval(), remainder.eval()
     try:
         generator = torch.Generator().manual_seed(0)
@@ -209,7 +214,8 @@ def check_cut(model: nn.Module, front: nn.Module, remainder: nn.Module, point: C
         features = front(x)
         whole, split = model(x), remainder(features)
     finally:
-        model.train(was[0]), front.train(was[1]), remainder.train(was[2])
+        for module, training in modes.items():
+            module.training = training
     expected = (x.shape[0], point.channels, CHECK_SIZE // point.reduction, CHECK_SIZE // point.reduction)
     if tuple(features.shape) != expected:
         raise TeacherError(f"cutting {type(model).__name__} after {point.name!r} gave features of shape "
