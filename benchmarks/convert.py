@@ -16,6 +16,9 @@ Evaluation (--eval-data: a folder of class folders, or a flat folder of ImageNet
                       converted model starts under (the DCT pipeline's resize filter is not Pillow's)
   student_top1 / top5 the converted model (`jpegnet eval`)
   agreement           student top-1 == teacher top-1 on the same coefficients (%)
+  rgb_agreement       student top-1 == the RGB teacher's top-1 with its own transform (%): what a user
+                      replacing the RGB model sees (for an exact `--entry pixels` conversion `agreement` is
+                      100 by construction and this is the number that says something)
   student_img_s, teacher_img_s  end-to-end images/s from JPEG files, batch 32 (only meaningful on a quiet
                       machine; note the load when reporting)
 One row per run is appended to benchmarks/results/convert.csv (with the recipe, wall minutes, machine).
@@ -56,10 +59,11 @@ def labelled_files(folder: Path, limit: int | None) -> tuple[list[Path], list[in
 
 
 def measure_student(checkpoint: str, spec: str, weights: str, files: list[Path], labels: list[int],
-                    input_size: int | None, batch_size: int = 32) -> dict:
+                    input_size: int | None, batch_size: int = 32, timing: bool = True) -> tuple[dict, "torch.Tensor"]:
     """One pass over the files through the DCT evaluation pipeline: the student's top-1 / top-5, the
     teacher's top-1 on the pixels rebuilt from the same coefficients, agreement, and the student's own
-    end-to-end images/s (timed in a second, student-only pass)."""
+    end-to-end images/s (timed in a second, student-only pass, unless not timing); and the student's top-1
+    classes."""
     import torch
 
     from jpegnet.dct.rebuild import coefficients_to_rgb
@@ -85,23 +89,28 @@ def measure_student(checkpoint: str, spec: str, weights: str, files: list[Path],
         for inputs, _ in loader:
             s_all.append(model(*inputs))
             t_all.append(teacher.model((coefficients_to_rgb(*inputs, dct_mean, dct_std) - mean) / std))
-        start = time.perf_counter()
-        _, timed = build_data([str(f) for f in files], cfg, train=False, batch_size=batch_size, on_error="raise")
-        for inputs, _ in timed:
-            model(*inputs)
-        img_s = len(files) / (time.perf_counter() - start)
+        img_s = float("nan")
+        if timing:
+            start = time.perf_counter()
+            _, timed = build_data([str(f) for f in files], cfg, train=False, batch_size=batch_size,
+                                  on_error="raise")
+            for inputs, _ in timed:
+                model(*inputs)
+            img_s = len(files) / (time.perf_counter() - start)
     s, t = torch.cat(s_all), torch.cat(t_all)
     top5 = s.topk(5, dim=1).indices
     return {"input_size": cfg.input_size[0], "images": len(files),
             "student_top1": 100.0 * float((s.argmax(1) == target).float().mean()),
             "student_top5": 100.0 * float((top5 == target[:, None]).any(1).float().mean()),
             "teacher_dct_top1": 100.0 * float((t.argmax(1) == target).float().mean()),
-            "agreement": 100.0 * float((s.argmax(1) == t.argmax(1)).float().mean()), "student_img_s": img_s}
+            "agreement": 100.0 * float((s.argmax(1) == t.argmax(1)).float().mean()),
+            "student_img_s": img_s}, s.argmax(1)
 
 
 def teacher_top1_timm(spec: str, weights: str, files: list[Path], labels: list[int],
-                      batch_size: int = 32) -> tuple[float, float]:
-    """(top-1 %, images/s) of the RGB teacher with timm's evaluation transform, end to end from files."""
+                      batch_size: int = 32) -> tuple[float, float, list[int]]:
+    """(top-1 %, images/s, top-1 classes) of the RGB teacher with timm's evaluation transform, end to end from
+    files."""
     import torch
     from PIL import Image
     from timm.data import create_transform, resolve_data_config
@@ -110,13 +119,14 @@ def teacher_top1_timm(spec: str, weights: str, files: list[Path], labels: list[i
 
     teacher = load_teacher(spec, weights)
     transform = create_transform(**resolve_data_config({}, model=teacher.model))
-    correct, start = 0, time.perf_counter()
+    correct, start, classes = 0, time.perf_counter(), []
     with torch.no_grad():
         for k in range(0, len(files), batch_size):
             x = torch.stack([transform(Image.open(f).convert("RGB")) for f in files[k:k + batch_size]])
             pred = teacher.model(x).argmax(1)
+            classes += pred.tolist()
             correct += sum(int(p) == t for p, t in zip(pred, labels[k:k + batch_size]))
-    return 100.0 * correct / len(files), len(files) / (time.perf_counter() - start)
+    return 100.0 * correct / len(files), len(files) / (time.perf_counter() - start), classes
 
 
 def main() -> None:
@@ -137,6 +147,7 @@ def main() -> None:
     p.add_argument("--eval-size", type=int, default=None, help="evaluation input size (default: the checkpoint's)")
     p.add_argument("--no-teacher", action="store_true", help="skip the RGB teacher's own pass")
     p.add_argument("--note", default="", help="free text for the results row (e.g. the machine's load)")
+    p.add_argument("--no-timing", action="store_true", help="skip the student's timed pass (a loaded machine)")
     args = p.parse_args()
 
     from jpegnet.engine.convert import convert
@@ -154,30 +165,45 @@ def main() -> None:
         wall = (time.perf_counter() - start) / 60.0
         checkpoint = summary["checkpoint"]
     files, labels = labelled_files(Path(args.eval_data), args.limit)
-    student = measure_student(str(checkpoint), args.teacher, args.weights, files, labels, args.eval_size)
-    teacher_top1, teacher_img_s = (teacher_top1_timm(args.teacher, args.weights, files, labels)
-                                   if not args.no_teacher else (float("nan"), float("nan")))
+    student, student_classes = measure_student(str(checkpoint), args.teacher, args.weights, files, labels,
+                                               args.eval_size, timing=not args.no_timing)
+    teacher_top1, teacher_img_s, teacher_classes = (teacher_top1_timm(args.teacher, args.weights, files, labels)
+                                                    if not args.no_teacher else (float("nan"), float("nan"), None))
+    rgb_agreement = (100.0 * sum(int(a) == b for a, b in zip(student_classes, teacher_classes)) / len(files)
+                     if teacher_classes is not None else float("nan"))
     from jpegnet.engine import load_checkpoint
     state = load_checkpoint(checkpoint)
+    train_config = state.get("train_config")  # an exact conversion trained nothing
+    recipe = ({k: train_config.get(k) for k in ("epochs", "batch_size", "input_size", "lr", "optimizer",
+                                                "distill_features", "distill_kl", "train_remainder")}
+              if train_config else {"entry": "pixels (exact, no training)"})
     row = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes"), "teacher": args.teacher,
            "checkpoint": str(checkpoint), "step": state.get("global_step"),
            "model_kwargs": json.dumps(state.get("model_kwargs")),
-           "recipe": json.dumps({k: state["train_config"].get(k) for k in (
-               "epochs", "batch_size", "input_size", "lr", "optimizer", "distill_features", "distill_kl",
-               "train_remainder")}),
+           "recipe": json.dumps(recipe),
            "teacher_top1": round(teacher_top1, 2),
            **{k: round(v, 2) if isinstance(v, float) else v for k, v in student.items()},
+           "rgb_agreement": round(rgb_agreement, 2),
            "teacher_img_s": round(teacher_img_s, 1),
            "convert_wall_min": round(wall, 1) if wall is not None else "",
            "machine": f"{platform.machine()} {os.cpu_count()} cores", "note": args.note}
     print(json.dumps(row, indent=1))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    new = not RESULTS.exists()
-    with open(RESULTS, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    append_row(RESULTS, row)
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append to the CSV, rewriting it with the union of the columns when this row brings new ones (older
+    rows get empty cells there)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = list(csv.DictReader(open(path, newline=""))) if path.exists() else []
+    fields = list(rows[0]) if rows else []
+    fields += [k for k in row if k not in fields]
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows + [row])
+    tmp.replace(path)
 
 
 if __name__ == "__main__":
