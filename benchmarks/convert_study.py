@@ -119,6 +119,16 @@ def evaluate(model, train, held_out, val) -> dict:
             "top1": 100 * correct / n, "teacher_top1": 100 * teacher_correct / n}
 
 
+@torch.no_grad()
+def calibrate(model, teacher_features: torch.Tensor) -> None:
+    """Give the entry's output the teacher's per-channel mean and std: its last BatchNorm normalizes, so its
+    affine weight / bias become the teacher's std / mean (the shrinkage diagnosis's rescaling, made part of
+    the entry)."""
+    axes = (0, 2, 3)
+    model.entry.bn_out.weight.copy_(teacher_features.std(axes))
+    model.entry.bn_out.bias.copy_(teacher_features.mean(axes))
+
+
 def train_mode(model) -> None:
     model.train()
     model.remainder.eval()  # the teacher's BatchNorm statistics, always
@@ -134,6 +144,8 @@ def train(args) -> None:
     rows, held_out = torch.nonzero(~held).flatten(), torch.nonzero(held).flatten()
     _, remainder = teacher_and_cut(args.cut)
     model = student(args.cut, args.width, args.depth, args.kernel, remainder, args.init)
+    if args.calibrate:
+        calibrate(model, data["features"][rows[:2048]].float())
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
     total, warmup = args.minutes * 60, 0.03
@@ -153,7 +165,8 @@ def train(args) -> None:
             row = evaluate(model, data, held_out, val)
             row.update(minutes=round(elapsed / 60, 1), step=step, images=seen,
                        images_per_s=round(seen / max(elapsed, 1e-9), 1), train_loss=loss_avg,
-                       width=args.width, depth=args.depth, kernel=args.kernel, kl=args.kl, init=args.init)
+                       width=args.width, depth=args.depth, kernel=args.kernel, kl=args.kl, init=args.init,
+                       feature_weight=args.feature_weight, calibrate=args.calibrate)
             print(json.dumps(row), flush=True)
             log.write(json.dumps(row) + "\n")
             log.flush()
@@ -169,7 +182,7 @@ def train(args) -> None:
             logits, fs = model(y, cbcr, return_features=True)
             kl = nn.functional.kl_div(torch.log_softmax(logits, 1), torch.log_softmax(data["logits"][batch].float(), 1),
                                       log_target=True, reduction="batchmean")
-            loss = normalized_mse(fs, ft) + args.kl * kl
+            loss = args.feature_weight * normalized_mse(fs, ft) + args.kl * kl
         else:
             _, fs = model(y, cbcr, features_only=True)
             loss = normalized_mse(fs, ft)
@@ -237,6 +250,9 @@ def main() -> None:
         p.add_argument("--lr", type=float, default=2e-3)
         p.add_argument("--batch-size", type=int, default=64)
         p.add_argument("--kl", type=float, default=0.0)
+        p.add_argument("--feature-weight", type=float, default=1.0, help="of the normalized MSE (with --kl)")
+        p.add_argument("--calibrate", action="store_true",
+                       help="first set the entry's output to the teacher's per-channel mean / std")
         p.add_argument("--init", default=None)
         p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
