@@ -144,8 +144,11 @@ def train(args) -> None:
     rows, held_out = torch.nonzero(~held).flatten(), torch.nonzero(held).flatten()
     _, remainder = teacher_and_cut(args.cut)
     model = student(args.cut, args.width, args.depth, args.kernel, remainder, args.init)
-    if args.calibrate:
+    if args.calibrate or args.fixed_spread:
         calibrate(model, data["features"][rows[:2048]].float())
+    if args.fixed_spread:  # the output keeps the teacher's spread: MSE can only be lowered by correlation
+        model.entry.bn_out.weight.requires_grad_(False)
+        model.entry.bn_out.bias.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
     total, warmup = args.minutes * 60, 0.03
@@ -166,7 +169,8 @@ def train(args) -> None:
             row.update(minutes=round(elapsed / 60, 1), step=step, images=seen,
                        images_per_s=round(seen / max(elapsed, 1e-9), 1), train_loss=loss_avg,
                        width=args.width, depth=args.depth, kernel=args.kernel, kl=args.kl, init=args.init,
-                       feature_weight=args.feature_weight, calibrate=args.calibrate)
+                       feature_weight=args.feature_weight, calibrate=args.calibrate,
+                       fixed_spread=args.fixed_spread)
             print(json.dumps(row), flush=True)
             log.write(json.dumps(row) + "\n")
             log.flush()
@@ -253,6 +257,8 @@ def main() -> None:
         p.add_argument("--feature-weight", type=float, default=1.0, help="of the normalized MSE (with --kl)")
         p.add_argument("--calibrate", action="store_true",
                        help="first set the entry's output to the teacher's per-channel mean / std")
+        p.add_argument("--fixed-spread", action="store_true",
+                       help="--calibrate and keep it: the entry's last BatchNorm affine is frozen")
         p.add_argument("--init", default=None)
         p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

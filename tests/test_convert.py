@@ -189,6 +189,11 @@ def test_convert_writes_train_runs_with_agreement_and_resumes(converted_run, cap
     for key, value in teacher_state.items():
         if f"remainder.{key}" in entry_state:
             torch.testing.assert_close(entry_state[f"remainder.{key}"], value)
+    # the entry's output spread was set from the teacher's features once and kept through both phases
+    spread = [load_checkpoint(p)["model"] for p in (out / "last.pt", out / "finetune" / "last.pt")]
+    for key in ("entry.bn_out.weight", "entry.bn_out.bias"):
+        assert torch.equal(spread[0][key], spread[1][key]), key
+    assert not torch.allclose(spread[0]["entry.bn_out.weight"], torch.ones_like(spread[0]["entry.bn_out.weight"]))
     capsys.readouterr()
     assert main(converted_run["args"] + ["--resume"]) == 0  # both phases complete: nothing to do
     assert "run complete" in capsys.readouterr().err + (out / "log.csv").read_text() or True
@@ -277,3 +282,38 @@ def test_a_resumed_conversion_ends_where_an_uninterrupted_one_does(converted_run
     assert whole["global_step"] == split["global_step"] == 4
     for key in whole["model"]:
         assert torch.equal(whole["model"][key], split["model"][key]), key
+
+
+@requires_shared
+def test_the_entrys_output_gets_the_teachers_feature_spread_and_keeps_it(converted_run):
+    """match_spread: the learned entry's last BatchNorm affine = the teacher's per-channel std / mean at the cut
+    over the loader's images (at most max_images), frozen; an exact entry has nothing to set."""
+    from jpegnet.dct.rebuild import coefficients_to_rgb
+    from jpegnet.engine.distill import Distillation
+    from jpegnet.engine.inputs import build_data
+    from jpegnet.input_config import normalization
+    from jpegnet.models.teacher import load_teacher
+
+    teacher = load_teacher("vgnetg_1_0mp", str(converted_run["root"] / "teacher.pt"))
+    student = create_model("converted", teacher="vgnetg_1_0mp", num_classes=5, entry_width=0.1, entry_depth=1)
+    config = student.input_config.with_size(64)
+    distill = Distillation(teacher, None, config, torch.device("cpu"))
+    files = sorted(str(f) for f in converted_run["data"].glob("*/*.JPEG"))[:8]
+    _, loader = build_data(files, config, train=False, batch_size=4)
+    dct_mean, dct_std = normalization(config, "dct")
+    mean = torch.tensor(config.mean).reshape(1, 3, 1, 1)
+    std = torch.tensor(config.std).reshape(1, 3, 1, 1)
+    with torch.no_grad():
+        features = [distill.front((coefficients_to_rgb(y, c, dct_mean, dct_std) - mean) / std).double()
+                    for (y, c), _ in loader]
+    for images, used in ((8, features), (4, features[:1])):  # all images, or only the first batch
+        assert distill.match_spread(student, loader, max_images=images) == images
+        f = torch.cat(used)
+        torch.testing.assert_close(student.entry.bn_out.bias.double(), f.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(student.entry.bn_out.weight.double(), f.std(dim=(0, 2, 3), unbiased=False),
+                                   rtol=1e-5, atol=1e-6)
+    distill.init_student(student, train_remainder=False)
+    assert not student.entry.bn_out.weight.requires_grad and not student.entry.bn_out.bias.requires_grad
+    assert student.entry.fuse.weight.requires_grad  # the rest of the entry trains
+    exact = create_model("converted", teacher="vgnetg_1_0mp", num_classes=5, entry="pixels")
+    assert distill.match_spread(exact, loader) == 0

@@ -434,6 +434,9 @@ class TrainingRun:
         self.num_val_images = len(self._val_ds)
 
         model.to(self.device)
+        if self.distill is not None and cfg.init_from is None and self.resume_state is None:
+            # a fresh entry's output gets the teacher's feature statistics (held-out images), then keeps them
+            self.distill.match_spread(model, self.val_loader)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         if cfg.sync_bn and info.distributed:
