@@ -121,12 +121,12 @@ def evaluate(model, train, held_out, val) -> dict:
 
 @torch.no_grad()
 def calibrate(model, teacher_features: torch.Tensor) -> None:
-    """Give the entry's output the teacher's per-channel mean and std: its last BatchNorm normalizes, so its
-    affine weight / bias become the teacher's std / mean (the shrinkage diagnosis's rescaling, made part of
-    the entry)."""
+    """Give the entry's output the teacher's per-channel mean and std (the shrinkage diagnosis's rescaling,
+    made part of the entry; what `jpegnet convert` does from held-out images: Distillation.match_spread)."""
+    from jpegnet.engine.distill import set_entry_spread
+
     axes = (0, 2, 3)
-    model.entry.bn_out.weight.copy_(teacher_features.std(axes))
-    model.entry.bn_out.bias.copy_(teacher_features.mean(axes))
+    set_entry_spread(model, teacher_features.mean(axes), teacher_features.std(axes, unbiased=False))
 
 
 def train_mode(model) -> None:

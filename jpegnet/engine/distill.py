@@ -49,6 +49,18 @@ def _spread_parameters(student: nn.Module) -> list:
     return [] if bn is None else [bn.weight, bn.bias]
 
 
+@torch.no_grad()
+def set_entry_spread(student: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> bool:
+    """The learned entry's output mean / std per channel: its last BatchNorm normalizes, so they are that
+    BatchNorm's affine bias / weight. False (nothing set) for a student without one (an exact entry)."""
+    bn = _output_batchnorm(student)
+    if bn is None:
+        return False
+    bn.weight.copy_(std.to(bn.weight.dtype))
+    bn.bias.copy_(mean.to(bn.bias.dtype))
+    return True
+
+
 class Distillation:
     """The teacher (front and remainder, frozen, eval mode) and the objective above, on `device`."""
 
@@ -107,7 +119,8 @@ class Distillation:
         bn = _output_batchnorm(student)
         if bn is None:
             return 0
-        sums = torch.zeros(3, bn.num_features, dtype=torch.float64, device=self.device)  # Σf, Σf², count
+        # Σf, Σf², values per channel (the same in every column): one tensor, so one all-reduce
+        sums = torch.zeros(3, bn.num_features, dtype=torch.float64, device=self.device)
         seen = 0
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(0)
@@ -128,9 +141,7 @@ class Distillation:
         if float(sums[2][0]) == 0:
             raise ConfigError("no image could be read to measure the teacher's features on (match_spread)")
         mean = sums[0] / sums[2]
-        std = (sums[1] / sums[2] - mean * mean).clamp_min(0).sqrt()
-        bn.weight.copy_(std.to(bn.weight.dtype))
-        bn.bias.copy_(mean.to(bn.bias.dtype))
+        set_entry_spread(student, mean, (sums[1] / sums[2] - mean * mean).clamp_min(0).sqrt())
         return seen
 
     def teacher_pixels(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
@@ -248,4 +259,4 @@ def evaluate_agreement(model, teacher_model: nn.Module, loader, input_config, te
             "teacher_top1": 100.0 * float(sums[2]) / float(sums[3]) if float(sums[3]) else None}
 
 
-__all__ = ["Distillation", "evaluate_agreement", "evaluate_distillation"]
+__all__ = ["Distillation", "evaluate_agreement", "evaluate_distillation", "set_entry_spread"]
