@@ -80,6 +80,16 @@ def cio_by_module(model: nn.Module, inputs: tuple[torch.Tensor, ...] | None = No
     return out
 
 
+def _scope_flops(flop_counts: dict, scope: str) -> int:
+    """FLOPs counted inside module `scope` (a FlopCounterMode name). The counter names a module only when it is
+    called, and a container a model iterates over itself (`for stage in self.blocks`) never is: then its
+    children carry the counts. Sum the outermost names at or under `scope` (an inner name's FLOPs are already
+    in its caller's)."""
+    names = [n for n in flop_counts if n == scope or n.startswith(scope + ".")]
+    outermost = [n for n in names if not any(n.startswith(other + ".") for other in names)]
+    return int(sum(sum(flop_counts[n].values()) for n in outermost))
+
+
 def profile_model(model: nn.Module, size: int | tuple[int, int] | None = None) -> dict:
     """{'stages': [rows], 'total': row, 'input': description}; a row has name, params, flops, cio,
     activation_bytes (all per image, batch 1, float32).
@@ -120,7 +130,7 @@ def profile_model(model: nn.Module, size: int | tuple[int, int] | None = None) -
     for stage_name, child in children:
         if stage_name not in order and count_params(child) == 0:
             continue
-        flops = sum(flop_counts.get(f"{prefix}.{stage_name}", {}).values())
+        flops = _scope_flops(flop_counts, f"{prefix}.{stage_name}")
         rows.append({"name": stage_name, "params": count_params(child), "flops": int(flops),
                      "cio": cio.get(stage_name, 0), "activation_bytes": acts.get(stage_name, 0)})
     rank = {name: i for i, name in enumerate(order)}

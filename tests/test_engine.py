@@ -142,6 +142,20 @@ def test_csv_rewrite(tmp_path):
     assert (tmp_path / "log.csv").read_text() == "epoch,loss\n1,0.5\n2,0.25\n"
 
 
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "cspresnet50", "dct_efficientnet_lite0"])
+def test_profile_stage_flops_when_the_model_iterates_its_own_container(name):
+    # These forwards loop over `self.blocks` / `self.stages` instead of calling the container, so the FLOP
+    # counter never names it: its FLOPs must come from its children, or the stage shows 0 and the rows do not
+    # add up to the total (as `jpegnet profile` printed before: blocks 0.000 GFLOPs of Lite0's 0.770).
+    from jpegnet.models import create_model
+
+    result = profile_model(create_model(name, num_classes=10), 64)
+    total = result["total"]["flops"]
+    assert sum(s["flops"] for s in result["stages"]) == total
+    main = next(s for s in result["stages"] if s["name"] in ("blocks", "stages", "backbone"))
+    assert main["flops"] > total / 2  # the body of the network, not a rounding error
+
+
 def test_profile_stages_add_up():
     from jpegnet.models import create_model
     import jpegnet.profile
