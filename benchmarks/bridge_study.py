@@ -18,8 +18,9 @@ normalized MSE): how well a cheap bridge can stand in for `blocks.2` (relative e
 teacher's stride-8 remainder fed the bridge's output on the labelled set).
 compose: a stride-4 entry (convert_study.py train --cut blocks.1 weights) + a bridge, trained together:
 normalized MSE at stride 8 + --aux x normalized MSE at stride 4; agreement through the frozen stride-8 remainder.
-time: ONNX Runtime ms per image (batch 8, 2 threads; median of interleaved rounds) of the whole teacher, the converted stride-8 model with a
-learned entry of the same depth as the stride-4 one plus the bridge's, and the composed model, side by side.
+time: ONNX Runtime ms per image (batch 8, 2 threads, median of interleaved rounds), side by side: the whole
+teacher, converted stride-8 models with learned entries of the stride-4 entry's depth (and with the bridge's
+depth added), the composed model, and the converted stride-4 model (the teacher's own blocks.2).
 Every evaluation is one JSON line in OUT.jsonl; weights in OUT.pt.
 """
 from __future__ import annotations
@@ -196,7 +197,7 @@ def compose(args) -> None:
     data, val, rows, held_out = load_caches(args)
     _, remainder4 = teacher_and_cut(CUT4)
     _, remainder8 = teacher_and_cut(CUT8)
-    entry = student(CUT4, 1.0, args.entry_depth, 3, remainder4, args.entry).entry
+    entry = student(CUT4, args.entry_width, args.entry_depth, 3, remainder4, args.entry).entry
     net = make_bridge(args)
     if args.bridge:
         net.load_state_dict(torch.load(args.bridge))
@@ -229,7 +230,7 @@ def compose(args) -> None:
     model.train()
     run_loop(args, [entry, net], step_loss, evaluate,
              {"stage": "compose", "entry": args.entry, "bridge": args.bridge, "aux": args.aux,
-              "entry_depth": args.entry_depth})
+              "entry_width": args.entry_width, "entry_depth": args.entry_depth})
     model.train()
 
 
@@ -257,18 +258,23 @@ def timing(args) -> None:
 
     torch.set_num_threads(args.threads)
     x = (torch.randn(args.batch, 3, 224, 224),)
-    coefficients = (torch.randn(args.batch, DCT_Y_CHANNELS, 28, 28), torch.randn(args.batch, DCT_CBCR_CHANNELS, 14, 14))
+    coefficients = (torch.randn(args.batch, DCT_Y_CHANNELS, 28, 28),
+                    torch.randn(args.batch, DCT_CBCR_CHANNELS, 14, 14))
     _, remainder8, _ = cut_teacher(build_teacher_architecture(TEACHER).eval(), CUT8)
-    entry = create_model("converted", teacher=TEACHER, cut=CUT4, entry_depth=args.entry_depth).entry
+    width = args.entry_width
+
+    def converted(cut: str, depth: int):
+        return create_model("converted", teacher=TEACHER, cut=cut, entry_width=width, entry_depth=depth)
+
     rows = [("whole teacher (pixels in)", build_teacher_architecture(TEACHER), x)]
     for depth in sorted({args.entry_depth, args.entry_depth + args.bridge_depth, 4}):
-        rows.append((f"converted, stride-8 entry of depth {depth}",
-                     create_model("converted", teacher=TEACHER, cut=CUT8, entry_depth=depth), coefficients))
-    rows.append((f"stride-4 entry (depth {args.entry_depth}) + bridge (width {args.bridge_width}, depth "
-                 f"{args.bridge_depth}) + stride-8 remainder", ViaStride4(entry, make_bridge(args), remainder8),
-                 coefficients))
-    rows.append((f"converted, stride-4 entry (depth {args.entry_depth}) + the teacher's blocks.2",
-                 create_model("converted", teacher=TEACHER, cut=CUT4, entry_depth=args.entry_depth), coefficients))
+        rows.append((f"converted, stride-8 entry (width {width}, depth {depth})", converted(CUT8, depth),
+                     coefficients))
+    rows.append((f"stride-4 entry (width {width}, depth {args.entry_depth}) + bridge (width {args.bridge_width}, "
+                 f"depth {args.bridge_depth}) + stride-8 remainder",
+                 ViaStride4(converted(CUT4, args.entry_depth).entry, make_bridge(args), remainder8), coefficients))
+    rows.append((f"converted, stride-4 entry (width {width}, depth {args.entry_depth}) + the teacher's blocks.2",
+                 converted(CUT4, args.entry_depth), coefficients))
     sessions = [(name, *onnx_session(module, inputs, args.threads)) for name, module, inputs in rows]
     times = {name: [] for name, _, _ in sessions}
     for _ in range(args.repeats):  # rounds interleaved, so the VM's drift hits every model alike
@@ -294,6 +300,7 @@ def main() -> None:
         p.add_argument("--bridge-depth", type=int, default=1)
         p.add_argument("--bridge-kernel", type=int, default=3)
         p.add_argument("--entry-depth", type=int, default=2)
+        p.add_argument("--entry-width", type=float, default=1.0, help="times the 192 coefficient channels")
         if name == "time":
             p.add_argument("--batch", type=int, default=8)
             p.add_argument("--threads", type=int, default=2)
