@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from convert_study import TEACHER, normalized_mse, student, teacher_and_cut  # noqa: E402
+from convert_study import (TEACHER, cosine_lr, normalized_mse, relative_error, student,  # noqa: E402
+                           teacher_and_cut)
 
 CUT4, CUT8 = "blocks.1", "blocks.2"
 
@@ -105,13 +105,6 @@ def load_caches(args):
     return data, val, torch.nonzero(~held).flatten(), torch.nonzero(held).flatten()
 
 
-def relative_error(pairs) -> float:
-    diff = norm = 0.0
-    for fs, ft in pairs:
-        diff, norm = diff + float(((fs - ft) ** 2).sum()), norm + float((ft ** 2).sum())
-    return round((diff / norm) ** 0.5, 4)
-
-
 @torch.no_grad()
 def agreement(logits_of, val) -> dict:
     agree = correct = 0
@@ -121,13 +114,6 @@ def agreement(logits_of, val) -> dict:
         agree += int((s == val["logits"][i:i + 100].float().argmax(1)).sum())
         correct += int((s == val["labels"][i:i + 100]).sum())
     return {"agreement": 100 * agree / n, "top1": 100 * correct / n}
-
-
-def cosine_lr(base: float, elapsed: float, total: float, warmup: float = 0.03) -> float:
-    f = min(elapsed / total, 1.0)
-    if f < warmup:
-        return base * f / warmup
-    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (f - warmup) / (1 - warmup))))
 
 
 def run_loop(args, modules: list[nn.Module], step_loss, evaluate, extra: dict) -> None:
@@ -234,24 +220,10 @@ def compose(args) -> None:
     model.train()
 
 
-def onnx_session(module: nn.Module, inputs: tuple, threads: int):
-    import os
-    import tempfile
-
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "m.onnx")
-        torch.onnx.export(module.eval(), inputs, path, opset_version=17, dynamo=False)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    return session, {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)}
-
-
 def timing(args) -> None:
     import statistics
 
+    from cut_cost import onnx_session
     from jpegnet.input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS
     from jpegnet.models import create_model
     from jpegnet.models.cut import build_teacher_architecture, cut_teacher

