@@ -226,7 +226,8 @@ def add_convert_parser(sub) -> None:
     p.add_argument("--feature-weight", dest="distill_features", type=float, default=None,
                    help="weight of the normalized feature MSE at the cut (default 1)")
     p.add_argument("--kl-weight", dest="distill_kl", type=float, default=None,
-                   help="weight of the KL divergence on the logits (default 1)")
+                   help="weight of the KL divergence on the logits (default: 0 while the entry learns, the "
+                        "teacher's features alone; 1 in --finetune-epochs)")
     p.add_argument("--temperature", dest="distill_temperature", type=float, default=None)
     add_device_arguments(p, default=None)
     p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)

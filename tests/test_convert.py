@@ -248,6 +248,11 @@ def test_convert_refuses_bad_options(tmp_path):
     entry, finetune = conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), finetune_epochs=2)
     assert entry.model == "converted" and not entry.train_remainder
     assert finetune.train_remainder and finetune.init_from.endswith("best.pt") and finetune.epochs == 2
+    # the entry learns the teacher's features alone; phase 2 adds its soft labels; a weight given holds for both
+    assert entry.distill_kl == 0.0 and finetune.distill_kl == 1.0
+    entry, finetune = conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), finetune_epochs=1,
+                                         distill_kl=0.5, profile="gpu")
+    assert entry.distill_kl == finetune.distill_kl == 0.5
 
 
 class Interrupted(Exception):
