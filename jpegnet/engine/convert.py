@@ -32,10 +32,11 @@ from .errors import ConfigError
 
 PROFILES = {
     # Phase 1 learns the teacher's features alone (distill_kl 0): a class-agnostic target, so the entry learns
-    # what every image needs, not what the unlabeled photos' classes need. Measured on the quiet 2-core VM
-    # (README, "Results"): EfficientNet-Lite0 cut at stride 4 (`cut="blocks.1"`, entry_depth 2), imagenette's
-    # 9,469 photos, this cpu profile: 5 epochs in 20 minutes, 84.6 % top-1 agreement with the teacher on the
-    # 1,000 ImageNet sample images (79.6 % top-1 against the teacher's 87.9 %). With the KL term in phase 1
+    # what every image needs, not what the unlabeled photos' classes need. Measured on the 2-core VM, one core
+    # each (README, "Results"): EfficientNet-Lite0, imagenette's 9,469 photos, this cpu profile, 5 epochs:
+    # the default stride-8 cut in 26 minutes, 83.8 % top-1 agreement with the teacher on the 1,000 ImageNet
+    # sample images (77.8 % top-1 against the teacher's 87.9 %); cut at stride 4 (`cut="blocks.1"`,
+    # entry_depth 2) in 19 minutes, 84.6 % (79.6 %). With the KL term in phase 1
     # (1 epoch, batch 32, the earlier profile) a stride-8 entry agreed on 30 % of imagenette photos but 4.5 % of
     # ImageNet's: the logits' target taught it imagenette's 10 classes. The gpu profile is untested.
     "cpu": dict(epochs=5, batch_size=16, optimizer="adamw", lr=2e-3, weight_decay=1e-4, warmup_epochs=0.2,
