@@ -31,11 +31,14 @@ sys.path.insert(0, str(ROOT))
 
 
 def originals(folder: Path, limit: int) -> list[bytes]:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
+    """The bytes of up to `limit` JPEG files of folder (any depth), spread evenly over its sorted listing."""
+    from jpegnet.data.scan import list_class_files
+
+    files = list_class_files(folder)
     if not files:
         raise SystemExit(f"{folder}: no JPEG files")
     files = files[:: max(1, len(files) // limit)][:limit]
-    return [f.read_bytes() for f in files]
+    return [Path(f).read_bytes() for f in files]
 
 
 def per_image_ms(fn, items, repeats: int) -> float:
