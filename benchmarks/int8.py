@@ -49,7 +49,7 @@ from jpegnet.engine.backends import OnnxRuntimeBackend, OpenVinoBackend, TorchBa
 from jpegnet.engine.export import export_onnx, model_for_export  # noqa: E402
 from jpegnet.engine.inference import input_batches  # noqa: E402
 from jpegnet.engine.quantize import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES  # noqa: E402
-from jpegnet.engine.quantize import calibration_batches, quantize_onnx  # noqa: E402
+from jpegnet.engine.quantize import calibration_batches, quantize_onnx, reduced_range_needed  # noqa: E402
 
 RUNTIMES = ("onnxruntime", "openvino")
 
@@ -70,7 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--calibration-images", type=int, default=DEFAULT_CALIBRATION_IMAGES)
     p.add_argument("--methods", nargs="+", choices=CALIBRATION_METHODS, default=list(CALIBRATION_METHODS),
                    help="calibration methods, one int8 file each (default: all)")
-    p.add_argument("--reduce-range", action="store_true", help="7-bit weights (x86 without VNNI)")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
+                   help="7-bit weights (default: decided from this CPU: 7 bits on x86 without VNNI)")
     p.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
     p.add_argument("--openvino-hints", nargs="+", choices=["LATENCY", "THROUGHPUT"], default=["LATENCY"],
                    help="OpenVINO performance hints to time (the backend uses LATENCY: see its docstring)")
@@ -253,7 +254,8 @@ def main(argv=None) -> int:
     result = {"model": name, "representation": cfg.representation, "input_size": list(cfg.input_size),
               "data": str(args.data), "imagenet_flat": args.imagenet_flat, "labelled_images": int(labels.numel()),
               "unreadable": bad, "calibration": {**report, "methods": args.methods, "seconds": quantize_seconds,
-                                                 "reduce_range": args.reduce_range},
+                                                 "reduce_range": (args.reduce_range if args.reduce_range is not None
+                                                                  else reduced_range_needed())},
               "batch_size": args.batch_size, "threads": args.threads, "repeat": args.repeat,
               "machine": machine(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
               "rows": rows}

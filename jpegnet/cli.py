@@ -216,7 +216,9 @@ def add_convert_parser(sub) -> None:
     p.add_argument("--cut", default=None, help="the teacher stage to cut after (default: its last stride-8 one, "
                                                "e.g. layer2, blocks.2)")
     p.add_argument("--entry-kwargs", dest="entry_kwargs", type=parse_kwargs, default=None,
-                   help="the DCT entry's size, e.g. entry_width=1.0,entry_depth=4,entry_kernel=3 (width: times the 192 coefficient channels)")
+                   help="the DCT entry's size, e.g. entry_width=1.0,entry_depth=4,entry_kernel=3 (width: times the 192 "
+                        "coefficient channels, 384 at a stride-16 cut); entry_expand=6 makes the blocks "
+                        "inverted residuals that many times wider inside")
     p.add_argument("--epochs", type=_positive_int, default=None, help="entry epochs (default: the profile's)")
     p.add_argument("--finetune-epochs", dest="finetune_epochs", type=int, default=0,
                    help="then fine-tune the whole student on the teacher's soft labels (default 0: off)")
@@ -593,9 +595,10 @@ def add_export_parser(sub) -> None:
     p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="minmax",
                    help="with --int8: activation ranges from each tensor's min / max (default), its 99.999th "
                         "percentile, or the entropy (KL) criterion")
-    p.add_argument("--reduce-range", action="store_true",
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
                    help="with --int8: 7-bit weights, for x86 CPUs without VNNI (AVX2 only), whose int8 kernels "
-                        "can saturate otherwise")
+                        "can saturate otherwise (default: decided from this CPU; give it when the file will be "
+                        "served on another machine)")
     p.set_defaults(func=cmd_export)
 
 
@@ -608,7 +611,7 @@ def cmd_export(args) -> int:
         r = export_int8(args.checkpoint, args.out, model_name=args.model, calibration=args.calibration,
                         calibration_images=args.calibration_images, calibration_method=args.calibration_method,
                         reduce_range=args.reduce_range)
-    elif args.calibration is not None or args.calibration_images is not None or args.reduce_range or \
+    elif args.calibration is not None or args.calibration_images is not None or args.reduce_range is not None or \
             args.calibration_method != "minmax":
         raise UsageError("--calibration, --calibration-images, --calibration-method and --reduce-range go with "
                          "--int8")
@@ -621,7 +624,8 @@ def cmd_export(args) -> int:
     if "calibration" in r:
         c = r["calibration"]
         print(f"calibrated ({c['method']}) on {c['images']} images of {c['source']}"
-              + (f", {c['unreadable']} unreadable files skipped" if c["unreadable"] else ""))
+              + (f", {c['unreadable']} unreadable files skipped" if c["unreadable"] else "")
+              + ("; 7-bit weights (--reduce-range)" if r.get("reduce_range") else "; 8-bit weights"))
     return 0
 
 

@@ -28,7 +28,7 @@ from jpegnet.engine.backends import OnnxRuntimeBackend, OpenVinoBackend, load_ba
 from jpegnet.engine.errors import CalibrationError, ConfigError
 from jpegnet.engine.export import export_checkpoint, read_onnx_metadata
 from jpegnet.engine.inference import input_batches, predict_files
-from jpegnet.engine.quantize import calibration_batches, export_int8, quantize_onnx, shape_arithmetic_nodes
+from jpegnet.engine.quantize import calibration_batches, export_int8, quantize_onnx, reduced_range_needed, shape_arithmetic_nodes
 from tests.conftest import BAD, CORPUS, IMAGENETTE, REPO, requires_shared
 
 pytestmark = requires_shared
@@ -36,7 +36,12 @@ pytestmark = requires_shared
 CLASSES = ["n01440764", "n03445777", "n03888257"]  # tench, golf ball, parachute
 SIZE = 64
 FP32_TOP1_FLOOR = 55.0      # the trained model's top-1 (chance: 33%), else its accuracy says nothing
-INT8_TOP1_TOLERANCE = 5.0   # points of top-1 (4.5 of the 90 validation photos)
+INT8_TOP1_TOLERANCE = 7.0   # points of top-1 (6.3 of the 90 validation photos). The tiny model's weights depend
+                            # on the CPU that trains it: on an AVX2-only VM (2026-12-07) the DCT model lost 5.5
+                            # points to int8 with 7-bit weights, and as much with the same quantization simulated
+                            # in float (no integer kernels): its small margins, not the kernels. Saturation (8-bit
+                            # weights on that CPU) cost the RGB model 21 points; the blank-calibration control
+                            # below must still fail
 INT8_AGREEMENT = 0.7        # fraction of photos whose top-1 class int8 and fp32 share (a few dozen steps of
                             # training leave small margins between the three classes: 77% measured for DCT)
 TRAIN_PER_CLASS, VAL_PER_CLASS = 48, 30
@@ -134,6 +139,8 @@ def test_int8_export_keeps_top1_and_says_int8(trained, validation, tmp_path, kin
     assert info.quantization["format"] == "QDQ" and info.quantization["method"] == "minmax"
     assert info.quantization["calibration"]["images"] == 48
     assert info.quantization["fp32_nodes"] == []  # jpegnet's exports hold no run-time shape arithmetic
+    # the weights' range is this CPU's choice (7 bits on x86 without VNNI), recorded in the file
+    assert info.quantization["reduce_range"] == summary["reduce_range"] == reduced_range_needed()
 
     fp32 = OnnxRuntimeBackend(tmp_path / "fp32.onnx")
     int8 = load_backend("onnxruntime", onnx=out)
@@ -377,3 +384,16 @@ def test_openvino_backends_released_in_any_order_leave_signal_handling_intact():
     done = subprocess.run([sys.executable, "-c", OPENVINO_TWO_BACKENDS_THEN_A_CHILD], capture_output=True,
                           text=True, env=env, timeout=300)
     assert (done.returncode, done.stdout.strip()) == (0, "alive"), done.stderr[-2000:]
+
+
+def test_reduced_range_is_chosen_for_x86_cpus_without_vnni():
+    from jpegnet.engine.quantize import reduced_range_needed
+
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    vnni = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f avx512_vnni\n"
+    alder = "processor\t: 0\nflags\t\t: fpu avx2 avx_vnni\n"
+    assert reduced_range_needed(avx2, "x86_64") is True
+    assert reduced_range_needed(vnni, "x86_64") is False
+    assert reduced_range_needed(alder, "AMD64") is False
+    assert reduced_range_needed(avx2, "aarch64") is False  # not x86: no VPMADDUBSW saturation to avoid
+    assert reduced_range_needed("", "x86_64") is True  # flags unknown on x86: the safe choice
