@@ -110,15 +110,20 @@ def measure_student(checkpoint: str, spec: str, weights: str, files: list[Path],
 def teacher_top1_timm(spec: str, weights: str, files: list[Path], labels: list[int],
                       batch_size: int = 32) -> tuple[float, float, list[int]]:
     """(top-1 %, images/s, top-1 classes) of the RGB teacher with timm's evaluation transform, end to end from
-    files."""
+    files. The transform's settings are the teacher's own (`teacher_preprocessing`: a jpegnet model's input
+    config, a timm model's pretrained_cfg): timm's `resolve_data_config` knows only the latter and gives a
+    jpegnet teacher timm's defaults (224 px, ImageNet mean / std), which cost Lite2 9 points."""
     import torch
     from PIL import Image
-    from timm.data import create_transform, resolve_data_config
+    from timm.data import create_transform
 
+    from jpegnet.models.cut import teacher_preprocessing
     from jpegnet.models.teacher import load_teacher
 
     teacher = load_teacher(spec, weights)
-    transform = create_transform(**resolve_data_config({}, model=teacher.model))
+    prep = teacher_preprocessing(teacher.model)
+    transform = create_transform(input_size=(3, *prep["input_size"]), interpolation=prep["interpolation"],
+                                 mean=prep["mean"], std=prep["std"], crop_pct=prep["crop_pct"], crop_mode="center")
     correct, start, classes = 0, time.perf_counter(), []
     with torch.no_grad():
         for k in range(0, len(files), batch_size):

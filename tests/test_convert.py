@@ -108,8 +108,92 @@ def test_converted_model_is_rebuilt_from_its_keywords_without_the_front():
     model4 = create_model("converted", teacher="timm:tf_efficientnet_lite0", cut="blocks.1", entry_depth=1)
     assert model4(y[:1], cbcr[:1], return_features=True)[1].shape == (1, 24, 16, 16)
     assert [d["reduction"] for d in model4.feature_info] == [4, 8, 16, 32]
+    # a cut at stride 16: a space-to-depth entry on 4 x 64 luma + 128 chroma channels, running at stride 16
+    model16 = create_model("converted", teacher="timm:tf_efficientnet_lite0", cut="blocks.4", entry_depth=1)
+    assert model16.entry.fuse.in_channels == 384 and model16.entry.fuse.out_channels == 384
+    assert model16(y[:1], cbcr[:1], return_features=True)[1].shape == (1, 112, 4, 4)
+    assert [d["reduction"] for d in model16.feature_info] == [16, 32]
     with pytest.raises(TeacherError, match="stride"):
-        create_model("converted", teacher="timm:tf_efficientnet_lite0", cut="blocks.4")
+        create_model("converted", teacher="timm:tf_efficientnet_lite0", cut="blocks.6")
+
+
+def test_an_expanded_entry_is_made_of_inverted_residuals_that_start_as_the_identity():
+    from jpegnet.models.converted import EntryBlock, InvertedResidualEntryBlock
+
+    torch.manual_seed(0)
+    model = create_model("converted", teacher="timm:tf_efficientnet_lite0", entry_width=0.25, entry_expand=4,
+                         entry_depth=2)
+    blocks = list(model.entry.blocks)
+    assert all(isinstance(b, InvertedResidualEntryBlock) for b in blocks)
+    assert blocks[0].conv_expand.in_channels == 48 and blocks[0].conv_dw.out_channels == 192
+    x = torch.randn(2, 48, 8, 8)  # a linear stream: negative values pass a fresh block unchanged
+    torch.testing.assert_close(blocks[0].eval()(x), x, rtol=0, atol=0)
+    y, cbcr = model.example_inputs(2, size=64)
+    assert model(y, cbcr, return_features=True)[1].shape == (2, 40, 8, 8)
+    # rebuilt from its keywords, as a checkpoint is
+    again = create_model("converted", teacher="timm:tf_efficientnet_lite0", entry_width=0.25, entry_expand=4,
+                         entry_depth=2)
+    again.load_state_dict(model.state_dict())
+    # the default is the plain block (checkpoints written before entry_expand existed still load)
+    assert all(isinstance(b, EntryBlock) for b in create_model(
+        "converted", teacher="timm:tf_efficientnet_lite0").entry.blocks)
+    for bad in (0, 1.5, True):
+        with pytest.raises(TeacherError, match="entry_expand"):
+            create_model("converted", teacher="timm:tf_efficientnet_lite0", entry_expand=bad)
+    with pytest.raises(TeacherError, match="entry_expand"):
+        create_model("converted", teacher="timm:tf_efficientnet_lite0", entry="pixels", entry_expand=4)
+
+
+def test_a_stride_16_entry_puts_each_luma_block_with_the_chroma_block_under_it():
+    """Each output position of the stride-16 entry sees exactly its MCU: the 2x2 luma blocks (rows 2i, 2i+1,
+    columns 2j, 2j+1) and chroma block (i, j); nothing else (depth 0: no spatial mixing)."""
+    from jpegnet.models.converted import DctEntry
+
+    torch.manual_seed(0)
+    entry = DctEntry(out_channels=6, out_reduction=16, width=0.1, depth=0).eval()
+    y, cbcr = torch.randn(1, 64, 8, 10), torch.randn(1, 128, 4, 5)
+    with torch.no_grad():
+        base = entry(y, cbcr)
+        assert base.shape == (1, 6, 4, 5)
+        for (row, col), mcu in (((5, 3), (2, 1)), ((4, 2), (2, 1)), ((0, 9), (0, 4))):
+            moved = y.clone()
+            moved[0, :, row, col] += 10.0
+            changed = (entry(moved, cbcr) - base).abs().amax(dim=1)[0] > 1e-6
+            assert changed.nonzero().tolist() == [list(mcu)], (row, col)
+        moved = cbcr.clone()
+        moved[0, :, 3, 4] += 10.0
+        changed = (entry(y, moved) - base).abs().amax(dim=1)[0] > 1e-6
+        assert changed.nonzero().tolist() == [[3, 4]]
+
+
+@pytest.mark.parametrize("spec,cut", [("efficientnet_b0", "blocks.4"), ("resnet50", "layer3")])
+def test_a_jpegnet_teacher_cut_past_stride_8_gives_its_logits(spec, cut):
+    torch.manual_seed(0)
+    model = randomized(build_teacher_architecture(spec, num_classes=10))
+    x = torch.randn(2, 3, 64, 64)
+    front, remainder, point = cut_teacher(model, cut)
+    assert point.reduction == 16 and point.front[-1] == cut
+    with torch.no_grad():
+        logits = model(x)
+        assert logits.abs().max() > 1e-2
+        torch.testing.assert_close(remainder(front(x)), logits, rtol=1e-5, atol=1e-6)
+
+
+def test_a_jpegnet_teacher_whose_stages_do_not_continue_its_stride_8_prefix_is_not_cut_past_it():
+    from jpegnet.models.registry import JpegNetModel
+
+    class Shuffled(JpegNetModel):
+        stride8_prefix = ("a", "b")
+
+        def __init__(self):
+            super().__init__()
+            self.b, self.a, self.c = nn.Identity(), nn.Identity(), nn.Identity()  # registered out of order
+            self.feature_info = [dict(module="b", num_chs=3, reduction=8), dict(module="c", num_chs=3,
+                                                                                  reduction=16)]
+
+    assert find_cut(Shuffled()).front == ("a", "b")
+    with pytest.raises(TeacherError, match="later stage of the same sequence"):
+        find_cut(Shuffled(), "c")
 
 
 def test_teacher_weights_in_timm_names_and_in_order(tmp_path):

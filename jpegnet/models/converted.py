@@ -27,8 +27,14 @@ upsampled ×2), a 1×1 fusion to `entry_width` × 192 channels (a multiple of th
 sees 67 pixels at stride 8; the single-block stem of the generic adapter sees about 40), and a linear 1×1
 projection to the cut's channels (a teacher's stride-8 output is often a linear bottleneck, so no activation).
 A cut at stride 4 (e.g. `cut="blocks.1"`) ends in a depth-to-space: 4× the channels at stride 8, pixel-shuffled
-to stride 4. Each block's last BatchNorm starts at zero, so a fresh entry is its linear fusion + projection and
-the blocks grow from there.
+to stride 4. A cut at stride 16 (e.g. `cut="blocks.4"` of an EfficientNet) starts with a space-to-depth instead:
+each 2×2 group of luma blocks becomes 4 × 64 channels beside the chroma block under it, so the whole entry runs
+at stride 16 on 384 coefficient channels, a quarter of the positions (README, "Cheaper entries": the
+remainder after such a cut is cheap, but the entry has far more of the teacher to imitate). `entry_width`
+counts in coefficient channels at the entry's own stride: 192 at stride 4 and 8, 384 at stride 16. Each block's
+last BatchNorm starts at zero, so a fresh entry is its linear fusion + projection and the blocks grow from there. `entry_expand` > 1 makes the blocks inverted residuals
+(`InvertedResidualEntryBlock`: 1×1 expand, depthwise, 1×1 project, on a linear stream of `entry_width` channels):
+the teacher's own block design, wide inside and cheap outside.
 """
 from __future__ import annotations
 
@@ -40,10 +46,10 @@ from ..input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS, INTERPOLATIONS, In
 from .cut import TeacherError, _feature_info, build_teacher_architecture, find_cut, remove_front, teacher_preprocessing
 from .registry import JpegNetModel, register_model
 
-ENTRY_REDUCTIONS = (4, 8)
+ENTRY_REDUCTIONS = (4, 8, 16)
 ENTRIES = ("learned", "pixels")
 #: The learned entry's keywords and their defaults: an exact (pixels) entry takes none of them.
-LEARNED_ENTRY_DEFAULTS = {"cut": None, "entry_width": 1.0, "entry_depth": 4, "entry_kernel": 3}
+LEARNED_ENTRY_DEFAULTS = {"cut": None, "entry_width": 1.0, "entry_depth": 4, "entry_kernel": 3, "entry_expand": 1}
 
 
 class EntryBlock(nn.Module):
@@ -62,36 +68,75 @@ class EntryBlock(nn.Module):
         return torch.relu(x + self.bn_pw(self.conv_pw(self.act(self.bn_dw(self.conv_dw(x))))))
 
 
+class InvertedResidualEntryBlock(nn.Module):
+    """x + BN(1×1(ReLU(BN(depthwise k×k(ReLU(BN(1×1 expand(x)))))))): MobileNetV2's inverted residual, the
+    block the teacher's own front is made of. Its depthwise and ReLUs run `expand` times wider than the
+    residual stream, which stays linear (no activation on a narrow stream, so nothing is lost to ReLU there).
+    Per position its 1×1s cost 2 · expand · w² multiply-adds on a stream of w channels, a plain block's w'²
+    at width w': a stream of 48 expanded 4× computes at 192 channels for half the 1×1 cost of a plain
+    192-channel block."""
+
+    def __init__(self, width: int, kernel: int, expand: int):
+        super().__init__()
+        hidden = width * expand
+        self.conv_expand = nn.Conv2d(width, hidden, 1, bias=False)
+        self.bn_expand = nn.BatchNorm2d(hidden)
+        self.conv_dw = nn.Conv2d(hidden, hidden, kernel, padding=kernel // 2, groups=hidden, bias=False)
+        self.bn_dw = nn.BatchNorm2d(hidden)
+        self.conv_pw = nn.Conv2d(hidden, width, 1, bias=False)
+        self.bn_pw = nn.BatchNorm2d(width)
+        nn.init.zeros_(self.bn_pw.weight)  # the block starts as the identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn_expand(self.conv_expand(x)))
+        h = torch.relu(self.bn_dw(self.conv_dw(h)))
+        return x + self.bn_pw(self.conv_pw(h))
+
+
 class DctEntry(nn.Module):
     """Coefficients → the teacher's feature map at the cut (see the module docstring)."""
 
     def __init__(self, out_channels: int, out_reduction: int = 8, width: float = 1.0, depth: int = 4,
-                 kernel: int = 3):
+                 kernel: int = 3, expand: int = 1):
         super().__init__()
         if out_reduction not in ENTRY_REDUCTIONS:
             raise TeacherError(f"a DCT entry produces features at stride {ENTRY_REDUCTIONS}, not "
                                f"{out_reduction}; cut the teacher at one of those")
         if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0.05 <= width <= 16:
-            raise TeacherError(f"entry_width must be a number in [0.05, 16] (times 192 channels), got {width!r}")
-        for name, value, low in (("entry_depth", depth, 0), ("entry_kernel", kernel, 1)):
+            raise TeacherError(f"entry_width must be a number in [0.05, 16] (times the coefficient channels), "
+                               f"got {width!r}")
+        for name, value, low in (("entry_depth", depth, 0), ("entry_kernel", kernel, 1), ("entry_expand", expand, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise TeacherError(f"{name} must be an integer >= {low}, got {value!r}")
         if kernel % 2 == 0:
             raise TeacherError(f"entry_kernel must be odd, got {kernel}")
-        width = max(8, int(round(width * (DCT_Y_CHANNELS + DCT_CBCR_CHANNELS) / 8)) * 8)
+        # stride 16: the luma's 2×2 block groups folded into channels (space-to-depth), beside their chroma block
+        self.luma_fold = 2 if out_reduction == 16 else 1
+        coefficients = DCT_Y_CHANNELS * self.luma_fold ** 2 + DCT_CBCR_CHANNELS
+        width = max(8, int(round(width * coefficients / 8)) * 8)
         self.bn_y = nn.BatchNorm2d(DCT_Y_CHANNELS)
         self.bn_cbcr = nn.BatchNorm2d(DCT_CBCR_CHANNELS)
-        self.fuse = nn.Conv2d(DCT_Y_CHANNELS + DCT_CBCR_CHANNELS, width, 1, bias=False)
+        self.fuse = nn.Conv2d(coefficients, width, 1, bias=False)
         self.bn_fuse = nn.BatchNorm2d(width)
-        self.blocks = nn.Sequential(*[EntryBlock(width, kernel) for _ in range(depth)])
+        # expand 1: plain residual depthwise-separable blocks on a ReLU stream (checkpoints before entry_expand);
+        # expand > 1: inverted residuals on a linear stream
+        self.linear_stream = expand > 1
+        self.blocks = nn.Sequential(*[InvertedResidualEntryBlock(width, kernel, expand) if self.linear_stream
+                                      else EntryBlock(width, kernel) for _ in range(depth)])
         self.shuffle = out_reduction == 4
         outputs = out_channels * 4 if self.shuffle else out_channels
         self.project = nn.Conv2d(width, outputs, 1, bias=False)
         self.bn_out = nn.BatchNorm2d(out_channels)
 
     def forward(self, y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
-        chroma = nn.functional.interpolate(self.bn_cbcr(cbcr), scale_factor=2.0, mode="nearest")
-        x = torch.relu(self.bn_fuse(self.fuse(torch.cat([self.bn_y(y), chroma], dim=1))))
+        if self.luma_fold == 2:
+            x = torch.cat([nn.functional.pixel_unshuffle(self.bn_y(y), 2), self.bn_cbcr(cbcr)], dim=1)
+        else:
+            x = torch.cat([self.bn_y(y), nn.functional.interpolate(self.bn_cbcr(cbcr), scale_factor=2.0,
+                                                                   mode="nearest")], dim=1)
+        x = self.bn_fuse(self.fuse(x))
+        if not self.linear_stream:
+            x = torch.relu(x)
         x = self.project(self.blocks(x))
         if self.shuffle:
             x = nn.functional.pixel_shuffle(x, 2)
@@ -174,12 +219,13 @@ class ConvertedModel(JpegNetModel):
     returns (None, entry features) without running the remainder (a feature-only objective)."""
 
     def __init__(self, teacher: str, cut: str | None = None, num_classes: int = 1000, entry_width: float = 1.0,
-                 entry_depth: int = 4, entry_kernel: int = 3, entry: str = "learned"):
+                 entry_depth: int = 4, entry_kernel: int = 3, entry: str = "learned", entry_expand: int = 1):
         super().__init__()
         if entry not in ENTRIES:
             raise TeacherError(f"entry must be one of {list(ENTRIES)}, got {entry!r}")
         if entry == "pixels":
-            given = dict(cut=cut, entry_width=entry_width, entry_depth=entry_depth, entry_kernel=entry_kernel)
+            given = dict(cut=cut, entry_width=entry_width, entry_depth=entry_depth, entry_kernel=entry_kernel,
+                         entry_expand=entry_expand)
             odd = [k for k, v in given.items() if v != LEARNED_ENTRY_DEFAULTS[k]]
             if odd:
                 raise TeacherError(f"entry='pixels' runs the whole teacher after an exact entry: {', '.join(odd)} "
@@ -211,7 +257,8 @@ class ConvertedModel(JpegNetModel):
         else:
             point = find_cut(net, cut)
             self.cut = point
-            self.entry = DctEntry(point.channels, point.reduction, entry_width, entry_depth, entry_kernel)
+            self.entry = DctEntry(point.channels, point.reduction, entry_width, entry_depth, entry_kernel,
+                                  entry_expand)
             self.remainder = remove_front(net, point)
             later = [d for d in _feature_info(net) if d["reduction"] > point.reduction]
             self.feature_info = [dict(module="entry", num_chs=point.channels, reduction=point.reduction)] + [
@@ -260,12 +307,13 @@ class ConvertedModel(JpegNetModel):
 @register_model
 def converted(num_classes: int = 1000, teacher: str = "efficientnet_b0", cut: str | None = None,
               entry_width: float = 1.0, entry_depth: int = 4, entry_kernel: int = 3,
-              entry: str = "learned") -> ConvertedModel:
+              entry: str = "learned", entry_expand: int = 1) -> ConvertedModel:
     """A pretrained pixel CNN (`teacher`: a jpegnet model name or timm:NAME) on JPEG coefficients; made by
     `jpegnet convert`. entry="learned": its front up to `cut` (default: its last stride-8 stage) replaced by a
     learned DCT entry; entry="pixels": an exact entry rebuilds its pixels and the whole teacher follows (no
     cut, no entry_* keywords)."""
-    return ConvertedModel(teacher, cut, num_classes, entry_width, entry_depth, entry_kernel, entry)
+    return ConvertedModel(teacher, cut, num_classes, entry_width, entry_depth, entry_kernel, entry, entry_expand)
 
 
-__all__ = ["ENTRIES", "ConvertedModel", "DctEntry", "EntryBlock", "PixelEntry", "converted"]
+__all__ = ["ENTRIES", "ConvertedModel", "DctEntry", "EntryBlock", "InvertedResidualEntryBlock", "PixelEntry",
+           "converted"]

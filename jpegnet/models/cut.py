@@ -3,10 +3,11 @@
 `jpegnet convert` replaces a pretrained CNN's front with a DCT entry and keeps its remainder. A teacher is
 a registered jpegnet model (`resnet50`, `efficientnet_b0`, ...) or any timm CNN (`timm:NAME`, timm being an
 optional dependency). The cut goes after the module named in the model's `feature_info` as the last one at
-stride 8 (or after a module the user names: `blocks.1` of an EfficientNet cuts at stride 4).
+stride 8 (or after a module the user names: `blocks.1` of an EfficientNet cuts at stride 4, `blocks.4` at 16).
 
 How the cut is made, generically: the modules that run, in order, from the input to the cut (the *front
-chain*) are the jpegnet stride-8 entry protocol's `stride8_prefix` for a jpegnet model, and for a timm model
+chain*) are the jpegnet stride-8 entry protocol's `stride8_prefix` for a jpegnet model (extended generically
+past stride 8 where the model's stages continue that sequence), and for a timm model
 its top-level children in registration order, with the container of the cut module (`blocks`, `stages`)
 opened up to it; timm's own `features_only` wrapper relies on the same order. The remainder is the very
 model with every front-chain module replaced by `nn.Identity`, so `remainder(features)` runs the model's own
@@ -98,10 +99,24 @@ def _chain(model: nn.Module, cut: str) -> tuple[str, ...]:
     prefix = getattr(model, "stride8_prefix", None)
     if isinstance(model, JpegNetModel) and prefix:
         names = tuple(prefix)
-        if cut not in names:
+        if cut in names:
+            return names[: names.index(cut) + 1]
+        # Past stride 8 the generic chain (below) is trusted only where it runs through the model's whole
+        # stride-8 prefix in its order first, i.e. where the model's forward is that plain sequence so far.
+        try:
+            chain = _generic_chain(model, cut)
+        except TeacherError:
+            chain = ()
+        if chain[: len(names)] != names:
             raise TeacherError(f"cannot cut {type(model).__name__} after {cut!r}: a jpegnet model is cut after "
-                               f"one of its stride-8 entry modules {list(names)}")
-        return names[: names.index(cut) + 1]
+                               f"one of its stride-8 entry modules {list(names)}, or after a later stage of "
+                               f"the same sequence")
+        return chain
+    return _generic_chain(model, cut)
+
+
+def _generic_chain(model: nn.Module, cut: str) -> tuple[str, ...]:
+    """The top-level children up to `cut`, its container (a sequence of stages) opened up to it."""
     top, _, inner = cut.partition(".")
     children = [name for name, _ in model.named_children()]
     if top not in children:
