@@ -26,22 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def example_inputs(config, batch: int):
-    """Random inputs of the export's own shapes (values do not change a forward's cost)."""
+def main() -> None:
     import torch
 
-    from jpegnet.input_config import DCT_CBCR_CHANNELS, DCT_Y_CHANNELS
-
-    g = torch.Generator().manual_seed(0)
-    h, w = config.input_size
-    if config.representation == "dct":
-        return (torch.randn(batch, DCT_Y_CHANNELS, h // 8, w // 8, generator=g),
-                torch.randn(batch, DCT_CBCR_CHANNELS, h // 16, w // 16, generator=g))
-    return (torch.randn(batch, 3, h, w, generator=g),)
-
-
-def main() -> None:
     from jpegnet.engine.backends import load_backend
+    from jpegnet.models.registry import example_inputs
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--onnx", action="append", required=True, metavar="NAME=FILE")
@@ -52,6 +41,7 @@ def main() -> None:
     p.add_argument("--note", default="")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
+    torch.manual_seed(0)
     models = {}
     for spec in args.onnx:
         name, sep, path = spec.partition("=")

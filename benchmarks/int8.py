@@ -213,12 +213,13 @@ def main(argv=None) -> int:
 
     fp32 = export_onnx(model, class_names=class_names, model_name=name)
     calibration, report = calibration_batches(args.calibration, cfg, args.calibration_images)
+    reduce_range = reduced_range_needed() if args.reduce_range is None else args.reduce_range
     files_by_precision = {"fp32": fp32}
     quantize_seconds = {}
     for method in args.methods:
         start = time.perf_counter()
         files_by_precision[f"int8-{method}"] = quantize_onnx(fp32, calibration, method=method,
-                                                             reduce_range=args.reduce_range, calibration=report)
+                                                             reduce_range=reduce_range, calibration=report)
         quantize_seconds[method] = time.perf_counter() - start
         print(f"quantized ({method}) in {quantize_seconds[method]:.1f} s", flush=True)
 
@@ -254,8 +255,7 @@ def main(argv=None) -> int:
     result = {"model": name, "representation": cfg.representation, "input_size": list(cfg.input_size),
               "data": str(args.data), "imagenet_flat": args.imagenet_flat, "labelled_images": int(labels.numel()),
               "unreadable": bad, "calibration": {**report, "methods": args.methods, "seconds": quantize_seconds,
-                                                 "reduce_range": (args.reduce_range if args.reduce_range is not None
-                                                                  else reduced_range_needed())},
+                                                 "reduce_range": reduce_range},
               "batch_size": args.batch_size, "threads": args.threads, "repeat": args.repeat,
               "machine": machine(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
               "rows": rows}

@@ -28,7 +28,8 @@ from jpegnet.engine.backends import OnnxRuntimeBackend, OpenVinoBackend, load_ba
 from jpegnet.engine.errors import CalibrationError, ConfigError
 from jpegnet.engine.export import export_checkpoint, read_onnx_metadata
 from jpegnet.engine.inference import input_batches, predict_files
-from jpegnet.engine.quantize import calibration_batches, export_int8, quantize_onnx, reduced_range_needed, shape_arithmetic_nodes
+from jpegnet.engine.quantize import (calibration_batches, export_int8, quantize_onnx, reduced_range_needed,
+                                     shape_arithmetic_nodes)
 from tests.conftest import BAD, CORPUS, IMAGENETTE, REPO, requires_shared
 
 pytestmark = requires_shared
@@ -387,8 +388,6 @@ def test_openvino_backends_released_in_any_order_leave_signal_handling_intact():
 
 
 def test_reduced_range_is_chosen_for_x86_cpus_without_vnni():
-    from jpegnet.engine.quantize import reduced_range_needed
-
     avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
     vnni = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f avx512_vnni\n"
     alder = "processor\t: 0\nflags\t\t: fpu avx2 avx_vnni\n"

@@ -309,12 +309,12 @@ def export_int8(checkpoint: str | os.PathLike, out: str | os.PathLike, model_nam
     fp32 = export_onnx(model, class_names=class_names, model_name=name)
     batches, report = calibration_batches(calibration, model.input_config,
                                           calibration_images or DEFAULT_CALIBRATION_IMAGES)
+    if reduce_range is None:
+        reduce_range = reduced_range_needed()
     data = quantize_onnx(fp32, batches, method=calibration_method, reduce_range=reduce_range, calibration=report)
     write_onnx(out, data)
-    from .export import read_onnx_metadata
-    used = bool(read_onnx_metadata(data).quantization["reduce_range"])
     return {**export_summary(out, data, name), "calibration": {**report, "method": calibration_method},
-            "reduce_range": used}
+            "reduce_range": reduce_range}
 
 
 __all__ = ["CALIBRATION_METHODS", "DEFAULT_CALIBRATION_IMAGES", "calibration_batches", "calibration_files",
