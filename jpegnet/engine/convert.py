@@ -39,6 +39,8 @@ PROFILES = {
     # entry_depth 2) in 19 minutes, 84.6 % (79.6 %). With the KL term in phase 1
     # (1 epoch, batch 32, the earlier profile) a stride-8 entry agreed on 30 % of imagenette photos but 4.5 % of
     # ImageNet's: the logits' target taught it imagenette's 10 classes. The gpu profile is untested.
+    # fp32 by default on the CPU: where the CPU has native bf16 (AMX, AVX512-BF16), --precision bf16 trained 1.4x
+    # faster at about the same agreement (85.4 % against 86.3 %, 10 epochs, one seed each); elsewhere it is emulated.
     "cpu": dict(epochs=5, batch_size=16, optimizer="adamw", lr=2e-3, weight_decay=1e-4, warmup_epochs=0.2,
                 min_lr_factor=0.02, precision="fp32", save_every_minutes=5.0, label_smoothing=0.0, distill_kl=0.0),
     "gpu": dict(epochs=30, batch_size=256, optimizer="adamw", lr=4e-3, weight_decay=1e-4, warmup_epochs=1.0,
