@@ -28,8 +28,8 @@ from jpegnet.engine.backends import OnnxRuntimeBackend, OpenVinoBackend, load_ba
 from jpegnet.engine.errors import CalibrationError, ConfigError
 from jpegnet.engine.export import export_checkpoint, read_onnx_metadata
 from jpegnet.engine.inference import input_batches, predict_files
-from jpegnet.engine.quantize import (calibration_batches, export_int8, quantize_onnx, reduced_range_needed,
-                                     shape_arithmetic_nodes)
+from jpegnet.engine.quantize import (DEFAULT_CALIBRATION_METHOD, calibration_batches, export_int8, quantize_onnx,
+                                     reduced_range_needed, shape_arithmetic_nodes)
 from tests.conftest import BAD, CORPUS, IMAGENETTE, REPO, requires_shared
 
 pytestmark = requires_shared
@@ -137,7 +137,7 @@ def test_int8_export_keeps_top1_and_says_int8(trained, validation, tmp_path, kin
     assert info.input_config.input_size == (SIZE, SIZE) and info.input_names == (
         ["y", "cbcr"] if kind == "dct" else ["x"])
     assert (fp32_info.precision, info.precision) == ("fp32", "int8")
-    assert info.quantization["format"] == "QDQ" and info.quantization["method"] == "minmax"
+    assert info.quantization["format"] == "QDQ" and info.quantization["method"] == DEFAULT_CALIBRATION_METHOD == "entropy"
     assert info.quantization["calibration"]["images"] == 48
     assert info.quantization["fp32_nodes"] == []  # jpegnet's exports hold no run-time shape arithmetic
     # the weights' range is this CPU's choice (7 bits on x86 without VNNI), recorded in the file
@@ -213,7 +213,7 @@ def test_calibration_from_shards_and_other_methods(trained, tmp_path):
     model_cfg = OnnxRuntimeBackend(export_checkpoint(trained["dct"], tmp_path / "f.onnx")["path"]).input_config
     batches, report = calibration_batches(spec, model_cfg, 10)
     assert report["images"] == 10 and [tuple(x.shape[1:]) for x in batches[0]] == [(64, 8, 8), (128, 4, 4)]
-    for method in ("percentile", "entropy"):
+    for method in ("minmax", "percentile"):
         summary = export_int8(trained["dct"], tmp_path / f"{method}.onnx", calibration=spec,
                                     calibration_images=10, calibration_method=method)
         info = read_onnx_metadata(summary["path"])
@@ -245,6 +245,9 @@ def test_calibration_errors_are_typed_and_write_nothing(trained, tmp_path, capsy
     assert not out.exists()
     with pytest.raises(SystemExit):  # argparse's usage error (exit 2)
         main(["export", "--checkpoint", str(trained["dct"]), "--out", str(out), "--calibration", str(CORPUS)])
+    assert "go with --int8" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit):  # any method named without --int8, the default's name included
+        main(["export", "--checkpoint", str(trained["dct"]), "--out", str(out), "--calibration-method", "minmax"])
     assert "go with --int8" in capsys.readouterr().err and not out.exists()
     assert main(["export", "--checkpoint", str(trained["dct"]), "--out", str(out), "--int8", "--calibration",
                  str(unreadable)]) == 1
