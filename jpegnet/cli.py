@@ -606,9 +606,7 @@ def cmd_export(args) -> int:
     from .engine.export import export_checkpoint
 
     if args.int8:
-        from .engine.quantize import export_int8
-
-        from .engine.quantize import DEFAULT_CALIBRATION_METHOD
+        from .engine.quantize import DEFAULT_CALIBRATION_METHOD, export_int8
 
         r = export_int8(args.checkpoint, args.out, model_name=args.model, calibration=args.calibration,
                         calibration_images=args.calibration_images,

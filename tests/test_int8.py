@@ -137,7 +137,8 @@ def test_int8_export_keeps_top1_and_says_int8(trained, validation, tmp_path, kin
     assert info.input_config.input_size == (SIZE, SIZE) and info.input_names == (
         ["y", "cbcr"] if kind == "dct" else ["x"])
     assert (fp32_info.precision, info.precision) == ("fp32", "int8")
-    assert info.quantization["format"] == "QDQ" and info.quantization["method"] == DEFAULT_CALIBRATION_METHOD == "entropy"
+    assert info.quantization["format"] == "QDQ"
+    assert info.quantization["method"] == DEFAULT_CALIBRATION_METHOD == "entropy"
     assert info.quantization["calibration"]["images"] == 48
     assert info.quantization["fp32_nodes"] == []  # jpegnet's exports hold no run-time shape arithmetic
     # the weights' range is this CPU's choice (7 bits on x86 without VNNI), recorded in the file

@@ -56,6 +56,8 @@ from .errors import CalibrationError, ConfigError
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 DEFAULT_CALIBRATION_METHOD = "entropy"
+DEFAULT_CALIBRATION_IMAGES = 256
+CALIBRATION_BATCH = 8  # images per calibration run: bounds the intermediate tensors held at once
 #: /proc/cpuinfo flags of the x86 integer dot-product instructions that do not saturate in U8S8 kernels.
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
 
@@ -80,8 +82,6 @@ def reduced_range_needed(cpuinfo: str | None = None, machine: str | None = None)
         if line.startswith("flags"):
             flags.update(line.partition(":")[2].split())
     return not any(f in flags for f in VNNI_FLAGS)
-DEFAULT_CALIBRATION_IMAGES = 256
-CALIBRATION_BATCH = 8  # images per calibration run: bounds the intermediate tensors held at once
 
 
 def calibration_files(source: str | os.PathLike) -> list[str]:
@@ -239,8 +239,7 @@ def _name_nodes(graph) -> bool:
 
 
 def quantize_onnx(fp32: bytes, batches, *, method: str = DEFAULT_CALIBRATION_METHOD,
-                  reduce_range: bool | None = None,
-                  calibration: dict | None = None) -> bytes:
+                  reduce_range: bool | None = None, calibration: dict | None = None) -> bytes:
     """The int8 (QDQ) version of the exported file `fp32` (bytes), calibrated on `batches` (input tuples in the
     order of the file's inputs, as `calibration_batches` makes them). The metadata is the fp32 file's with
     precision "int8" and `quantization` (method, format, types, `fp32_nodes`: the nodes left unquantized, i.e.

@@ -32,9 +32,10 @@ each 2×2 group of luma blocks becomes 4 × 64 channels beside the chroma block 
 at stride 16 on 384 coefficient channels, a quarter of the positions (README, "Cheaper entries": the
 remainder after such a cut is cheap, but the entry has far more of the teacher to imitate). `entry_width`
 counts in coefficient channels at the entry's own stride: 192 at stride 4 and 8, 384 at stride 16. Each block's
-last BatchNorm starts at zero, so a fresh entry is its linear fusion + projection and the blocks grow from there. `entry_expand` > 1 makes the blocks inverted residuals
-(`InvertedResidualEntryBlock`: 1×1 expand, depthwise, 1×1 project, on a linear stream of `entry_width` channels):
-the teacher's own block design, wide inside and cheap outside.
+last BatchNorm starts at zero, so a fresh entry is its linear fusion + projection and the blocks grow from there.
+`entry_expand` > 1 makes the blocks inverted residuals (`InvertedResidualEntryBlock`: 1×1 expand, depthwise, 1×1
+project, on a linear stream of `entry_width` channels): the teacher's own block design, wide inside and cheap
+outside.
 """
 from __future__ import annotations
 
