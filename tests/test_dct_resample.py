@@ -211,3 +211,25 @@ def test_bicubic_batch_equals_pillow_and_torchvision_bicubic_through_the_same_wi
             tri = build_dct_batch([c], windows, [flip], out, **RAW)[0]
             tri = block_idct(tri[0].permute(1, 2, 0).double()).numpy() + 128
             assert psnr(got, pil) > psnr(tri, pil) + 3, (name, window)
+
+
+@requires_shared
+def test_normalization_given_as_tuples_is_cached_per_value_and_normalizes_like_tensors():
+    """Tuples (what `normalization` gives, the served path's case) take a cache keyed by their values: the
+    batch equals the one normalized from tensors, a second normalization is not served the first one's
+    cached values, and the cached values are not written by building a batch (greyscale fills chroma from them)."""
+    grey = next(p for p in sorted(CORPUS.glob("*.JPEG")) if read_coefficients(p).colorspace == "gray")
+    images = [read_coefficients(CORPUS / "n02123159_tiger_cat.JPEG"), read_coefficients(grey)]
+    windows = [[8, 8, 96, 64], [0, 0, images[1].width, images[1].height]]
+    g = torch.Generator().manual_seed(0)
+    stats = [(torch.randn(192, generator=g) * 5, torch.rand(192, generator=g) * 20 + 1) for _ in range(2)]
+    for kernel in ("fused", "torch"):
+        for mean, std in stats + stats:  # each twice: the second time from the cache
+            as_tuples = build_dct_batch(images, windows, [False, True], (32, 48), cpu_kernel=kernel,
+                                        mean=tuple(mean.tolist()), std=tuple(std.tolist()))
+            as_tensors = build_dct_batch(images, windows, [False, True], (32, 48), cpu_kernel=kernel,
+                                         mean=mean, std=std)
+            for a, b in zip(as_tuples, as_tensors):
+                torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-5)
+            # the grey image's chroma is the normalized zero: -mean / std, from the (shared) cached values
+            torch.testing.assert_close(as_tuples[1][1, :, 0, 0], -mean[64:] / std[64:], rtol=1e-6, atol=1e-6)

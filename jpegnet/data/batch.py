@@ -102,7 +102,7 @@ def dct_inputs(ds, sources, keys, *, seed: int, epoch: int, device: torch.device
     orientations = (np.array([read_orientation(sources[j]) for j in readable])
                     if getattr(ds, "exif_orientation", False) else np.ones(len(readable), dtype=np.int64))
     # Windows are drawn on the upright (displayed) image and mapped back onto the stored one.
-    transposed = np.isin(orientations, (5, 6, 7, 8))
+    transposed = orientations >= 5  # EXIF 5 … 8 swap the axes (read_orientation gives 1 … 8)
     shown_w, shown_h = np.where(transposed, heights, widths), np.where(transposed, widths, heights)
     windows, flips = ds.windows([keys[j] for j in readable], shown_w, shown_h, seed, epoch)
     windows = stored_windows(windows, orientations, shown_w, shown_h)

@@ -24,6 +24,7 @@ through pixels would put a pixel round trip on the DCT path for a format ImageNe
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,13 +146,8 @@ def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_si
     flips = np.asarray(flips, dtype=bool).reshape(n)
     colour = [i for i, p in enumerate(per_image) if len(p) == 3]
 
-    if mean is None:
-        mean = torch.zeros(DCT_CHANNELS)
-        std = torch.full((DCT_CHANNELS,), DEFAULT_DCT_SCALE)
-    mean = torch.as_tensor(mean, dtype=torch.float32).to(device)
-    inv = 1.0 / torch.as_tensor(std, dtype=torch.float32).to(device)
     # normalized = raw · (1/std) − mean/std, written once into the final channels_last layout
-    bias = -mean * inv
+    inv, bias = _scale_and_bias(mean, std, device)
     hb, wb = out_h // 8, out_w // 8
     if device.type == "cpu" and cpu_kernel != "torch":
         if _resample is not None:
@@ -180,6 +176,27 @@ def build_dct_batch(images: list, windows: np.ndarray, flips: np.ndarray, out_si
     # (N, h, w, C) memory viewed as (N, C, h, w): channels_last without a copy
     return (y.view(n, hb, wb, 64).permute(0, 3, 1, 2),
             cbcr.view(n, hb // 2, wb // 2, 128).permute(0, 3, 1, 2))
+
+
+def _scale_and_bias(mean, std, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1/std, −mean/std) as float32 tensors on device (mean None: the default normalization). The usual
+    arguments (tuples of floats, as `normalization` gives them, on the CPU) come from a small cache: building
+    them costs ~0.1 ms, a tenth of a served image's preprocessing. The cached tensors are shared: read only."""
+    if mean is None:
+        mean, std = (0.0,) * DCT_CHANNELS, (DEFAULT_DCT_SCALE,) * DCT_CHANNELS
+    if isinstance(mean, tuple) and isinstance(std, tuple):
+        inv, bias = _cached_scale_and_bias(mean, std)
+        return (inv, bias) if device.type == "cpu" else (inv.to(device), bias.to(device))
+    mean = torch.as_tensor(mean, dtype=torch.float32).to(device)
+    inv = 1.0 / torch.as_tensor(std, dtype=torch.float32).to(device)
+    return inv, -mean * inv
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_scale_and_bias(mean: tuple, std: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    mean_t = torch.tensor(mean, dtype=torch.float32)
+    inv = 1.0 / torch.tensor(std, dtype=torch.float32)
+    return inv, -mean_t * inv
 
 
 def _fused_cpu_batch(per_image: list, windows: np.ndarray, flips: np.ndarray, out_blocks: tuple[int, int],

@@ -16,6 +16,7 @@ torchvision is imported here only (the DCT path does not need it).
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 
@@ -129,9 +130,18 @@ def load_rgb_fast(job):
     if flips[0]:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div_(255)
-    mean_t = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1)
+    mean_t, std_t = _normalization_tensors(tuple(float(v) for v in mean), tuple(float(v) for v in std))
     return x.sub_(mean_t).div_(std_t)
+
+
+@functools.lru_cache(maxsize=16)
+def _normalization_tensors(mean: tuple, std: tuple):
+    """mean / std as (3, 1, 1) float32 tensors, built once per normalization (~30 µs per image otherwise);
+    shared: read only."""
+    import torch
+
+    return (torch.tensor(mean, dtype=torch.float32).view(3, 1, 1),
+            torch.tensor(std, dtype=torch.float32).view(3, 1, 1))
 
 
 def load_rgb_plain(job):
