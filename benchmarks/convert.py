@@ -180,7 +180,8 @@ def main() -> None:
     state = load_checkpoint(checkpoint)
     train_config = state.get("train_config")  # an exact conversion trained nothing
     recipe = ({k: train_config.get(k) for k in ("epochs", "batch_size", "input_size", "lr", "optimizer",
-                                                "distill_features", "distill_kl", "train_remainder")}
+                                                "distill_features", "distill_kl", "distill_late", "train_remainder",
+                                                "init_from")}
               if train_config else {"entry": "pixels (exact, no training)"})
     row = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes"), "teacher": args.teacher,
            "checkpoint": str(checkpoint), "step": state.get("global_step"),

@@ -231,6 +231,12 @@ def add_convert_parser(sub) -> None:
                    help="weight of the KL divergence on the logits (default: 0 while the entry learns, the "
                         "teacher's features alone; 1 in --finetune-epochs)")
     p.add_argument("--temperature", dest="distill_temperature", type=float, default=None)
+    p.add_argument("--late-weight", dest="distill_late", type=float, default=None,
+                   help="weight of the normalized MSE on the remainder's last feature map (before pooling), "
+                        "reached through the frozen remainder (default 0: off; steps cost several times more)")
+    p.add_argument("--init-from", dest="init_from", default=None,
+                   help="start the entry from a converted checkpoint (e.g. an earlier conversion's OUT/best.pt) "
+                        "instead of a fresh one: a second entry phase with another objective")
     add_device_arguments(p, default=None)
     p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
     p.add_argument("--seed", type=int, default=None)

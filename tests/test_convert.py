@@ -284,6 +284,33 @@ def test_convert_writes_train_runs_with_agreement_and_resumes(converted_run, cap
 
 
 @requires_shared
+def test_a_second_entry_phase_starts_from_a_conversion_with_the_late_term(converted_run, tmp_path):
+    """convert --init-from OUT/best.pt --late-weight W: the entry goes on from the first run's weights (its output
+    spread kept, not measured again) with the late feature term; the remainder stays the teacher's, and the
+    training log now has agreement (the remainder runs)."""
+    from jpegnet.cli import main
+    from jpegnet.engine import load_checkpoint
+
+    first = converted_run["out"] / "best.pt"
+    out = tmp_path / "late"
+    args = list(converted_run["args"])
+    del args[args.index("--finetune-epochs"):args.index("--finetune-epochs") + 2]  # one entry phase (1 epoch)
+    args[args.index("--out") + 1] = str(out)
+    assert main(args + ["--init-from", str(first), "--late-weight", "1.0"]) == 0
+    state = load_checkpoint(out / "last.pt")
+    assert state["train_config"]["distill_late"] == 1.0 and state["train_config"]["init_from"] == str(first)
+    start, teacher = load_checkpoint(first)["model"], load_checkpoint(converted_run["root"] / "teacher.pt")["model"]
+    for key in ("entry.bn_out.weight", "entry.bn_out.bias"):
+        assert torch.equal(state["model"][key], start[key]), key
+    assert not torch.equal(state["model"]["entry.fuse.weight"], start["entry.fuse.weight"])  # it trained
+    for key, value in teacher.items():
+        if f"remainder.{key}" in state["model"]:
+            torch.testing.assert_close(state["model"][f"remainder.{key}"], value)
+    header, row = (out / "log.csv").read_text().splitlines()[:2]
+    assert float(dict(zip(header.split(","), row.split(",")))["train_top1"]) > 0
+
+
+@requires_shared
 def test_converted_checkpoint_evaluates_predicts_exports_and_starts_a_new_task(converted_run, capsys, tmp_path):
     from jpegnet.cli import main
     from jpegnet.engine.inference import evaluate_checkpoint
@@ -327,8 +354,16 @@ def test_convert_refuses_bad_options(tmp_path):
         conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), profile="tpu")
     with pytest.raises(ConfigError, match="distill_kl"):
         conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), distill_kl=float("nan"))
-    with pytest.raises(ConfigError, match="train_remainder needs distill_kl"):
+    with pytest.raises(ConfigError, match="train_remainder needs distill_kl or distill_late"):
         conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), distill_kl=0.0, finetune_epochs=1)
+    with pytest.raises(ConfigError, match="distill_late"):
+        conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), distill_late=-1.0)
+    with pytest.raises(ConfigError, match="nothing to learn"):
+        conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), distill_features=0.0)
+    # the late term alone reaches the remainder: a fine-tune with it and no KL term is a valid recipe
+    _, finetune = conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), distill_kl=0.0,
+                                     distill_late=1.0, finetune_epochs=1)
+    assert finetune.train_remainder and finetune.distill_late == 1.0 and finetune.distill_kl == 0.0
     entry, finetune = conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), finetune_epochs=2)
     assert entry.model == "converted" and not entry.train_remainder
     assert finetune.train_remainder and finetune.init_from.endswith("best.pt") and finetune.epochs == 2
@@ -406,3 +441,57 @@ def test_the_entrys_output_gets_the_teachers_feature_spread_and_keeps_it(convert
     assert student.entry.fuse.weight.requires_grad  # the rest of the entry trains
     exact = create_model("converted", teacher="vgnetg_1_0mp", num_classes=5, entry="pixels")
     assert distill.match_spread(exact, loader) == 0
+
+
+@requires_shared
+def test_the_late_term_matches_the_remainders_last_feature_map_and_trains_only_the_entry(converted_run):
+    """late_weight: loss = the features at the cut + late_weight × the MSE between the feature maps the two
+    remainders pool, relative to the teacher map's mean channel variance (the teacher's: its whole model's forward_features on the rebuilt
+    pixels); the gradient reaches the entry through the frozen remainder, whose weights get none."""
+    from jpegnet.engine.distill import Distillation
+    from jpegnet.engine.inputs import build_data
+    from jpegnet.models.teacher import load_teacher
+
+    def normalized_mse(a, b):
+        return ((a - b) ** 2 / (b.var(dim=(0, 2, 3), unbiased=False).reshape(1, -1, 1, 1) + 1e-6)).mean()
+
+    teacher = load_teacher("vgnetg_1_0mp", str(converted_run["root"] / "teacher.pt"))
+    student = create_model("converted", teacher="vgnetg_1_0mp", num_classes=5, entry_width=0.1, entry_depth=1)
+    config = student.input_config.with_size(64)
+    distill = Distillation(teacher, None, config, torch.device("cpu"), kl_weight=0.0, late_weight=2.0)
+    assert distill.runs_remainder
+    distill.init_student(student, train_remainder=False)
+    student.eval()  # the entry's BatchNorms on running statistics: the forward below is the step's own
+    files = sorted(str(f) for f in converted_run["data"].glob("*/*.JPEG"))[:4]
+    _, loader = build_data(files, config, train=False, batch_size=4)
+    (y, cbcr), _ = next(iter(loader))
+    loss, _, teacher_top = distill.step(student, (y, cbcr), torch.device("cpu"), "fp32")
+    with torch.no_grad():
+        pixels = distill.teacher_pixels(y, cbcr)
+        teacher_late = teacher.model.forward_features(pixels)
+        teacher_cut = distill.front(pixels)
+        assert torch.equal(teacher_top, teacher.model(pixels).argmax(1))
+        entry = student.entry(y, cbcr)
+        late = student.remainder.forward_features(entry)
+    def map_normalized_mse(a, b):  # one scale for the whole map: the mean of its channels' variances
+        return ((a - b) ** 2).mean() / (b.var(dim=(0, 2, 3), unbiased=False).mean() + 1e-6)
+
+    assert teacher_late.shape == late.shape and teacher_late.shape[1] == teacher.model.num_features
+    torch.testing.assert_close(loss, normalized_mse(entry, teacher_cut) + 2.0 * map_normalized_mse(late, teacher_late))
+    assert float(map_normalized_mse(late, teacher_late)) > 0.01  # the term is not vanishing on a fresh entry
+    # dead channels (zero on every image, as after a ReLU6) keep the term finite, scaled by the live ones
+    dead = teacher_late / teacher_late.std()  # unit scale (the random teacher's map is tiny beside the epsilon)
+    dead[:, ::2] = 0
+    wrong = dead + 0.1 * dead.var(dim=(0, 2, 3), unbiased=False).mean().sqrt()  # off by 0.1 of the typical spread
+    late_error = float(distill.late_loss(wrong, dead))
+    assert late_error == pytest.approx(0.01, rel=0.01)
+    assert float(normalized_mse(wrong, dead)) > 100 * late_error  # per-channel scales blow up on dead channels
+    loss.backward()
+    assert float(student.entry.fuse.weight.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in student.remainder.parameters())
+    # without it the step is the feature term alone and runs no remainder (no teacher class either)
+    distill.late_weight = 0.0
+    assert not distill.runs_remainder
+    loss, logits, top = distill.step(student, (y, cbcr), torch.device("cpu"), "fp32")
+    assert logits is None and top is None
+    torch.testing.assert_close(loss, normalized_mse(entry, teacher_cut))

@@ -6,14 +6,20 @@ box chroma upsampling, JFIF colours), so every augmentation of the DCT pipeline 
 colour jitter) reaches both identically and no image is decoded twice. Per batch:
 
     loss = feature_weight · mean_c( ‖f_s,c − f_t,c‖² / var(f_t,c) )        at the cut (per-channel normalized)
+         + late_weight · mean( ‖g_s − g_t‖² ) / mean_c( var(g_t,c) )       the remainder's last feature map
          + kl_weight · T² · KL(softmax(z_t / T) ‖ softmax(z_s / T))        on the logits
 
 The first term asks the entry for the teacher's feature map, each channel on its own scale (plain MSE lets
-the few large channels decide); the second asks for what matters in the end, the teacher's output through
-the remainder, so errors the remainder ignores cost nothing and those it amplifies cost much. The variance is
-the batch's own (a pure function of the batch: exact resume needs no extra state). With kl_weight 0 a
-training step runs neither remainder (the teacher's front and the entry only: several times cheaper); its
-training top-1 is then not measured (validation still is).
+the few large channels decide); the last asks for what matters in the end, the teacher's output through
+the remainder, so errors the remainder ignores cost nothing and those it amplifies cost much. The middle one
+(g: the feature map the remainder pools, e.g. Lite0's 7×7×1280) weighs the entry's errors by what the
+remainder makes of them, like the KL term, but its target is a dense map rather than a distribution over
+classes: on unlabeled photos of a few classes the KL term teaches those classes (README, "Results"), the late
+map much less so. That map is normalized as a whole, not per channel: it comes after the last ReLU6, many of its
+channels are zero on most images, and dividing by their near-zero variances made the term explode (a run from a
+trained entry fell to 0.4 % agreement, README "Results"). The variances are the batch's own (a pure function of the batch: exact resume needs no
+extra state). With kl_weight and late_weight 0 a training step runs neither remainder (the teacher's front
+and the entry only: several times cheaper); its training top-1 is then not measured (validation still is).
 
 The learned entry's output keeps the teacher's spread (`match_spread`): before a fresh run's first step its
 last BatchNorm's affine is set to the teacher's per-channel std / mean at the cut (measured on up to 256
@@ -65,7 +71,7 @@ class Distillation:
     """The teacher (front and remainder, frozen, eval mode) and the objective above, on `device`."""
 
     def __init__(self, teacher, cut: str | None, input_config, device, feature_weight: float = 1.0,
-                 kl_weight: float = 1.0, temperature: float = 1.0):
+                 kl_weight: float = 1.0, temperature: float = 1.0, late_weight: float = 0.0):
         from ..input_config import normalization
         from ..models.cut import cut_teacher
 
@@ -82,6 +88,12 @@ class Distillation:
         self.rgb_mean = torch.tensor(input_config.mean, device=device).reshape(1, 3, 1, 1)
         self.rgb_std = torch.tensor(input_config.std, device=device).reshape(1, 3, 1, 1)
         self.feature_weight, self.kl_weight, self.temperature = feature_weight, kl_weight, temperature
+        self.late_weight = late_weight
+
+    @property
+    def runs_remainder(self) -> bool:
+        """Whether the objective looks past the cut (a feature-only one does not: cheaper steps)."""
+        return bool(self.kl_weight or self.late_weight)
 
     def init_student(self, student: nn.Module, train_remainder: bool) -> None:
         """The student's remainder takes the teacher's weights; frozen (BatchNorms in eval mode, no gradients)
@@ -151,9 +163,12 @@ class Distillation:
         return (rgb - self.rgb_mean) / self.rgb_std
 
     @torch.no_grad()
-    def teacher_outputs(self, y: torch.Tensor, cbcr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def teacher_outputs(self, y: torch.Tensor, cbcr: torch.Tensor) \
+            -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(features at the cut, logits, the remainder's last feature map) of the teacher."""
         features = self.front(self.teacher_pixels(y, cbcr))
-        return features, self.remainder(features)
+        late = self.remainder.forward_features(features)
+        return features, self.remainder.forward_head(late), late
 
     @staticmethod
     def feature_loss(student_features, teacher_features) -> torch.Tensor:
@@ -161,27 +176,38 @@ class Distillation:
         var = ft.var(dim=(0, 2, 3), unbiased=False).reshape(1, -1, 1, 1) + FEATURE_EPS
         return ((fs - ft) ** 2 / var).mean()
 
-    def loss(self, student_logits, student_features, teacher_logits, teacher_features) -> torch.Tensor:
+    @staticmethod
+    def late_loss(student_late, teacher_late) -> torch.Tensor:
+        """MSE on the remainder's last feature map relative to its mean per-channel variance (one scale for the
+        whole map: sparse post-ReLU channels would otherwise get near-infinite weights)."""
+        gs, gt = student_late.float(), teacher_late.float()
+        return ((gs - gt) ** 2).mean() / (gt.var(dim=(0, 2, 3), unbiased=False).mean() + FEATURE_EPS)
+
+    def loss(self, student_logits, student_features, teacher_logits, teacher_features, student_late=None,
+             teacher_late=None) -> torch.Tensor:
         feature = self.feature_loss(student_features, teacher_features)
         t = self.temperature
         kl = nn.functional.kl_div(torch.log_softmax(student_logits.float() / t, dim=1),
                                   torch.log_softmax(teacher_logits.float() / t, dim=1), log_target=True,
                                   reduction="batchmean") * (t * t)
-        return self.feature_weight * feature + self.kl_weight * kl
+        loss = self.feature_weight * feature + self.kl_weight * kl
+        if self.late_weight:
+            loss = loss + self.late_weight * self.late_loss(student_late, teacher_late)
+        return loss
 
     def step(self, train_model: nn.Module, inputs: tuple[torch.Tensor, ...], device, precision):
         """(loss, student logits, teacher's top-1 class): one micro-batch's forward and objective (logits and
         class None for a feature-only objective)."""
-        if not self.kl_weight:
+        if not self.runs_remainder:
             with autocast_context(device, precision), torch.no_grad():
                 teacher_features = self.front(self.teacher_pixels(*inputs))
             with autocast_context(device, precision):
                 _, features = train_model(*inputs, features_only=True)
             return self.feature_weight * self.feature_loss(features, teacher_features), None, None
         with autocast_context(device, precision):
-            teacher_features, teacher_logits = self.teacher_outputs(*inputs)
-            logits, features = train_model(*inputs, return_features=True)
-        loss = self.loss(logits, features, teacher_logits, teacher_features)
+            teacher_features, teacher_logits, teacher_late = self.teacher_outputs(*inputs)
+            logits, features, late = train_model(*inputs, return_features=True, return_late=True)
+        loss = self.loss(logits, features, teacher_logits, teacher_features, late, teacher_late)
         return loss, logits, teacher_logits.argmax(1)
 
 
@@ -202,10 +228,10 @@ def evaluate_distillation(model: nn.Module, distill: Distillation, loader, devic
     try:
         for inputs, _ in loader:
             with autocast_context(device, precision):
-                teacher_features, teacher_logits = distill.teacher_outputs(*inputs)
-                logits, features = model(*inputs, return_features=True)
+                teacher_features, teacher_logits, teacher_late = distill.teacher_outputs(*inputs)
+                logits, features, late = model(*inputs, return_features=True, return_late=True)
             n = logits.shape[0]
-            loss = distill.loss(logits, features, teacher_logits, teacher_features)
+            loss = distill.loss(logits, features, teacher_logits, teacher_features, late, teacher_late)
             top1, top5 = topk_correct(logits.float(), teacher_logits.float().argmax(1))
             diff = float(((features.float() - teacher_features.float()) ** 2).sum())
             norm = float((teacher_features.float() ** 2).sum())

@@ -118,6 +118,7 @@ class TrainConfig:
     distill_features: float = 1.0     # weight of the per-channel normalized feature MSE at the cut
     distill_kl: float = 1.0           # weight of the KL divergence on the logits
     distill_temperature: float = 1.0
+    distill_late: float = 0.0         # weight of the normalized MSE on the remainder's last feature map
     train_remainder: bool = False     # also train the teacher's later stages (soft labels); else only the entry
     holdout: int = 256                # distillation without val_data: this many training files validate
 
@@ -181,18 +182,18 @@ class TrainConfig:
         if self.model_kwargs.get("teacher") != self.teacher:
             raise ConfigError(f"the converted model's teacher {self.model_kwargs.get('teacher')!r} (model_kwargs) "
                               f"differs from the teacher {self.teacher!r}")
-        for name in ("distill_features", "distill_kl", "distill_temperature"):
+        for name in ("distill_features", "distill_kl", "distill_temperature", "distill_late"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
         if not self.distill_temperature > 0:
             raise ConfigError(f"distill_temperature must be positive, got {self.distill_temperature}")
-        if not (self.distill_features or self.distill_kl):
-            raise ConfigError("distill_features and distill_kl are both 0: nothing to learn")
-        if self.train_remainder and not self.distill_kl:
-            raise ConfigError("train_remainder needs distill_kl > 0: a feature-only objective never reaches the "
-                              "remainder")
+        if not (self.distill_features or self.distill_kl or self.distill_late):
+            raise ConfigError("distill_features, distill_kl and distill_late are all 0: nothing to learn")
+        if self.train_remainder and not (self.distill_kl or self.distill_late):
+            raise ConfigError("train_remainder needs distill_kl or distill_late > 0: a feature-only objective never "
+                              "reaches the remainder")
         if isinstance(self.holdout, bool) or not isinstance(self.holdout, int) or self.holdout < 1:
             raise ConfigError(f"holdout must be a positive integer, got {self.holdout!r}")
 
@@ -411,7 +412,8 @@ class TrainingRun:
         if self.teacher is not None:
             from .distill import Distillation
             self.distill = Distillation(self.teacher, cfg.model_kwargs.get("cut"), input_config, self.device,
-                                        cfg.distill_features, cfg.distill_kl, cfg.distill_temperature)
+                                        cfg.distill_features, cfg.distill_kl, cfg.distill_temperature,
+                                        cfg.distill_late)
             if cfg.init_from is None:  # a resumed run's weights replace these
                 self.distill.init_student(model, cfg.train_remainder)
             else:  # a later phase: the weights of the one before

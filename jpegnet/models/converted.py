@@ -217,7 +217,9 @@ class ConvertedModel(JpegNetModel):
 
     `model(y, cbcr, return_features=True)` returns (logits, entry features): what distillation compares
     with the teacher, in one forward (so DistributedDataParallel sees the whole step); `features_only=True`
-    returns (None, entry features) without running the remainder (a feature-only objective)."""
+    returns (None, entry features) without running the remainder (a feature-only objective);
+    `return_late=True` (with return_features) adds the remainder's last feature map, before pooling:
+    (logits, entry features, late features)."""
 
     def __init__(self, teacher: str, cut: str | None = None, num_classes: int = 1000, entry_width: float = 1.0,
                  entry_depth: int = 4, entry_kernel: int = 3, entry: str = "learned", entry_expand: int = 1):
@@ -293,11 +295,14 @@ class ConvertedModel(JpegNetModel):
         return self.remainder.forward_head(x, pre_logits=pre_logits)
 
     def forward(self, y: torch.Tensor, cbcr: torch.Tensor, return_features: bool = False,
-                features_only: bool = False):
+                features_only: bool = False, return_late: bool = False):
         features = self.entry(y, cbcr)  # entry="pixels": the teacher's normalized pixels
         if features_only:
             return None, features
-        logits = self.forward_head(self.remainder.forward_features(features))
+        late = self.remainder.forward_features(features)
+        logits = self.forward_head(late)
+        if return_late:
+            return logits, features, late
         return (logits, features) if return_features else logits
 
     def reset_classifier(self, num_classes: int) -> None:
