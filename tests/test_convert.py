@@ -446,8 +446,9 @@ def test_the_entrys_output_gets_the_teachers_feature_spread_and_keeps_it(convert
 @requires_shared
 def test_the_late_term_matches_the_remainders_last_feature_map_and_trains_only_the_entry(converted_run):
     """late_weight: loss = the features at the cut + late_weight × the MSE between the feature maps the two
-    remainders pool, relative to the teacher map's mean channel variance (the teacher's: its whole model's forward_features on the rebuilt
-    pixels); the gradient reaches the entry through the frozen remainder, whose weights get none."""
+    remainders pool, relative to the teacher map's mean channel variance (the teacher's map: its whole model's
+    forward_features on the rebuilt pixels); the gradient reaches the entry through the frozen remainder, whose
+    weights get none."""
     from jpegnet.engine.distill import Distillation
     from jpegnet.engine.inputs import build_data
     from jpegnet.models.teacher import load_teacher
@@ -477,12 +478,13 @@ def test_the_late_term_matches_the_remainders_last_feature_map_and_trains_only_t
         return ((a - b) ** 2).mean() / (b.var(dim=(0, 2, 3), unbiased=False).mean() + 1e-6)
 
     assert teacher_late.shape == late.shape and teacher_late.shape[1] == teacher.model.num_features
-    torch.testing.assert_close(loss, normalized_mse(entry, teacher_cut) + 2.0 * map_normalized_mse(late, teacher_late))
+    expected = normalized_mse(entry, teacher_cut) + 2.0 * map_normalized_mse(late, teacher_late)
+    torch.testing.assert_close(loss, expected)
     assert float(map_normalized_mse(late, teacher_late)) > 0.01  # the term is not vanishing on a fresh entry
     # dead channels (zero on every image, as after a ReLU6) keep the term finite, scaled by the live ones
     dead = teacher_late / teacher_late.std()  # unit scale (the random teacher's map is tiny beside the epsilon)
     dead[:, ::2] = 0
-    wrong = dead + 0.1 * dead.var(dim=(0, 2, 3), unbiased=False).mean().sqrt()  # off by 0.1 of the typical spread
+    wrong = dead + 0.1 * dead.var(dim=(0, 2, 3), unbiased=False).mean().sqrt()  # off by 0.1 of the spread
     late_error = float(distill.late_loss(wrong, dead))
     assert late_error == pytest.approx(0.01, rel=0.01)
     assert float(normalized_mse(wrong, dead)) > 100 * late_error  # per-channel scales blow up on dead channels

@@ -15,11 +15,12 @@ the remainder, so errors the remainder ignores cost nothing and those it amplifi
 (g: the feature map the remainder pools, e.g. Lite0's 7×7×1280) weighs the entry's errors by what the
 remainder makes of them, like the KL term, but its target is a dense map rather than a distribution over
 classes: on unlabeled photos of a few classes the KL term teaches those classes (README, "Results"), the late
-map much less so. That map is normalized as a whole, not per channel: it comes after the last ReLU6, many of its
-channels are zero on most images, and dividing by their near-zero variances made the term explode (a run from a
-trained entry fell to 0.4 % agreement, README "Results"). The variances are the batch's own (a pure function of the batch: exact resume needs no
-extra state). With kl_weight and late_weight 0 a training step runs neither remainder (the teacher's front
-and the entry only: several times cheaper); its training top-1 is then not measured (validation still is).
+map much less so. That map is normalized as a whole, not per channel: it comes after the last ReLU6, many of
+its channels are zero on most images, and dividing by their near-zero variances made the term explode (a run
+from a trained entry fell to 0.4 % agreement, README "Results"). The variances are the batch's own (a pure
+function of the batch: exact resume needs no extra state). With kl_weight and late_weight 0 a training step
+runs neither remainder (the teacher's front and the entry only: several times cheaper); its training top-1 is
+then not measured (validation still is).
 
 The learned entry's output keeps the teacher's spread (`match_spread`): before a fresh run's first step its
 last BatchNorm's affine is set to the teacher's per-channel std / mean at the cut (measured on up to 256
