@@ -233,7 +233,8 @@ def add_convert_parser(sub) -> None:
     p.add_argument("--temperature", dest="distill_temperature", type=float, default=None)
     p.add_argument("--late-weight", dest="distill_late", type=float, default=None,
                    help="weight of the normalized MSE on the remainder's last feature map (before pooling), "
-                        "reached through the frozen remainder (default 0: off; steps cost several times more)")
+                        "reached through the frozen remainder (default 0: off; steps cost about twice as much: "
+                        "the remainder runs forward and backward)")
     p.add_argument("--init-from", dest="init_from", default=None,
                    help="start the entry from a converted checkpoint (e.g. an earlier conversion's OUT/best.pt) "
                         "instead of a fresh one: a second entry phase with another objective")
