@@ -225,15 +225,6 @@ def test_channels_last_and_autocast():
     assert torch.allclose(out.float(), ref, atol=0.1 * ref.abs().max().item())
 
 
-def test_torch_compile_fullgraph():
-    # aot_eager: dynamo + AOTAutograd over the whole graph without inductor's minute-long C++ build here.
-    model = small_model("dct_late_concat_rfa_thinner").eval()
-    y, cbcr = inputs(2, 32, 32)
-    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
-    with torch.no_grad():
-        torch.testing.assert_close(compiled(y, cbcr), model(y, cbcr), atol=1e-5, rtol=1e-5)
-
-
 def test_onnx_export():
     onnx = pytest.importorskip("onnx")
     model = small_model("dct_late_concat_rfa_thinner").eval()  # has the k=2 (padded) and k=1 blocks
