@@ -15,7 +15,7 @@ export TORCHINDUCTOR_CACHE_DIR="$CACHES/inductor" XDG_CACHE_HOME="$CACHES/xdg" T
 find jpegnet tests -name __pycache__ -type d -prune -exec rm -rf {} +
 for run in cold warm; do
     start=$(date +%s)
-    "$PY" -m pytest -q -p no:cacheprovider --durations=20 "$@" | tail -n 25
+    "$PY" -m pytest -q -n auto --maxprocesses 4 -p no:cacheprovider --durations=20 "$@" | tail -n 25
     echo "$run: $(( $(date +%s) - start )) s"
 done
 rm -rf "$CACHES"

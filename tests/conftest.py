@@ -36,3 +36,13 @@ def corpus_originals(tmp_path: Path) -> Path:
 
 
 requires_shared = pytest.mark.skipif(not CORPUS.exists(), reason="../shared/data is not beside the checkout")
+
+
+def pytest_configure(config):
+    # Under pytest-xdist (`make test` runs two workers), each worker's torch computes on one thread: two workers
+    # on two cores, not two workers each starting as many OpenMP threads as there are cores and fighting for them.
+    # Tests that start their own processes set those processes' threads themselves.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
