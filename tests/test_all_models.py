@@ -2,8 +2,9 @@
 and variant, sizes and aliases that only change widths or depths of the same code left to their first member):
 forward and backward on a small input in channels_last, the classifier head (pre-logits features,
 reset_classifier), features_only maps that match feature_info, ONNX export, channels_last / bf16 agreement and
-torch.compile. Every size variant besides: built and run on the meta device (shapes of the logits and of every
-features_only map against feature_info, no arithmetic), so a width or depth that breaks a shape is still caught.
+torch.compile in one graph (fullgraph). Every size variant besides: built and run on the meta device (shapes of
+the logits and of every features_only map against feature_info, no arithmetic), so a width or depth that breaks a
+shape is still caught.
 Families registered later are covered without changes here; the family test files keep only what is particular
 to their family."""
 from __future__ import annotations
