@@ -196,8 +196,7 @@ def rgb_inputs(ds, sources, keys, *, seed: int, epoch: int, device: torch.device
     """((x,) or None, positions kept, {position: (reason, exception)}) for the RGB representation."""
     jobs = [(ds, k, src, seed, epoch, mean, std) for k, src in zip(keys, sources)]
     outs = list(pool.map(load_rgb, jobs)) if pool is not None else [load_rgb(j) for j in jobs]
-    failures = {j: (f"{type(o).__name__}: {_without_file_object(str(o))}", o) for j, o in enumerate(outs)
-                if isinstance(o, Exception)}
+    failures = {j: rgb_failure(o) for j, o in enumerate(outs) if isinstance(o, Exception)}
     keep = [j for j in range(len(outs)) if j not in failures]
     if not keep:
         return None, [], failures
@@ -208,10 +207,15 @@ def rgb_inputs(ds, sources, keys, *, seed: int, epoch: int, device: torch.device
     return (x.to(device, non_blocking=pin),), keep, failures
 
 
+def rgb_failure(error: Exception) -> tuple[str, Exception]:
+    """(reason, exception) for an image the RGB twin could not decode (what `load_rgb` returned)."""
+    return f"{type(error).__name__}: {_without_file_object(str(error))}", error
+
+
 def _without_file_object(text: str) -> str:
     """Pillow's "cannot identify image file <_io.BufferedReader name='a/b.jpg'>" without the file object (the
     reason follows the file's name already)."""
     return text.split(" <_io.", 1)[0]
 
 
-__all__ = ["build_batch", "build_batch_from", "dct_inputs", "rgb_inputs", "stored_windows"]
+__all__ = ["build_batch", "build_batch_from", "dct_inputs", "rgb_failure", "rgb_inputs", "stored_windows"]

@@ -1,9 +1,10 @@
-"""Request bytes → model inputs, through the same code as `jpegnet predict` and `jpegnet eval`.
+"""Request bytes → model inputs, the same tensors as `jpegnet predict` and `jpegnet eval` make.
 
-An upload goes through `JpegFolder.for_model` and `build_batch` of jpegnet.data with the model's evaluation
-transform (resize the shorter side to max(input size) / crop_pct with its interpolation filter, centre crop,
-normalize): DCT models get the reader's coefficients of the crop window (C code, GIL released), RGB models the
-Pillow decode + resize + centre crop of the RGB twin (jpegnet.data.rgb; by default its `fast` decode:
+An upload gets the model's evaluation transform (resize the shorter side to max(input size) / crop_pct with its
+interpolation filter, centre crop, normalize) from `jpegnet.data.single.SingleImage`, the one-image path that
+gives exactly `build_batch`'s tensors without its per-batch machinery, over a `JpegFolder.for_model` made once
+per input config: DCT models get the reader's coefficients of the crop window (C code, GIL released), RGB models
+the Pillow decode + resize + centre crop of the RGB twin (jpegnet.data.rgb; by default its `fast` decode:
 libjpeg-turbo's scaled IDCT and one resample of the window, the same windows as torchvision's). A file that
 cannot be used raises `UploadError`, whose `kind` names the problem for the client:
 
@@ -16,6 +17,7 @@ cannot be used raises `UploadError`, whose `kind` names the problem for the clie
 """
 from __future__ import annotations
 
+import functools
 import time
 
 import torch
@@ -72,23 +74,38 @@ def classify_error(error: BaseException, reason: str) -> UploadError:
 
 def decode_upload(body: bytes, input_config, *, max_pixels: int | None, max_body_bytes: int | None = None,
                   rgb_decode: str = "fast"):
-    """(inputs, decode seconds) for one uploaded JPEG: inputs as the model takes them, batch of 1, on the CPU.
+    """(inputs, decode seconds) for one uploaded JPEG: inputs as the model takes them, batch of 1, on the CPU
+    (DCT: channels_last, as the model runs them; `stack_inputs` makes the contiguous batch backends take).
     Runs the decode on the calling thread (one C thread for the DCT reader); raises UploadError. rgb_decode:
     RGB models' decode, 'fast' or 'plain' (jpegnet.data.rgb)."""
-    from ..data import JpegFolder, build_batch
-
     start = time.perf_counter()
     check_upload(body, max_body_bytes)
-    dataset = JpegFolder.for_model([bytes(body)], input_config, train=False, on_error="skip",
-                                   max_pixels=max_pixels, rgb_decode=rgb_decode)
-    batch, bad = build_batch(dataset, [0], seed=0, epoch=0, device="cpu", num_threads=1)
-    if bad:
-        _, reason, error = bad[0]
+    inputs, failure = upload_preprocessor(input_config, max_pixels, rgb_decode)(bytes(body))
+    if failure is not None:
+        reason, error = failure
         raise classify_error(error, reason)
-    inputs, _ = batch
-    return tuple(x.contiguous() for x in inputs), time.perf_counter() - start
+    return inputs, time.perf_counter() - start
+
+
+@functools.lru_cache(maxsize=16)
+def upload_preprocessor(input_config, max_pixels: int | None, rgb_decode: str):
+    """The SingleImage of a model's evaluation transform (made once per config: a server has one)."""
+    from ..data import JpegFolder
+    from ..data.single import SingleImage
+
+    return SingleImage(JpegFolder.for_model([], input_config, train=False, on_error="skip", max_pixels=max_pixels,
+                                            rgb_decode=rgb_decode))
 
 
 def stack_inputs(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
-    """One batch from per-request inputs (each of batch 1)."""
-    return tuple(torch.cat([it[j] for it in items]) for j in range(len(items[0])))
+    """One contiguous (NCHW) batch from per-request inputs (each of batch 1, in any memory layout: the DCT
+    inputs come channels_last), one copy per item (none for a lone item already contiguous)."""
+    if len(items) == 1:
+        return tuple(x.contiguous() for x in items[0])
+    batch = []
+    for j in range(len(items[0])):
+        out = torch.empty((len(items), *items[0][j].shape[1:]), dtype=items[0][j].dtype)
+        for i, it in enumerate(items):
+            out[i].copy_(it[j][0])
+        batch.append(out)
+    return tuple(batch)
