@@ -51,6 +51,7 @@ def export_onnx(model: torch.nn.Module, out: str | os.PathLike | None = None, *,
     import onnx
 
     from ..models import InputConfig
+    from .onnx_rewrite import fold_pads_into_convs
 
     cfg: InputConfig = model.input_config
     if input_size is not None:
@@ -70,6 +71,7 @@ def export_onnx(model: torch.nn.Module, out: str | os.PathLike | None = None, *,
     finally:
         model.train(was_training)
     proto = onnx.load_from_string(buffer.getvalue())
+    fold_pads_into_convs(proto)  # TF "same" stride-2 convs: their Pad would stay float in an int8 graph
     num_classes = int(proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value)
     if class_names is None:
         class_names = [str(i) for i in range(num_classes)]
