@@ -84,6 +84,8 @@ def _spatial_zero_pads(proto, pad):
     if mode not in (None, b"constant", "constant"):
         return None
     inputs = list(pad.input) + [""] * (4 - len(pad.input))
+    if not inputs[1]:  # opset < 11 keeps the pads in an attribute: not what the exporter writes; left alone
+        return None
     if inputs[3]:  # opset 18 `axes`: not what the exporter writes at our opset; left alone
         return None
     if inputs[2]:
