@@ -10,8 +10,9 @@ quantized activation directly.
 
 Pads a module works out from its input's size at run time (timm's `Conv2dSame`: Shape → Gather → ... → Pad) are
 constants too where the graph's spatial sizes are fixed, as in every jpegnet export (only the batch is dynamic):
-`constant_value` evaluates such arithmetic on the inferred shapes, twice with different values for each dynamic
-dimension, and folds only what comes out the same both times.
+`constant_value` evaluates such arithmetic on the inferred shapes, once for each of several values of each named
+dynamic dimension, and folds only what comes out the same every time; a size shape inference does not know is
+never guessed.
 """
 from __future__ import annotations
 
