@@ -9,9 +9,9 @@ image's size (its centre-crop window and the MCU-aligned area to decode, cached 
 sizes), and per image runs the header read, the entropy decode of that area and the fused resample.
 
 The tensors are exactly build_batch's (tests compare them on every file of the corpus): the same functions
-make the window, the decoded area and the resample. What it does not take is passed to build_batch as it is:
-DCT images with an EXIF orientation other than 1 (their block transposes are the batch path's), and a CPU
-without the fused resample kernel. RGB images go straight to the twin's one-image decode (jpegnet.data.rgb).
+make the window, the decoded area and the resample (`build_dct_batch`, fused C kernel or its torch fallback alike).
+DCT images with an EXIF orientation other than 1 are passed to build_batch as they are (their block transposes
+are the batch path's). RGB images go straight to the twin's one-image decode (jpegnet.data.rgb).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from ..codec import JpegError, read_coefficients, read_header
 from ..codec.exif import read_orientation
 from ..input_config import normalization
 from .batch import build_batch_from, rgb_failure
-from .dct_resample import UnsupportedImage, _resample, build_dct_batch, decode_crops, image_planes
+from .dct_resample import UnsupportedImage, build_dct_batch, decode_crops, image_planes
 from .rgb import load_rgb
 
 #: how many image sizes keep their window and decoded area (each entry ~200 bytes)
@@ -58,7 +58,7 @@ class SingleImage:
 
     def _dct(self, source):
         ds = self.ds
-        if _resample is None or (ds.exif_orientation and read_orientation(source) != 1):
+        if ds.exif_orientation and read_orientation(source) != 1:
             return self._through_batch(source)
         try:
             header = read_header(source)
