@@ -21,6 +21,10 @@ Evaluation (--eval-data: a folder of class folders, or a flat folder of ImageNet
                       100 by construction and this is the number that says something)
   student_img_s, teacher_img_s  end-to-end images/s from JPEG files, batch 32 (only meaningful on a quiet
                       machine; note the load when reporting)
+Evaluation photos that also lie in the conversion's training folders (--data, or the data of the checkpoint's
+run and of the runs it was initialized from, as far as those folders exist here) are left out first, found by
+benchmarks/overlap.py (imagenette-224 train holds 8 of EliSchwartz's 1,000); the row gives their number as
+eval_excluded. --keep-shared evaluates them too (the rows before 2026-12-07 18:00 UTC did).
 One row per run is appended to benchmarks/results/convert.csv (with the recipe, wall minutes, machine).
 """
 from __future__ import annotations
@@ -134,6 +138,30 @@ def teacher_top1_timm(spec: str, weights: str, files: list[Path], labels: list[i
     return 100.0 * correct / len(files), len(files) / (time.perf_counter() - start), classes
 
 
+def training_folders(checkpoint: str, data: str | None) -> list[Path]:
+    """The JPEG folders a conversion learned from: `data`, and the `data` of the checkpoint's run and of every
+    run it was initialized from (`init_from`), those that are folders on this machine (shards are skipped)."""
+    from jpegnet.engine import load_checkpoint
+
+    folders, seen, path = [data] if data else [], set(), checkpoint
+    while path and path not in seen and Path(path).is_file():
+        seen.add(path)
+        config = load_checkpoint(path).get("train_config") or {}
+        folders.append(config.get("data"))
+        path = config.get("init_from")
+    return list(dict.fromkeys(Path(f) for f in folders if f and Path(f).is_dir()))
+
+
+def without_shared(files: list[Path], labels: list[int], eval_dir: Path,
+                   folders: list[Path]) -> tuple[list[Path], list[int], list[str]]:
+    """files and labels less the photos benchmarks/overlap.py finds in any of `folders`, and those left out."""
+    from overlap import overlap
+
+    shared = {eval_dir / pair["eval"] for folder in folders for pair in overlap(folder, eval_dir, 0.99)["pairs"]}
+    kept = [(f, label) for f, label in zip(files, labels) if f not in shared]
+    return [f for f, _ in kept], [label for _, label in kept], sorted(str(f.relative_to(eval_dir)) for f in shared)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", required=True)
@@ -153,6 +181,8 @@ def main() -> None:
     p.add_argument("--no-teacher", action="store_true", help="skip the RGB teacher's own pass")
     p.add_argument("--note", default="", help="free text for the results row (e.g. the machine's load)")
     p.add_argument("--no-timing", action="store_true", help="skip the student's timed pass (a loaded machine)")
+    p.add_argument("--keep-shared", action="store_true",
+                   help="evaluate photos the conversion's training folders hold too (default: left out)")
     args = p.parse_args()
 
     from jpegnet.engine.convert import convert
@@ -170,6 +200,11 @@ def main() -> None:
         wall = (time.perf_counter() - start) / 60.0
         checkpoint = summary["checkpoint"]
     files, labels = labelled_files(Path(args.eval_data), args.limit)
+    excluded = []
+    if not args.keep_shared:
+        files, labels, excluded = without_shared(files, labels, Path(args.eval_data),
+                                                 training_folders(str(checkpoint), args.data))
+        print(f"left out {len(excluded)} evaluation photos the training folders hold: {excluded}", file=sys.stderr)
     student, student_classes = measure_student(str(checkpoint), args.teacher, args.weights, files, labels,
                                                args.eval_size, timing=not args.no_timing)
     teacher_top1, teacher_img_s, teacher_classes = (teacher_top1_timm(args.teacher, args.weights, files, labels)
@@ -192,6 +227,7 @@ def main() -> None:
            "rgb_agreement": round(rgb_agreement, 2),
            "teacher_img_s": round(teacher_img_s, 1),
            "convert_wall_min": round(wall, 1) if wall is not None else "",
+           "eval_excluded": "" if args.keep_shared else len(excluded),
            "machine": f"{platform.machine()} {os.cpu_count()} cores", "note": args.note}
     print(json.dumps(row, indent=1))
     append_row(RESULTS, row)

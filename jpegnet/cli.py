@@ -217,8 +217,9 @@ def add_convert_parser(sub) -> None:
                                                "e.g. layer2, blocks.2)")
     p.add_argument("--entry-kwargs", dest="entry_kwargs", type=parse_kwargs, default=None,
                    help="the DCT entry's size, e.g. entry_width=1.0,entry_depth=4,entry_kernel=3 (width: times the 192 "
-                        "coefficient channels, 384 at a stride-16 cut); entry_expand=6 makes the blocks "
-                        "inverted residuals that many times wider inside")
+                        "coefficient channels, 384 at stride 16); entry_expand=6 makes the blocks "
+                        "inverted residuals that many times wider inside; entry_stride=16 runs the entry at "
+                        "stride 16 (each MCU's luma blocks folded into channels) and shuffles back to the cut's")
     p.add_argument("--epochs", type=_positive_int, default=None, help="entry epochs (default: the profile's)")
     p.add_argument("--finetune-epochs", dest="finetune_epochs", type=int, default=0,
                    help="then fine-tune the whole student on the teacher's soft labels (default 0: off)")

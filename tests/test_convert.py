@@ -166,6 +166,40 @@ def test_a_stride_16_entry_puts_each_luma_block_with_the_chroma_block_under_it()
         assert changed.nonzero().tolist() == [[3, 4]]
 
 
+def test_a_stride_16_entry_at_a_stride_8_cut_works_per_mcu_and_shuffles_back():
+    """entry_stride=16 at the default stride-8 cut: the entry runs on MCUs (a quarter of the positions) and a
+    depth-to-space returns the cut's 40 channels at stride 8; with no blocks each MCU's 2x2 output positions
+    depend on that MCU alone."""
+    torch.manual_seed(0)
+    model = create_model("converted", teacher="timm:tf_efficientnet_lite0", entry_stride=16, entry_width=0.5,
+                         entry_depth=0).eval()
+    entry = model.entry
+    assert entry.fuse.in_channels == 384 and entry.fuse.out_channels == 192 and entry.project.out_channels == 160
+    y, cbcr = model.example_inputs(1, size=64)
+    with torch.no_grad():
+        base = entry(y, cbcr)
+        assert base.shape == (1, 40, 8, 8)
+        assert model(y, cbcr).shape == (1, 1000)
+        moved = y.clone()
+        moved[0, :, 5, 2] += 10.0  # the luma block in MCU (2, 1)
+        changed = (entry(moved, cbcr) - base).abs().amax(dim=1)[0] > 1e-6
+        assert changed.nonzero().tolist() == [[4, 2], [4, 3], [5, 2], [5, 3]]
+    again = create_model("converted", teacher="timm:tf_efficientnet_lite0", entry_stride=16, entry_width=0.5,
+                         entry_depth=0)
+    again.load_state_dict(model.state_dict())  # rebuilt from its keywords, as a checkpoint is
+    four = create_model("converted", teacher="timm:tf_efficientnet_lite0", cut="blocks.1", entry_stride=16,
+                        entry_depth=1, entry_width=0.25)
+    assert four.entry.project.out_channels == 24 * 16
+    assert four(y, cbcr, return_features=True)[1].shape == (1, 24, 16, 16)
+    for bad in (4, 12, True, "16"):
+        with pytest.raises(TeacherError, match="entry_stride"):
+            create_model("converted", teacher="timm:tf_efficientnet_lite0", entry_stride=bad)
+    with pytest.raises(TeacherError, match="finer than the cut"):
+        create_model("converted", teacher="timm:tf_efficientnet_lite0", cut="blocks.4", entry_stride=8)
+    with pytest.raises(TeacherError, match="entry_stride"):
+        create_model("converted", teacher="timm:tf_efficientnet_lite0", entry="pixels", entry_stride=16)
+
+
 @pytest.mark.parametrize("spec,cut", [("efficientnet_b0", "blocks.4"), ("resnet50", "layer3")])
 def test_a_jpegnet_teacher_cut_past_stride_8_gives_its_logits(spec, cut):
     torch.manual_seed(0)

@@ -48,7 +48,7 @@ PROFILES = {
 }
 FINETUNE_LR_FACTOR = 0.1  # phase 2 moves pretrained layers: a tenth of the entry's learning rate
 FINETUNE_KL = 1.0  # phase 2 learns the teacher's soft labels (its default objective: features + KL)
-ENTRY_KWARGS = ("entry_width", "entry_depth", "entry_kernel", "entry_expand")
+ENTRY_KWARGS = ("entry_width", "entry_depth", "entry_kernel", "entry_expand", "entry_stride")
 #: Options an exact (pixels) conversion takes no notice of: they only steer a training run's machinery.
 EXACT_IGNORED = ("profile", "device", "precision", "num_threads", "progress", "tensorboard", "log_every",
                  "save_every_minutes", "seed")

@@ -33,9 +33,12 @@ at stride 16 on 384 coefficient channels, a quarter of the positions (README, "C
 remainder after such a cut is cheap, but the entry has far more of the teacher to imitate). `entry_width`
 counts in coefficient channels at the entry's own stride: 192 at stride 4 and 8, 384 at stride 16. Each block's
 last BatchNorm starts at zero, so a fresh entry is its linear fusion + projection and the blocks grow from there.
-`entry_expand` > 1 makes the blocks inverted residuals (`InvertedResidualEntryBlock`: 1×1 expand, depthwise, 1×1
-project, on a linear stream of `entry_width` channels): the teacher's own block design, wide inside and cheap
-outside.
+`entry_stride=16` runs the entry at stride 16 whatever the cut (the space-to-depth above) and ends, for a
+cut at stride 8 or 4, in a depth-to-space back to the cut's stride: a quarter of the positions, so twice the
+width for the same multiply-adds in its 1×1s, each position seeing a whole MCU at once (the default, None, is
+16 for a stride-16 cut, else 8). `entry_expand` > 1 makes the blocks inverted residuals
+(`InvertedResidualEntryBlock`: 1×1 expand, depthwise, 1×1 project, on a linear stream of `entry_width`
+channels): the teacher's own block design, wide inside and cheap outside.
 """
 from __future__ import annotations
 
@@ -50,7 +53,10 @@ from .registry import JpegNetModel, register_model
 ENTRY_REDUCTIONS = (4, 8, 16)
 ENTRIES = ("learned", "pixels")
 #: The learned entry's keywords and their defaults: an exact (pixels) entry takes none of them.
-LEARNED_ENTRY_DEFAULTS = {"cut": None, "entry_width": 1.0, "entry_depth": 4, "entry_kernel": 3, "entry_expand": 1}
+LEARNED_ENTRY_DEFAULTS = {"cut": None, "entry_width": 1.0, "entry_depth": 4, "entry_kernel": 3, "entry_expand": 1,
+                          "entry_stride": None}
+#: the strides an entry computes at: 8 (the blocks' own grid) or 16 (each MCU's 2x2 luma blocks folded into channels)
+ENTRY_STRIDES = (8, 16)
 
 
 class EntryBlock(nn.Module):
@@ -98,11 +104,18 @@ class DctEntry(nn.Module):
     """Coefficients → the teacher's feature map at the cut (see the module docstring)."""
 
     def __init__(self, out_channels: int, out_reduction: int = 8, width: float = 1.0, depth: int = 4,
-                 kernel: int = 3, expand: int = 1):
+                 kernel: int = 3, expand: int = 1, stride: int | None = None):
         super().__init__()
         if out_reduction not in ENTRY_REDUCTIONS:
             raise TeacherError(f"a DCT entry produces features at stride {ENTRY_REDUCTIONS}, not "
                                f"{out_reduction}; cut the teacher at one of those")
+        if stride is None:
+            stride = 16 if out_reduction == 16 else 8
+        if isinstance(stride, bool) or stride not in ENTRY_STRIDES:
+            raise TeacherError(f"entry_stride must be one of {ENTRY_STRIDES} (or None: the cut's), got {stride!r}")
+        if stride < out_reduction:
+            raise TeacherError(f"entry_stride {stride} is finer than the cut's stride {out_reduction}: an entry "
+                               f"computes at the cut's stride or coarser (then shuffles depth back to space)")
         if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0.05 <= width <= 16:
             raise TeacherError(f"entry_width must be a number in [0.05, 16] (times the coefficient channels), "
                                f"got {width!r}")
@@ -112,7 +125,7 @@ class DctEntry(nn.Module):
         if kernel % 2 == 0:
             raise TeacherError(f"entry_kernel must be odd, got {kernel}")
         # stride 16: the luma's 2×2 block groups folded into channels (space-to-depth), beside their chroma block
-        self.luma_fold = 2 if out_reduction == 16 else 1
+        self.luma_fold = 2 if stride == 16 else 1
         coefficients = DCT_Y_CHANNELS * self.luma_fold ** 2 + DCT_CBCR_CHANNELS
         width = max(8, int(round(width * coefficients / 8)) * 8)
         self.bn_y = nn.BatchNorm2d(DCT_Y_CHANNELS)
@@ -124,8 +137,9 @@ class DctEntry(nn.Module):
         self.linear_stream = expand > 1
         self.blocks = nn.Sequential(*[InvertedResidualEntryBlock(width, kernel, expand) if self.linear_stream
                                       else EntryBlock(width, kernel) for _ in range(depth)])
-        self.shuffle = out_reduction == 4
-        outputs = out_channels * 4 if self.shuffle else out_channels
+        # depth-to-space by the entry's stride over the cut's (a stride-4 cut's entry computes at stride 8)
+        self.shuffle = stride // out_reduction
+        outputs = out_channels * self.shuffle ** 2
         self.project = nn.Conv2d(width, outputs, 1, bias=False)
         self.bn_out = nn.BatchNorm2d(out_channels)
 
@@ -139,8 +153,8 @@ class DctEntry(nn.Module):
         if not self.linear_stream:
             x = torch.relu(x)
         x = self.project(self.blocks(x))
-        if self.shuffle:
-            x = nn.functional.pixel_shuffle(x, 2)
+        if self.shuffle > 1:
+            x = nn.functional.pixel_shuffle(x, self.shuffle)
         return self.bn_out(x)
 
 
@@ -222,13 +236,14 @@ class ConvertedModel(JpegNetModel):
     (logits, entry features, late features)."""
 
     def __init__(self, teacher: str, cut: str | None = None, num_classes: int = 1000, entry_width: float = 1.0,
-                 entry_depth: int = 4, entry_kernel: int = 3, entry: str = "learned", entry_expand: int = 1):
+                 entry_depth: int = 4, entry_kernel: int = 3, entry: str = "learned", entry_expand: int = 1,
+                 entry_stride: int | None = None):
         super().__init__()
         if entry not in ENTRIES:
             raise TeacherError(f"entry must be one of {list(ENTRIES)}, got {entry!r}")
         if entry == "pixels":
             given = dict(cut=cut, entry_width=entry_width, entry_depth=entry_depth, entry_kernel=entry_kernel,
-                         entry_expand=entry_expand)
+                         entry_expand=entry_expand, entry_stride=entry_stride)
             odd = [k for k, v in given.items() if v != LEARNED_ENTRY_DEFAULTS[k]]
             if odd:
                 raise TeacherError(f"entry='pixels' runs the whole teacher after an exact entry: {', '.join(odd)} "
@@ -261,7 +276,7 @@ class ConvertedModel(JpegNetModel):
             point = find_cut(net, cut)
             self.cut = point
             self.entry = DctEntry(point.channels, point.reduction, entry_width, entry_depth, entry_kernel,
-                                  entry_expand)
+                                  entry_expand, entry_stride)
             self.remainder = remove_front(net, point)
             later = [d for d in _feature_info(net) if d["reduction"] > point.reduction]
             self.feature_info = [dict(module="entry", num_chs=point.channels, reduction=point.reduction)] + [
@@ -313,13 +328,14 @@ class ConvertedModel(JpegNetModel):
 @register_model
 def converted(num_classes: int = 1000, teacher: str = "efficientnet_b0", cut: str | None = None,
               entry_width: float = 1.0, entry_depth: int = 4, entry_kernel: int = 3,
-              entry: str = "learned", entry_expand: int = 1) -> ConvertedModel:
+              entry: str = "learned", entry_expand: int = 1, entry_stride: int | None = None) -> ConvertedModel:
     """A pretrained pixel CNN (`teacher`: a jpegnet model name or timm:NAME) on JPEG coefficients; made by
     `jpegnet convert`. entry="learned": its front up to `cut` (default: its last stride-8 stage) replaced by a
     learned DCT entry; entry="pixels": an exact entry rebuilds its pixels and the whole teacher follows (no
     cut, no entry_* keywords)."""
-    return ConvertedModel(teacher, cut, num_classes, entry_width, entry_depth, entry_kernel, entry, entry_expand)
+    return ConvertedModel(teacher, cut, num_classes, entry_width, entry_depth, entry_kernel, entry, entry_expand,
+                          entry_stride)
 
 
-__all__ = ["ENTRIES", "ConvertedModel", "DctEntry", "EntryBlock", "InvertedResidualEntryBlock", "PixelEntry",
-           "converted"]
+__all__ = ["ENTRIES", "ENTRY_STRIDES", "ConvertedModel", "DctEntry", "EntryBlock", "InvertedResidualEntryBlock",
+           "PixelEntry", "converted"]
