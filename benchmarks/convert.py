@@ -24,7 +24,7 @@ Evaluation (--eval-data: a folder of class folders, or a flat folder of ImageNet
 Evaluation photos that also lie in the conversion's training folders (--data, or the data of the checkpoint's
 run and of the runs it was initialized from, as far as those folders exist here) are left out first, found by
 benchmarks/overlap.py (imagenette-224 train holds 8 of EliSchwartz's 1,000); the row gives their number as
-eval_excluded. --keep-shared evaluates them too (the rows before 2026-12-07 18:00 UTC did).
+eval_excluded. --keep-shared evaluates them too (as the rows with no eval_excluded value did).
 One row per run is appended to benchmarks/results/convert.csv (with the recipe, wall minutes, machine).
 """
 from __future__ import annotations
