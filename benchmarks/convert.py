@@ -154,10 +154,12 @@ def training_folders(checkpoint: str, data: str | None) -> list[Path]:
 
 def without_shared(files: list[Path], labels: list[int], eval_dir: Path,
                    folders: list[Path]) -> tuple[list[Path], list[int], list[str]]:
-    """files and labels less the photos benchmarks/overlap.py finds in any of `folders`, and those left out."""
-    from overlap import overlap
+    """files and labels less the photos benchmarks/overlap.py finds in any of `folders` (their files taken once,
+    however many folders or links lead to them), and those left out."""
+    from overlap import jpeg_files, shared_eval_files
 
-    shared = {eval_dir / pair["eval"] for folder in folders for pair in overlap(folder, eval_dir, 0.99)["pairs"]}
+    train = list({path.resolve(): path for folder in folders for path in jpeg_files(folder)}.values())
+    shared = shared_eval_files(train, files, 0.99)
     kept = [(f, label) for f, label in zip(files, labels) if f not in shared]
     return [f for f, _ in kept], [label for _, label in kept], sorted(str(f.relative_to(eval_dir)) for f in shared)
 

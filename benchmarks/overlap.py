@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -36,8 +37,8 @@ def fingerprints(files: list[Path]) -> tuple[list[Path], np.ndarray, list[str], 
     for path in files:
         data = path.read_bytes()
         try:
-            with Image.open(path) as image:
-                image.draft("L", (4 * THUMB, 4 * THUMB))  # libjpeg's scaled decode: a thumbnail needs no full decode
+            with Image.open(io.BytesIO(data)) as image:  # the bytes already read: hashed and decoded from one read
+                image.draft("L", (4 * THUMB, 4 * THUMB))  # libjpeg's scaled decode: no full decode for a thumbnail
                 grey = np.asarray(image.convert("L").resize((THUMB, THUMB), Image.BILINEAR), np.float32).ravel()
         except (OSError, ValueError, Image.DecompressionBombError):
             unreadable += 1
@@ -48,17 +49,30 @@ def fingerprints(files: list[Path]) -> tuple[list[Path], np.ndarray, list[str], 
     return kept, np.stack(rows) if rows else np.zeros((0, THUMB * THUMB), np.float32), digests, unreadable
 
 
+def best_matches(train_rows: np.ndarray, eval_rows: np.ndarray):
+    """(train index, its most correlated eval index, the correlation) for every train row."""
+    for start in range(0, len(train_rows) if len(eval_rows) else 0, 4096):  # blocks keep the matrix small
+        block = train_rows[start:start + 4096] @ eval_rows.T / (THUMB * THUMB)
+        for i, j in enumerate(block.argmax(1)):
+            yield start + i, int(j), float(block[i, j])
+
+
+def shared_eval_files(train_files: list[Path], eval_files: list[Path], threshold: float) -> set[Path]:
+    """The eval files whose photo is among train_files (each file read once)."""
+    _, train_rows, _, _ = fingerprints(train_files)
+    evals, eval_rows, _, _ = fingerprints(eval_files)
+    return {evals[j] for _, j, score in best_matches(train_rows, eval_rows) if score >= threshold}
+
+
 def overlap(train_dir: Path, eval_dir: Path, threshold: float, closest: int = 5) -> dict:
     train, train_rows, train_sha, train_bad = fingerprints(jpeg_files(train_dir))
     evals, eval_rows, eval_sha, eval_bad = fingerprints(jpeg_files(eval_dir))
     same_bytes = set(train_sha) & set(eval_sha)
     pairs, near_misses = [], []
-    for start in range(0, len(train) if len(evals) else 0, 4096):  # blocks keep the matrix small
-        block = train_rows[start:start + 4096] @ eval_rows.T / (THUMB * THUMB)
-        for i, j in enumerate(block.argmax(1)):
-            row = {"train": str(train[start + i].relative_to(train_dir)),
-                   "eval": str(evals[j].relative_to(eval_dir)), "correlation": round(float(block[i, j]), 4)}
-            (pairs if row["correlation"] >= threshold else near_misses).append(row)
+    for i, j, score in best_matches(train_rows, eval_rows):
+        row = {"train": str(train[i].relative_to(train_dir)), "eval": str(evals[j].relative_to(eval_dir)),
+               "correlation": round(score, 4)}
+        (pairs if row["correlation"] >= threshold else near_misses).append(row)
     near_misses.sort(key=lambda r: -r["correlation"])
     return {"train": str(train_dir), "eval": str(eval_dir), "train_files": len(train), "eval_files": len(evals),
             "unreadable": {"train": train_bad, "eval": eval_bad},

@@ -42,6 +42,10 @@ def test_a_resized_reencoded_copy_is_found_and_different_photos_are_not(tmp_path
     assert found["unreadable"] == {"train": 1, "eval": 0}
     assert found["train_files"] == 4 and found["eval_files"] == 4
     assert all(p["correlation"] < 0.99 for p in found["closest_below_threshold"])
+    script = load_script()  # what benchmarks/convert.py calls: the shared eval files themselves
+    eval_files = sorted(evals.iterdir())
+    shared = script.shared_eval_files(script.jpeg_files(tmp_path / "train"), eval_files, 0.99)
+    assert shared == {evals / originals[2].name}
 
 
 def test_identical_files_count_as_identical_bytes(tmp_path):
