@@ -87,6 +87,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
 # --- train -------------------------------------------------------------------------------------------------
 
 def add_train_parser(sub) -> None:
@@ -220,8 +227,10 @@ def add_convert_parser(sub) -> None:
                         "coefficient channels, 384 at stride 16); entry_expand=6 makes the blocks "
                         "inverted residuals that many times wider inside; entry_stride=16 runs the entry at "
                         "stride 16 (each MCU's luma blocks folded into channels) and shuffles back to the cut's")
-    p.add_argument("--epochs", type=_positive_int, default=None, help="entry epochs (default: the profile's)")
-    p.add_argument("--finetune-epochs", dest="finetune_epochs", type=int, default=0,
+    p.add_argument("--epochs", type=_non_negative_int, default=None,
+                   help="entry epochs (default: the profile's); 0 with --init-from and --finetune-epochs: no entry "
+                        "phase, fine-tune that conversion's whole student (OUT/finetune/)")
+    p.add_argument("--finetune-epochs", dest="finetune_epochs", type=_non_negative_int, default=0,
                    help="then fine-tune the whole student on the teacher's soft labels (default 0: off)")
     p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -238,7 +247,8 @@ def add_convert_parser(sub) -> None:
                         "the remainder runs forward and backward)")
     p.add_argument("--init-from", dest="init_from", default=None,
                    help="start the entry from a converted checkpoint (e.g. an earlier conversion's OUT/best.pt) "
-                        "instead of a fresh one: a second entry phase with another objective")
+                        "instead of a fresh one: a second entry phase with another objective (with --epochs 0: "
+                        "the start of --finetune-epochs, no entry phase)")
     add_device_arguments(p, default=None)
     p.add_argument("--threads", dest="num_threads", type=_positive_int, default=None)
     p.add_argument("--seed", type=int, default=None)

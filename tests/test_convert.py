@@ -345,6 +345,32 @@ def test_a_second_entry_phase_starts_from_a_conversion_with_the_late_term(conver
 
 
 @requires_shared
+def test_epochs_0_fine_tunes_an_earlier_conversion_without_a_new_entry_phase(converted_run, tmp_path):
+    """convert --epochs 0 --init-from OUT/best.pt --finetune-epochs 1: OUT2/finetune/ alone, started from that
+    checkpoint, with the remainder trained (it moves off the teacher's weights) and the entry's spread kept."""
+    from jpegnet.cli import main
+    from jpegnet.engine import load_checkpoint
+
+    first = converted_run["out"] / "best.pt"
+    out = tmp_path / "ft"
+    args = list(converted_run["args"])
+    args[args.index("--out") + 1] = str(out)
+    args[args.index("--epochs") + 1] = "0"
+    assert main(args + ["--init-from", str(first)]) == 0
+    assert not (out / "log.csv").exists() and not (out / "last.pt").exists()
+    state = load_checkpoint(out / "finetune" / "last.pt")
+    assert state["train_config"]["init_from"] == str(first) and state["train_config"]["train_remainder"]
+    start = load_checkpoint(first)["model"]
+    for key in ("entry.bn_out.weight", "entry.bn_out.bias"):
+        assert torch.equal(state["model"][key], start[key]), key
+    moved = [k for k in start if k.startswith("remainder.") and start[k].is_floating_point()
+             and "running" not in k and not torch.equal(state["model"][k], start[k])]
+    assert moved, "the remainder did not train"
+    with pytest.raises(SystemExit):  # a negative count is refused by the parser
+        main(args[:args.index("--epochs") + 1] + ["-1"] + args[args.index("--epochs") + 2:])
+
+
+@requires_shared
 def test_converted_checkpoint_evaluates_predicts_exports_and_starts_a_new_task(converted_run, capsys, tmp_path):
     from jpegnet.cli import main
     from jpegnet.engine.inference import evaluate_checkpoint
@@ -406,6 +432,15 @@ def test_convert_refuses_bad_options(tmp_path):
     entry, finetune = conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), finetune_epochs=1,
                                          distill_kl=0.5, profile="gpu")
     assert entry.distill_kl == finetune.distill_kl == 0.5
+    # epochs=0 skips the entry phase: phase 2 alone, from init_from, at the tenth of the learning rate given
+    for missing in (dict(finetune_epochs=1), dict(init_from="earlier/best.pt")):
+        with pytest.raises(ConfigError, match="epochs=0 skips the entry phase"):
+            conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), epochs=0, **missing)
+    entry, finetune = conversion_configs("vgnetg_1_0mp", str(tmp_path), str(tmp_path / "o"), epochs=0, lr=1e-3,
+                                         init_from="earlier/best.pt", finetune_epochs=2)
+    assert entry is None and finetune.init_from == "earlier/best.pt" and finetune.epochs == 2
+    assert finetune.train_remainder and finetune.lr == pytest.approx(1e-4)
+    assert finetune.out_dir == str(tmp_path / "o" / "finetune")
 
 
 class Interrupted(Exception):

@@ -13,7 +13,8 @@ entry="learned" (the default), from unlabeled JPEGs:
 Phase 1 (OUT/): the teacher's front up to its last stride-8 stage (or `cut`) is replaced by a fresh DCT entry,
 its remainder takes the teacher's weights and stays frozen, and the entry learns the teacher's features at
 the cut (the profiles' distill_kl 0; a distill_kl given adds its logits: jpegnet.engine.distill). Phase 2
-(OUT/finetune/, only with finetune_epochs > 0): the whole student, started from phase 1's best weights, learns
+(OUT/finetune/, only with finetune_epochs > 0): the whole student, started from phase 1's best weights (or, with
+epochs=0, from init_from: an earlier conversion fine-tuned without a new entry phase), learns
 the teacher's features and soft labels end to end (distill_kl FINETUNE_KL unless given; the remainder's
 BatchNorm statistics stay the teacher's). Each phase is an ordinary `jpegnet train` run (TrainingRun with a teacher):
 progress, log.csv, checkpoints every N minutes, exact resume, DDP. Top-1 in its log is agreement with the
@@ -57,7 +58,8 @@ EXACT_IGNORED = ("profile", "device", "precision", "num_threads", "progress", "t
 def conversion_configs(teacher: str, data: str, out_dir: str, *, weights: str | None = None,
                        val_data: str | None = None, cut: str | None = None, profile: str = "cpu",
                        finetune_epochs: int = 0, model_kwargs: dict | None = None, **overrides):
-    """The TrainConfig of phase 1 and (finetune_epochs > 0) phase 2, from a profile and overrides."""
+    """The TrainConfig of phase 1 and (finetune_epochs > 0) phase 2, from a profile and overrides. With
+    epochs=0 (and init_from, finetune_epochs >= 1) phase 1 is None: phase 2 alone starts from init_from."""
     from .trainer import TrainConfig
 
     if profile not in PROFILES:
@@ -70,19 +72,26 @@ def conversion_configs(teacher: str, data: str, out_dir: str, *, weights: str | 
     base = dict(PROFILES[profile], data=data, val_data=val_data, model="converted", model_kwargs=kwargs,
                 teacher=teacher, teacher_weights=weights)
     base.update({k: v for k, v in overrides.items() if v is not None})
-    entry = TrainConfig(**dict(base, out_dir=str(out_dir)))
-    entry.validate()
     if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int) or finetune_epochs < 0:
         raise ConfigError(f"finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
+    # epochs=0: no entry phase; phase 2 alone fine-tunes an earlier conversion (init_from). The entry's config
+    # is still built (with one epoch) so that every option is checked and phase 2's learning rate derives from it.
+    skip_entry = base["epochs"] == 0 and not isinstance(base["epochs"], bool)
+    if skip_entry and (base.get("init_from") is None or not finetune_epochs):
+        raise ConfigError("epochs=0 skips the entry phase: it fine-tunes an earlier conversion, so give init_from "
+                          "(its best.pt) and finetune_epochs >= 1")
+    entry = TrainConfig(**dict(base, out_dir=str(out_dir), epochs=1 if skip_entry else base["epochs"]))
+    entry.validate()
     if not finetune_epochs:
         return entry, None
     kl = overrides.get("distill_kl")  # given: both phases use it; else phase 2 adds the KL term
+    start = base["init_from"] if skip_entry else str(Path(out_dir) / "best.pt")
     finetune = TrainConfig(**dict(base, out_dir=str(Path(out_dir) / "finetune"), epochs=finetune_epochs,
-                                  train_remainder=True, init_from=str(Path(out_dir) / "best.pt"),
+                                  train_remainder=True, init_from=start,
                                   lr=entry.resolved_lr() * FINETUNE_LR_FACTOR, warmup_epochs=0.0,
                                   distill_kl=FINETUNE_KL if kl is None else kl))
     finetune.validate()
-    return entry, finetune
+    return (None if skip_entry else entry), finetune
 
 
 def convert(teacher: str, data: str | None, out_dir: str, *, resume: bool = False, entry: str = "learned",
