@@ -245,6 +245,13 @@ def add_convert_parser(sub) -> None:
                    help="weight of the normalized MSE on the remainder's last feature map (before pooling), "
                         "reached through the frozen remainder (default 0: off; steps cost about twice as much: "
                         "the remainder runs forward and backward)")
+    p.add_argument("--mixup", type=float, default=None, metavar="ALPHA",
+                   help="MixUp Beta(alpha, alpha) on the coefficients, e.g. 1.0 (default 0: off); the teacher is "
+                        "shown the same mixed input (its pixels are the mixed pixels), so its outputs stay the "
+                        "targets: more distinct inputs from the same photos")
+    p.add_argument("--cutmix", type=float, default=None, metavar="ALPHA",
+                   help="CutMix Beta(alpha, alpha) on whole 16x16 MCUs (default 0: off); the teacher sees the same "
+                        "cut-mixed input")
     p.add_argument("--init-from", dest="init_from", default=None,
                    help="start the entry from a converted checkpoint (e.g. an earlier conversion's OUT/best.pt) "
                         "instead of a fresh one: a second entry phase with another objective (with --epochs 0: "

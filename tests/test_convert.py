@@ -371,6 +371,45 @@ def test_epochs_0_fine_tunes_an_earlier_conversion_without_a_new_entry_phase(con
 
 
 @requires_shared
+def test_mixup_and_cutmix_show_the_teacher_and_the_student_the_same_mixed_input(converted_run, tmp_path,
+                                                                               monkeypatch):
+    """convert --mixup / --cutmix on unlabeled photos (function matching): every distillation step gets the
+    mixer's output, which the teacher then sees as pixels; no labels are made up (this crashed before: the
+    labelled path built soft targets from the unlabeled files' placeholder labels)."""
+    from jpegnet.cli import main
+    from jpegnet.engine import load_checkpoint
+    from jpegnet.engine.distill import Distillation
+    from jpegnet.engine.recipe import MixUpCutMix
+
+    mixed, stepped = [], []
+    mix, step = MixUpCutMix.mix_inputs, Distillation.step
+
+    def recording_mix(self, inputs, global_step):
+        out = mix(self, inputs, global_step)
+        mixed.append((tuple(x.clone() for x in inputs), out[0]))
+        return out
+
+    def recording_step(self, train_model, inputs, device, precision):
+        stepped.append(inputs)
+        return step(self, train_model, inputs, device, precision)
+
+    monkeypatch.setattr(MixUpCutMix, "mix_inputs", recording_mix)
+    monkeypatch.setattr(Distillation, "step", recording_step)
+    out = tmp_path / "mixed"
+    args = list(converted_run["args"])
+    del args[args.index("--finetune-epochs"):args.index("--finetune-epochs") + 2]
+    args[args.index("--out") + 1] = str(out)
+    assert main(args + ["--init-from", str(converted_run["out"] / "best.pt"), "--mixup", "1.0",
+                        "--cutmix", "1.0"]) == 0
+    assert mixed and len(stepped) == len(mixed)
+    for (before, after), seen in zip(mixed, stepped):
+        assert all(torch.equal(a, s) for a, s in zip(after, seen))
+    assert any(not torch.equal(b, a) for before, after in mixed for b, a in zip(before, after))
+    config = load_checkpoint(out / "last.pt")["train_config"]
+    assert config["mixup"] == 1.0 and config["cutmix"] == 1.0
+
+
+@requires_shared
 def test_converted_checkpoint_evaluates_predicts_exports_and_starts_a_new_task(converted_run, capsys, tmp_path):
     from jpegnet.cli import main
     from jpegnet.engine.inference import evaluate_checkpoint

@@ -98,6 +98,22 @@ def _drawn_pos(mixer, step):
     return u[3], u[4]
 
 
+def test_mixup_on_coefficients_is_mixup_on_pixels_and_mix_inputs_is_the_mixers_input_half():
+    """What lets distillation mix unlabeled photos (function matching): the pixels of mixed coefficients are
+    the mixed pixels, so the teacher shown them answers for exactly the student's input."""
+    (y1, c1, _), (y2, c2, _) = maps(SAMPLES[0]), maps(SAMPLES[2])
+    h, w = min(y1.shape[2], y2.shape[2]), min(y1.shape[3], y2.shape[3])
+    y = torch.cat([y1[..., :h, :w], y2[..., :h, :w]])
+    cbcr = torch.cat([c1[..., :h // 2, :w // 2], c2[..., :h // 2, :w // 2]])
+    mixer = MixUpCutMix(1.0, 0.0, num_classes=3, representation="dct", seed=1)
+    (my, mc), lam, perm = mixer.mix_inputs((y, cbcr), step=4)
+    assert 0 < lam < 1 and perm.tolist() == [1, 0]
+    px = [to_rgb(y[i:i + 1], cbcr[i:i + 1]) for i in range(2)]
+    assert np.abs(to_rgb(my[:1], mc[:1]) - (lam * px[0] + (1 - lam) * px[1])).max() < 1e-9
+    (cy, cc), _, lam2 = mixer((y, cbcr), torch.tensor([0, 2]), step=4)  # the labelled path mixes the same way
+    assert lam2 == lam and torch.equal(cy, my) and torch.equal(cc, mc)
+
+
 def test_mixup_is_deterministic_and_mixes_targets():
     x = torch.randn(4, 3, 8, 8)
     t = torch.tensor([0, 1, 2, 3])

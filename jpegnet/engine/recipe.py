@@ -75,16 +75,22 @@ class MixUpCutMix:
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
     def __call__(self, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor, step: int):
+        inputs, lam, perm = self.mix_inputs(inputs, step)
+        return inputs, soft_targets(targets, self.num_classes, lam, self.smoothing, perm), lam
+
+    def mix_inputs(self, inputs: tuple[torch.Tensor, ...], step: int):
+        """The mixed inputs alone: (inputs, lam, perm). Distillation needs no labels: the teacher, shown the
+        same mixed input, gives the targets (function matching)."""
         u = _rng(self.seed, step, 5)
         use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha == 0 or u[0] < self.switch_prob)
         alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
         lam = _beta(alpha, u[1], u[2])
-        perm = torch.arange(targets.shape[0] - 1, -1, -1, device=targets.device)
+        perm = torch.arange(inputs[0].shape[0] - 1, -1, -1, device=inputs[0].device)
         if use_cutmix:
             inputs, lam = self.cutmix(inputs, perm, lam, u[3], u[4])
         else:
             inputs = tuple(lam * x + (1.0 - lam) * x[perm] for x in inputs)
-        return inputs, soft_targets(targets, self.num_classes, lam, self.smoothing, perm), lam
+        return inputs, lam, perm
 
     def cutmix(self, inputs, perm, lam: float, u_y: float, u_x: float):
         if self.representation == "dct":

@@ -792,7 +792,10 @@ class TrainingRun:
         cfg = self.config
         inputs = self._jitter(inputs)
         soft = None
-        if self.mixer is not None:
+        if self.mixer is not None and self.distill is not None:
+            # unlabeled photos: the teacher's outputs on the mixed input are the targets (function matching)
+            inputs, _, _ = self.mixer.mix_inputs(inputs, self.global_step)
+        elif self.mixer is not None:
             inputs, soft, _ = self.mixer(inputs, targets, self.global_step)
         if cfg.channels_last:
             inputs = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x for x in inputs)
