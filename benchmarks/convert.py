@@ -218,7 +218,7 @@ def main() -> None:
     train_config = state.get("train_config")  # an exact conversion trained nothing
     recipe = ({k: train_config.get(k) for k in ("epochs", "batch_size", "input_size", "lr", "optimizer",
                                                 "distill_features", "distill_kl", "distill_late", "train_remainder",
-                                                "init_from")}
+                                                "init_from", "mixup", "cutmix")}
               if train_config else {"entry": "pixels (exact, no training)"})
     row = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes"), "teacher": args.teacher,
            "checkpoint": str(checkpoint), "step": state.get("global_step"),
