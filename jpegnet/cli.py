@@ -624,6 +624,10 @@ def add_export_parser(sub) -> None:
                    help="with --int8: 7-bit weights, for x86 CPUs without VNNI (AVX2 only), whose int8 kernels "
                         "can saturate otherwise (default: decided from this CPU; give it when the file will be "
                         "served on another machine)")
+    p.add_argument("--keep-float", dest="keep_float", action="append", default=None, metavar="MODULE",
+                   help="with --int8: leave this submodule in float (repeatable; dotted names), e.g. `entry` for a "
+                        "converted model's learned entry, which reads the raw coefficients: accuracy for speed "
+                        "(README, 'Function matching')")
     p.set_defaults(func=cmd_export)
 
 
@@ -636,11 +640,11 @@ def cmd_export(args) -> int:
         r = export_int8(args.checkpoint, args.out, model_name=args.model, calibration=args.calibration,
                         calibration_images=args.calibration_images,
                         calibration_method=args.calibration_method or DEFAULT_CALIBRATION_METHOD,
-                        reduce_range=args.reduce_range)
+                        reduce_range=args.reduce_range, keep_float=args.keep_float or ())
     elif args.calibration is not None or args.calibration_images is not None or args.reduce_range is not None or \
-            args.calibration_method is not None:
-        raise UsageError("--calibration, --calibration-images, --calibration-method and --reduce-range go with "
-                         "--int8")
+            args.calibration_method is not None or args.keep_float is not None:
+        raise UsageError("--calibration, --calibration-images, --calibration-method, --reduce-range and "
+                         "--keep-float go with --int8")
     else:
         r = export_checkpoint(args.checkpoint, args.out, model_name=args.model)
     h, w = r["input_size"]

@@ -410,6 +410,43 @@ def test_mixup_and_cutmix_show_the_teacher_and_the_student_the_same_mixed_input(
 
 
 @requires_shared
+def test_int8_export_keeps_a_learned_entry_in_float_on_request(converted_run, tmp_path, capsys):
+    """export --int8 --keep-float entry: the learned entry (quantized by default: it is most of the speed-up)
+    stays in float, no DequantizeLinear feeds it, and the remainder is quantized; an unknown module is one typed
+    line and writes nothing; --keep-float without --int8 is a usage error."""
+    import onnx
+
+    from jpegnet.cli import main
+    from jpegnet.engine.export import read_onnx_metadata
+
+    ckpt, photos = converted_run["out"] / "best.pt", converted_run["data"]
+
+    def entry_and_rest_dequantized(path) -> tuple[int, int]:
+        graph = onnx.load(str(path)).graph
+        dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        fed = [n for n in graph.node if n.op_type != "QuantizeLinear" and any(i in dequantized for i in n.input)]
+        return (sum(n.name.startswith("/entry/") for n in fed), sum(not n.name.startswith("/entry/") for n in fed))
+
+    base = ["export", "--checkpoint", str(ckpt), "--int8", "--calibration", str(photos), "--calibration-images", "4"]
+    assert main(base + ["--out", str(tmp_path / "plain.onnx")]) == 0
+    assert main(base + ["--out", str(tmp_path / "kept.onnx"), "--keep-float", "entry"]) == 0
+    plain, kept = entry_and_rest_dequantized(tmp_path / "plain.onnx"), entry_and_rest_dequantized(tmp_path / "kept.onnx")
+    assert plain[0] > 0 and kept[0] == 0 and kept[1] > 0 and kept[1] == plain[1]
+    info = read_onnx_metadata(tmp_path / "kept.onnx")
+    assert info.quantization["fp32_scopes"] == ["/entry/"]
+    assert any(n.startswith("/entry/") for n in info.quantization["fp32_nodes"])
+    assert main(base + ["--out", str(tmp_path / "nested.onnx"), "--keep-float", "entry.fuse"]) == 0
+    assert read_onnx_metadata(tmp_path / "nested.onnx").quantization["fp32_scopes"] == ["/entry/fuse/"]
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "bad.onnx"), "--keep-float", "front"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'front'" in err[0] and "entry" in err[0] and not (tmp_path / "bad.onnx").exists()
+    with pytest.raises(SystemExit):
+        main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "x.onnx"), "--keep-float", "entry"])
+    assert "go with --int8" in capsys.readouterr().err
+
+
+@requires_shared
 def test_converted_checkpoint_evaluates_predicts_exports_and_starts_a_new_task(converted_run, capsys, tmp_path):
     from jpegnet.cli import main
     from jpegnet.engine.inference import evaluate_checkpoint

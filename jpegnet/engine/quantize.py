@@ -291,13 +291,31 @@ def quantize_onnx(fp32: bytes, batches, *, method: str = DEFAULT_CALIBRATION_MET
     return quantized.SerializeToString()
 
 
+def keep_in_float(model, name: str, modules) -> None:
+    """Add `modules` (dotted submodule names) to those `model` keeps in float in an int8 export; a name the model
+    does not have is refused, with its top-level modules listed."""
+    modules = tuple(modules or ())
+    if not modules:
+        return
+    own = dict(model.named_modules())
+    for module in modules:
+        if not module or module not in own:
+            children = ", ".join(n for n, _ in model.named_children())
+            raise ConfigError(f"--keep-float {module!r}: {name} has no such module (its top-level modules: "
+                              f"{children}; nested ones as dotted paths, e.g. entry.fuse)")
+    kept = tuple(getattr(model, "int8_fp32_modules", ()))
+    model.int8_fp32_modules = kept + tuple(m for m in modules if m not in kept)
+
+
 def export_int8(checkpoint: str | os.PathLike, out: str | os.PathLike, model_name: str | None = None, *,
                 calibration, calibration_images: int | None = None,
                 calibration_method: str = DEFAULT_CALIBRATION_METHOD,
-                reduce_range: bool | None = None) -> dict:
+                reduce_range: bool | None = None, keep_float: tuple[str, ...] | list[str] = ()) -> dict:
     """`jpegnet export --int8`: the checkpoint's model exported (as `export_checkpoint` does) and quantized, with
     ranges calibrated on up to `calibration_images` (default 256) images of `calibration` (a folder of JPEG files
-    or tar shards) by `calibration_method`. The calibration source is checked before the model is loaded, and
+    or tar shards) by `calibration_method`. keep_float: submodules (dotted names, e.g. "entry") left in float
+    beside those the model itself keeps (`int8_fp32_modules`): accuracy for speed, e.g. a converted model's learned
+    entry, which reads the raw coefficients. The calibration source is checked before the model is loaded, and
     nothing is written unless it all succeeds. Returns export_checkpoint's summary plus 'calibration'."""
     from ..data import is_shard_spec
     from .export import export_onnx, export_summary, model_for_export, write_onnx
@@ -311,6 +329,7 @@ def export_int8(checkpoint: str | os.PathLike, out: str | os.PathLike, model_nam
     if not is_shard_spec(calibration):
         calibration_files(calibration)  # a missing or empty folder fails before the model is built
     model, class_names, name = model_for_export(checkpoint, model_name)
+    keep_in_float(model, name, keep_float)
     fp32 = export_onnx(model, class_names=class_names, model_name=name)
     batches, report = calibration_batches(calibration, model.input_config,
                                           calibration_images or DEFAULT_CALIBRATION_IMAGES)
@@ -323,4 +342,4 @@ def export_int8(checkpoint: str | os.PathLike, out: str | os.PathLike, model_nam
 
 
 __all__ = ["CALIBRATION_METHODS", "DEFAULT_CALIBRATION_IMAGES", "DEFAULT_CALIBRATION_METHOD", "calibration_batches",
-           "calibration_files", "export_int8", "quantize_onnx", "reduced_range_needed", "shape_arithmetic_nodes"]
+           "calibration_files", "export_int8", "keep_in_float", "quantize_onnx", "reduced_range_needed", "shape_arithmetic_nodes"]
