@@ -430,7 +430,7 @@ def test_int8_export_keeps_a_learned_entry_in_float_on_request(converted_run, tm
     base = ["export", "--checkpoint", str(ckpt), "--int8", "--calibration", str(photos), "--calibration-images", "4"]
     assert main(base + ["--out", str(tmp_path / "plain.onnx")]) == 0
     assert main(base + ["--out", str(tmp_path / "kept.onnx"), "--keep-float", "entry"]) == 0
-    plain, kept = entry_and_rest_dequantized(tmp_path / "plain.onnx"), entry_and_rest_dequantized(tmp_path / "kept.onnx")
+    plain, kept = (entry_and_rest_dequantized(tmp_path / f"{name}.onnx") for name in ("plain", "kept"))
     assert plain[0] > 0 and kept[0] == 0 and kept[1] > 0 and kept[1] == plain[1]
     info = read_onnx_metadata(tmp_path / "kept.onnx")
     assert info.quantization["fp32_scopes"] == ["/entry/"]

@@ -342,4 +342,5 @@ def export_int8(checkpoint: str | os.PathLike, out: str | os.PathLike, model_nam
 
 
 __all__ = ["CALIBRATION_METHODS", "DEFAULT_CALIBRATION_IMAGES", "DEFAULT_CALIBRATION_METHOD", "calibration_batches",
-           "calibration_files", "export_int8", "keep_in_float", "quantize_onnx", "reduced_range_needed", "shape_arithmetic_nodes"]
+           "calibration_files", "export_int8", "keep_in_float", "quantize_onnx", "reduced_range_needed",
+           "shape_arithmetic_nodes"]
