@@ -45,6 +45,15 @@ def to_rgb(y, cbcr) -> np.ndarray:
                      lum + 1.772 * (cb - 128)], -1)
 
 
+def two_image_batch():
+    """Raw maps of two sample JPEGs cut to a common size, as one batch of 2: (y, cbcr)."""
+    (y1, c1, _), (y2, c2, _) = maps(SAMPLES[0]), maps(SAMPLES[2])
+    h, w = min(y1.shape[2], y2.shape[2]), min(y1.shape[3], y2.shape[3])
+    y = torch.cat([y1[..., :h, :w], y2[..., :h, :w]])
+    cbcr = torch.cat([c1[..., :h // 2, :w // 2], c2[..., :h // 2, :w // 2]])
+    return y, cbcr
+
+
 @pytest.mark.parametrize("b, c, s", [(0.1, 1.0, 1.0), (0.0, 0.6, 1.0), (0.0, 1.0, 0.3), (-0.05, 1.3, 1.4)])
 def test_dct_jitter_equals_pixel_jitter(b, c, s):
     y, cbcr, coefs = maps(SAMPLES[0])
@@ -69,10 +78,7 @@ def test_normalized_jitter_is_the_raw_jitter_normalized():
 
 
 def test_cutmix_on_whole_mcus_equals_pixel_cutmix():
-    (y1, c1, _), (y2, c2, _) = maps(SAMPLES[0]), maps(SAMPLES[2])
-    h, w = min(y1.shape[2], y2.shape[2]), min(y1.shape[3], y2.shape[3])
-    y = torch.cat([y1[..., :h, :w], y2[..., :h, :w]])
-    cbcr = torch.cat([c1[..., :h // 2, :w // 2], c2[..., :h // 2, :w // 2]])
+    y, cbcr = two_image_batch()
     mixer = MixUpCutMix(0.0, 1.0, num_classes=3, representation="dct", seed=3)
     (my, mc), soft, lam = mixer((y, cbcr), torch.tensor([0, 2]), step=5)
     # the box the mixer drew, in MCUs (same draws), and lam = 1 - its area
@@ -101,10 +107,7 @@ def _drawn_pos(mixer, step):
 def test_mixup_on_coefficients_is_mixup_on_pixels_and_mix_inputs_is_the_mixers_input_half():
     """What lets distillation mix unlabeled photos (function matching): the pixels of mixed coefficients are
     the mixed pixels, so the teacher shown them answers for exactly the student's input."""
-    (y1, c1, _), (y2, c2, _) = maps(SAMPLES[0]), maps(SAMPLES[2])
-    h, w = min(y1.shape[2], y2.shape[2]), min(y1.shape[3], y2.shape[3])
-    y = torch.cat([y1[..., :h, :w], y2[..., :h, :w]])
-    cbcr = torch.cat([c1[..., :h // 2, :w // 2], c2[..., :h // 2, :w // 2]])
+    y, cbcr = two_image_batch()
     mixer = MixUpCutMix(1.0, 0.0, num_classes=3, representation="dct", seed=1)
     (my, mc), lam, perm = mixer.mix_inputs((y, cbcr), step=4)
     assert 0 < lam < 1 and perm.tolist() == [1, 0]
