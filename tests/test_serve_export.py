@@ -12,6 +12,7 @@ import torch
 from jpegnet import create_model
 from jpegnet.cli import main
 from jpegnet.engine import save_checkpoint
+from jpegnet.engine.input_fold import fold_input_batchnorms
 from jpegnet.serve import OnnxRuntimeBackend, TorchBackend, export_onnx, read_onnx_metadata
 from tests.test_all_models import export_size
 
@@ -100,7 +101,11 @@ def test_metadata_carries_the_preprocessing(tmp_path):
     assert main(["export", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
     info = read_onnx_metadata(out)
     assert info.model_name == "dct_vgnetg_1_0mp" and info.class_names == ["cat", "dog", "owl"]
-    assert info.input_config == model.input_config  # representation, size, crop_pct, mean/std, DCT stats
+    # representation, size, crop_pct, mean/std, and the DCT stats with the input BatchNorms folded in (for a fresh
+    # model: each std times sqrt(1 + eps); jpegnet.engine.input_fold)
+    fold_input_batchnorms(model.eval())
+    assert info.input_config == model.input_config
+    assert info.input_config.dct_std == pytest.approx(stats["dct_std"], rel=1e-4)
     assert info.input_names == ["y", "cbcr"] and info.precision == "fp32" and info.quantization is None
     import onnx
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}

@@ -13,7 +13,8 @@ The file describes itself: `metadata_props` hold, each as a JSON value,
     crop_pct         evaluation resize: shorter side to max(H, W) / crop_pct, then centre crop
     interpolation    the resize filter, "bilinear" or "bicubic" (antialiased; files without it: "bilinear")
     mean, std        RGB normalization (3 values each)
-    dct_mean, dct_std  the DCT normalization (192 values each: 64 Y, 128 CbCr) or null for the default scale
+    dct_mean, dct_std  the DCT normalization (192 values each: 64 Y, 128 CbCr) or null for the default scale;
+                     a checkpoint's export folds the model's input BatchNorms into them (jpegnet.engine.input_fold)
     class_names      one label per output
     input_names      ["y", "cbcr"] or ["x"]
     precision        "fp32", or "int8" for a file `jpegnet export --int8` quantized (jpegnet.engine.quantize,
@@ -168,9 +169,12 @@ def read_onnx_metadata(path: str | os.PathLike | bytes) -> OnnxInfo:
 
 def model_for_export(checkpoint: str | os.PathLike, model_name: str | None = None):
     """(model, class_names, model_name) from a jpegnet checkpoint, or from a plain state dict (e.g.
-    `torch.save(model.state_dict())`) when `model_name` names its registered architecture."""
+    `torch.save(model.state_dict())`) when `model_name` names its registered architecture. The model is in eval
+    mode with its input BatchNorms folded into its input normalization (jpegnet.engine.input_fold: the same
+    function; what the exported file's dct_mean / dct_std say, and what keeps an int8 file's inputs precise)."""
     from .checkpoint import load_checkpoint, load_model_state, model_from_checkpoint
     from .errors import CheckpointError
+    from .input_fold import fold_input_batchnorms
     from ..models import create_model
 
     try:
@@ -185,10 +189,12 @@ def model_for_export(checkpoint: str | os.PathLike, model_name: str | None = Non
         num_classes = int(list(weights.values())[-1].shape[0])
         model = create_model(model_name, num_classes=num_classes)
         load_model_state(model, weights, str(checkpoint))
-        return model.eval(), None, model_name
+        fold_input_batchnorms(model.eval())
+        return model, None, model_name
     if model_name is not None and model_name != state["model_name"]:
         raise CheckpointError(f"{checkpoint} holds a {state['model_name']}, not a {model_name}")
     model = model_from_checkpoint(state, str(checkpoint))
+    fold_input_batchnorms(model.eval())
     return model, state.get("class_names"), state["model_name"]
 
 

@@ -277,6 +277,7 @@ class ConvertedModel(JpegNetModel):
             self.cut = point
             self.entry = DctEntry(point.channels, point.reduction, entry_width, entry_depth, entry_kernel,
                                   entry_expand, entry_stride)
+            self.input_batchnorms = (("y", "entry.bn_y"), ("cbcr", "entry.bn_cbcr"))
             self.remainder = remove_front(net, point)
             later = [d for d in _feature_info(net) if d["reduction"] > point.reduction]
             self.feature_info = [dict(module="entry", num_chs=point.channels, reduction=point.reduction)] + [

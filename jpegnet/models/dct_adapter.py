@@ -126,6 +126,7 @@ class DctAdapter(JpegNetModel):
             raise ValueError(f"dct_stem must be one of {sorted(DCT_STEMS)}, got {dct_stem!r}")
         backbone.drop_before_stride8()
         self.stem = DCT_STEMS[dct_stem](backbone.stride8_channels)
+        self.input_batchnorms = (("y", "stem.bn_y"), ("cbcr", "stem.bn_cbcr"))
         self.backbone = backbone
         self.num_classes = backbone.num_classes
         self.num_features = backbone.num_features

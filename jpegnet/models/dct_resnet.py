@@ -150,6 +150,9 @@ class EarlyMergeDctResNet(DctResNetBase):
         super().__init__()
         self._setup(num_classes, width_multiplier, depth_multiplier)
         self.stem = EarlyMergeStem(chroma)
+        # the deconvolution reads the raw chroma before its BatchNorm: only the upsampling stem's can be folded
+        self.input_batchnorms = (("y", "stem.bn_y"),) + ((("cbcr", "stem.chroma.bn"),) if chroma == "upsample"
+                                                          else ())
         in_ch = self.stem.out_channels
         self.feature_info = []
         if rfa:
@@ -193,6 +196,7 @@ class DownSamplingDctResNet(DctResNetBase):
         super().__init__()
         self._setup(num_classes, width_multiplier, depth_multiplier)
         self.stem = DownSamplingStem(self._c(256))
+        self.input_batchnorms = (("cbcr", "stem.bn_cbcr"),)  # the luma goes straight into a convolution
         self.layer2 = self._resnet_stage(3, self.stem.out_channels, stride=1)
         self.layer3 = self._resnet_stage(4, self.layer2[0].conv3.out_channels, stride=1)
         self.layer4 = self._resnet_stage(5, self.layer3[0].conv3.out_channels)
@@ -231,6 +235,7 @@ class LateConcatDctResNet(DctResNetBase):
         c = self._c
         concat_ch = c(STAGE_WIDTHS[2]) * EXPANSION
         self.bn_y = nn.BatchNorm2d(Y_CHANNELS)
+        self.input_batchnorms = (("y", "bn_y"), ("cbcr", "bn_cbcr"))
         in_ch = Y_CHANNELS
         self.feature_info = []
         if y_stage1_out is not None:

@@ -40,6 +40,9 @@ class JpegNetModel(nn.Module):
     """
 
     input_config: InputConfig = InputConfig()
+    #: (input name, dotted BatchNorm path) pairs: a BatchNorm that is the only consumer of that raw input ("y" or
+    #: "cbcr"). An export folds its statistics into the input normalization (jpegnet.engine.input_fold).
+    input_batchnorms: tuple[tuple[str, str], ...] = ()
     num_classes: int = 1000
     num_features: int = 0
     feature_info: list[dict]
