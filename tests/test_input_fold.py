@@ -11,6 +11,7 @@ much closer to its fp32 ones with the fold than without it.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from torch import nn
 
 from jpegnet import create_model
 from jpegnet.engine import save_checkpoint
-from jpegnet.engine.export import export_checkpoint, export_onnx, model_for_export, read_onnx_metadata
+from jpegnet.engine.export import export_checkpoint, export_onnx, read_onnx_metadata
 from jpegnet.engine.inference import input_batches
 from jpegnet.engine.input_fold import INPUT_CHANNELS, fold_input_batchnorms
 from jpegnet.input_config import DCT_CHANNELS, normalization
@@ -55,7 +56,6 @@ def randomize(model: nn.Module, generator: torch.Generator) -> None:
     so that no fold is trivially the identity."""
     mean = tuple((torch.randn(DCT_CHANNELS, generator=generator) * 20).tolist())
     std = tuple((torch.rand(DCT_CHANNELS, generator=generator) * 200 + 1).tolist())
-    from dataclasses import replace
     model.input_config = replace(model.input_config, input_size=(SIZE, SIZE), dct_mean=mean, dct_std=std)
     with torch.no_grad():
         for m in model.modules():
