@@ -626,7 +626,7 @@ def add_export_parser(sub) -> None:
                         "served on another machine)")
     p.add_argument("--keep-float", dest="keep_float", action="append", default=None, metavar="MODULE",
                    help="with --int8: leave this submodule in float (repeatable; dotted names), e.g. `entry` for a "
-                        "converted model's learned entry: a little accuracy for most of the speed-up (README, "
+                        "converted model's learned entry: buys a little accuracy, costs most of the speed-up (README, "
                         "'int8 without the input's rounding')")
     p.set_defaults(func=cmd_export)
 

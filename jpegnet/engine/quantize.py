@@ -319,7 +319,7 @@ def export_int8(checkpoint: str | os.PathLike, out: str | os.PathLike, model_nam
     ranges calibrated on up to `calibration_images` (default 256) images of `calibration` (a folder of JPEG files
     or tar shards) by `calibration_method`. keep_float: submodules (dotted names, e.g. "entry") left in float
     beside those the model itself keeps (`int8_fp32_modules`): accuracy for speed, e.g. a converted model's learned
-    entry (since the input fold, 0.2-0.7 point of top-1 for most of its speed-up). The calibration source is checked before the model is loaded, and
+    entry (since the input fold: 0.2-0.7 point of top-1 gained, most of its speed-up lost). The calibration source is checked before the model is loaded, and
     nothing is written unless it all succeeds. Returns export_checkpoint's summary plus 'calibration'."""
     from ..data import is_shard_spec
     from .export import export_onnx, export_summary, model_for_export, write_onnx
